@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -130,7 +130,7 @@ class Rule:
     @property
     def params(self) -> dict[str, float]:
         """Hyperparameters other than lr, as a plain dict (for records and specs)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "lr"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "lr"}
 
     @property
     def spec(self) -> str:
@@ -503,7 +503,7 @@ def parse(spec: "str | Rule") -> Rule:
     if name not in RULES:
         raise ValueError(f"`optimizer` name {name!r} is unknown; choose one of {sorted(RULES)}")
     cls = RULES[name]
-    allowed = ["lr"] + [k for k in cls.__dataclass_fields__ if k != "lr"]
+    allowed = ["lr"] + [f.name for f in fields(cls) if f.name != "lr"]
     kwargs: dict[str, float] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")

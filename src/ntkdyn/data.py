@@ -1,0 +1,558 @@
+"""Datasets: embedded sources, local MNIST/CSV files, row normalisation and input validation.
+
+Specs accepted by :func:`load_dataset` (the name is case-insensitive; ``name:key=value,...``):
+
+* ``synthetic``             the paper's toy regression: ``x1, x2 ~ N(0, 1)``,
+                            ``x3 = linspace(-4, 4, n)``, ``y = -0.5 x1 + 1.2 x2 + 10 sin(x3)``.
+* ``gaussian:d=5``          rows ``x_i ~ N(0, I_d)``, labels ``y_i = sign(N(0, 1))`` (MATH.md 6).
+* ``digits``                scikit-learn's bundled 8x8 digits (1797 x 64, no download), target =
+  ``digits:classes=3/8``    digit value; two classes give labels -1 (first) / +1 (second); three
+  ``digits:classes=0/1/2``  or more keep the digit value.
+* ``mnist:PATH``            local MNIST: a folder with ``train-images-idx3-ubyte`` and
+                            ``train-labels-idx1-ubyte`` (each optionally ``.gz``), one IDX images
+                            file (labels beside it), or an ``.npz`` (``x_train/y_train`` or ``X/y``).
+* ``csv:PATH``              numeric CSV, label in the last column, optional header row.
+
+Only the first ``:`` separates the name, so ``csv:C:\\data\\x.csv`` works. Nothing is ever
+downloaded, executed or unpickled.
+
+``normalize=True`` (the paper's setting, ``||x_i|| = 1``, MATH.md 0) scales every row to unit
+Euclidean norm. Labels are never transformed.
+
+Degenerate inputs (MATH.md 1.2). ``H^inf_ij = x_i^T x_j (pi - theta_ij) / (2 pi)`` is the Gram of
+the features ``phi_i(w) = x_i 1{w^T x_i > 0}``, ``w ~ N(0, I)``, so ``lambda_min(H^inf) = 0``
+iff ``sum_i c_i phi_i = 0`` for some ``c != 0``. The sum is piecewise constant in ``w``, and
+crossing the hyperplane ``w ⟂ x_i`` changes only the terms of rows on the line of ``x_i``; hence:
+
+* two rows with the same direction (duplicates, positive multiples, a zero row) make H^inf
+  singular: ``phi(a x) = a phi(x)`` for ``a > 0``;
+* an antiparallel pair ``(x, -x)`` alone does not: the supports are disjoint and
+  ``H^inf(x, -x) = 0`` (``theta = pi``);
+* but ``phi(x) - phi(-x) = x`` for every ``w``, so antiparallel pairs whose directions are
+  linearly dependent (always so for more than ``d`` pairs) do make H^inf singular.
+
+With distinct lines otherwise, these are the only cases, and :func:`find_degeneracy` detects
+exactly them (the same null vector annihilates the output-layer kernel ``H^{a,inf}`` of 1.4).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Dataset",
+    "Degeneracy",
+    "DegenerateDataWarning",
+    "SOURCES",
+    "find_degeneracy",
+    "load_dataset",
+    "validate_dataset",
+]
+
+#: Known spec names and the option keys each accepts (mnist/csv take a path instead).
+SOURCES: dict[str, tuple[str, ...]] = {
+    "synthetic": (),
+    "gaussian": ("d",),
+    "digits": ("classes",),
+    "mnist": (),
+    "csv": (),
+}
+_PATH_SOURCES = ("mnist", "csv")
+_DEFAULT_N = {"synthetic": 50, "gaussian": 20}
+
+#: Rows i, j count as parallel when cos(x_i, x_j) > 1 - PARALLEL_COS_TOL. Two unit rows at angle
+#: theta give lambda_min(H^inf) ~ theta / (2 pi), here <= 2.3e-7.
+PARALLEL_COS_TOL = 1e-12
+#: Antiparallel directions count as dependent when s_min <= DEPENDENCE_RTOL * s_max; measured
+#: lambda_min(H^inf) ~ 0.04 s_min^2 (three pairs in a plane of R^5), so <= ~1e-13 here.
+DEPENDENCE_RTOL = 1e-6
+#: Memory bound for one block of the pairwise cosine matrix.
+_GRAM_BLOCK_BYTES = 32 * 2**20
+
+
+class DegenerateDataWarning(UserWarning):
+    """The inputs make lambda_min of the NTK Gram ~0: no linear-rate guarantee (MATH.md 1.2)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Validated inputs ``X`` (n, d) and labels ``y`` (n,), both float64 and read-only."""
+
+    X: np.ndarray
+    y: np.ndarray
+    name: str = "data"
+
+    def __post_init__(self) -> None:
+        for field, arr, ndim in (("X", self.X, 2), ("y", self.y, 1)):
+            if not isinstance(arr, np.ndarray) or arr.dtype != np.float64 or arr.ndim != ndim:
+                raise ValueError(
+                    f"`{field}` must be a float64 array with {ndim} dimension(s); "
+                    f"use validate_dataset() to convert, got {type(arr).__name__} "
+                    f"{getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}"
+                )
+        if self.X.shape[0] != self.y.shape[0]:
+            raise ValueError(f"`y` has {self.y.shape[0]} entries but `X` has {self.X.shape[0]} rows")
+        for field in ("X", "y"):
+            view = getattr(self, field).view()
+            view.flags.writeable = False  # a record: the caller's array stays writable
+            object.__setattr__(self, field, view)
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return self.X.shape[0]
+
+    @property
+    def d(self) -> int:
+        """Input dimension."""
+        return self.X.shape[1]
+
+
+@dataclass(frozen=True)
+class Degeneracy:
+    """Why lambda_min(H^inf) is ~0: ``kind`` in {"zero", "duplicate", "parallel",
+    "antiparallel"}, the offending ``rows`` (a pair, or the pairs of a dependent antiparallel
+    set flattened), and a readable ``message``."""
+
+    kind: str
+    rows: tuple[int, ...]
+    message: str
+
+
+# --------------------------------------------------------------------------------------------
+# Validation.
+
+
+def _as_numeric(field: str, name: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"`{field}` of {name!r} must be real numbers, got dtype {arr.dtype}")
+    return np.array(arr, dtype=np.float64)  # always a copy: callers keep their arrays
+
+
+def _row_norms(X: np.ndarray) -> np.ndarray:
+    # Scale by the largest entry first so that 1e-200 or 1e200 rows neither under- nor overflow.
+    scale = np.max(np.abs(X), axis=1)
+    safe = np.where(scale > 0, scale, 1.0)
+    return scale * np.linalg.norm(X / safe[:, None], axis=1)
+
+
+def _first_nonfinite(field: str, name: str, arr: np.ndarray) -> None:
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        idx = tuple(int(i) for i in bad[0])
+        value = arr[idx]
+        where = f"row {idx[0]}, column {idx[1]}" if len(idx) == 2 else f"index {idx[0]}"
+        raise ValueError(
+            f"`{field}` of {name!r} contains {value} at {where} "
+            f"({len(bad)} non-finite value(s)); every value must be finite"
+        )
+
+
+def validate_dataset(
+    X, y, *, name: str = "data", normalize: bool = True, check_degenerate: bool = True
+) -> Dataset:
+    """Check user arrays and return a float64 :class:`Dataset` (rows unit-norm if ``normalize``).
+
+    Raises ValueError for non-numeric or non-finite values (naming the array and the first bad
+    index), empty data, ``X`` not 2-D, ``y`` not of shape (n,) or (n, 1), mismatched lengths, and
+    a zero row when ``normalize`` (no direction to scale). Emits :class:`DegenerateDataWarning`
+    when :func:`find_degeneracy` finds a reason for ``lambda_min(H^inf) = 0``: duplicated or
+    positively parallel rows, a zero row (``normalize=False``), or antiparallel pairs with
+    linearly dependent directions. A lone antiparallel pair is fine (MATH.md 1.2).
+    """
+    return _validate(X, y, name, normalize, check_degenerate, stacklevel=3)
+
+
+def _validate(X, y, name, normalize, check_degenerate, stacklevel) -> Dataset:
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise ValueError(f"`normalize` must be True or False, got {normalize!r}")
+    X = _as_numeric("X", name, X)
+    y = _as_numeric("y", name, y)
+    if X.ndim != 2:
+        raise ValueError(f"`X` of {name!r} must be 2-D (n, d), got shape {X.shape}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]  # (n, 1) is unambiguous; anything else would broadcast wrongly (MATH.md 0)
+    if y.ndim != 1:
+        raise ValueError(f"`y` of {name!r} must have shape (n,) or (n, 1), got {y.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"`X` of {name!r} is empty (shape {X.shape}); need n >= 1 and d >= 1")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"`y` of {name!r} has {y.shape[0]} entries but `X` has {X.shape[0]} rows; "
+            "they must match"
+        )
+    _first_nonfinite("X", name, X)
+    _first_nonfinite("y", name, y)
+    if normalize:
+        norms = _row_norms(X)
+        zero = np.flatnonzero(norms == 0)
+        if zero.size:
+            raise ValueError(
+                f"`X` of {name!r} has a zero row at index {int(zero[0])} ({zero.size} in all); "
+                "normalize=True needs every row to have a nonzero norm"
+            )
+        X = X / norms[:, None]
+    if check_degenerate:
+        found = find_degeneracy(X, y)
+        if found is not None:
+            warnings.warn(
+                f"{name!r}: {found.message}", DegenerateDataWarning, stacklevel=stacklevel
+            )
+    return Dataset(X, y, name)
+
+
+def find_degeneracy(X, y=None) -> Degeneracy | None:
+    """First reason found for ``lambda_min(H^inf) = 0`` in the rows of ``X`` (module docstring).
+
+    Checks, on row directions ``u_i = x_i / ||x_i||``: a zero row; a pair with
+    ``cos > 1 - PARALLEL_COS_TOL`` (smallest indices first); then whether the antiparallel pairs
+    (``cos < -1 + PARALLEL_COS_TOL``) have linearly dependent directions (``DEPENDENCE_RTOL``).
+    Cosines come from the Gram ``U U^T`` in row blocks of at most 32 MiB, upper triangle only:
+    ``n^2 d / 2`` flops, stopping at the first parallel pair. ``y``, if given, is only used to
+    say that duplicates with different labels cannot be fitted.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    norms = _row_norms(X)
+    zero = np.flatnonzero(norms == 0)
+    tail = "so lambda_min of the NTK Gram H^inf is ~0 and there is no linear rate guarantee"
+    if zero.size:
+        i = int(zero[0])
+        return Degeneracy("zero", (i,), f"row {i} of `X` is zero, {tail} (MATH.md 1.2)")
+    U = X / norms[:, None]
+    block = max(1, _GRAM_BLOCK_BYTES // (8 * n))
+    anti: list[tuple[int, int]] = []  # more than d pairs are always dependent: keep d + 1
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        G = U[i0:i1] @ U[i0:].T  # rows i0..i1-1 against columns i0..n-1
+        G[np.tril_indices(i1 - i0, m=G.shape[1])] = 0.0  # keep pairs j > i only
+        hits = np.argwhere(G > 1.0 - PARALLEL_COS_TOL)
+        if hits.size:
+            i, j = int(hits[0, 0]) + i0, int(hits[0, 1]) + i0
+            return _parallel(X, y, i, j, tail)
+        if len(anti) <= d:
+            pairs = np.argwhere(G < -1.0 + PARALLEL_COS_TOL)[: d + 1 - len(anti)]
+            anti.extend((int(a) + i0, int(b) + i0) for a, b in pairs)
+    return _dependent_antiparallel(U, anti, tail) if anti else None
+
+
+def _parallel(X, y, i: int, j: int, tail: str) -> Degeneracy:
+    kind = "duplicate" if np.array_equal(X[i], X[j]) else "parallel"
+    what = "are duplicates" if kind == "duplicate" else "are parallel (positive multiples)"
+    msg = f"rows {i} and {j} of `X` {what}, {tail} (MATH.md 1.2)"
+    if y is not None and y[i] != y[j]:
+        msg += f"; with y[{i}]={y[i]:g} != y[{j}]={y[j]:g} the loss cannot reach 0"
+    return Degeneracy(kind, (i, j), msg)
+
+
+def _dependent_antiparallel(U, anti, tail) -> Degeneracy | None:
+    # phi(x) - phi(-x) = x: a null vector of H^inf exists iff the directions are dependent.
+    R = U[[i for i, _ in anti]]
+    left, s, _ = np.linalg.svd(R)
+    if len(anti) <= U.shape[1] and s[-1] > DEPENDENCE_RTOL * s[0]:
+        return None
+    c = left[:, -1]  # c^T R ~ 0
+    involved = [pair for pair, ci in zip(anti, c) if abs(ci) > 1e-8 * np.abs(c).max()]
+    rows = tuple(k for pair in involved for k in pair)
+    listed = ", ".join(f"({i}, {j})" for i, j in involved)
+    msg = (
+        f"antiparallel row pairs {listed} of `X` have linearly dependent directions, {tail} "
+        "(a lone antiparallel pair is fine; MATH.md 1.2)"
+    )
+    return Degeneracy("antiparallel", rows, msg)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def load_dataset(spec: str, *, n: int | None = None, seed: int = 0, normalize: bool = True) -> Dataset:
+    """Load a dataset from a spec string (module docstring) and validate it.
+
+    ``n`` means, per source: ``synthetic`` / ``gaussian``: how many rows to generate (defaults
+    50 / 20); ``digits``: a random subset of ``n`` rows drawn without replacement with
+    ``np.random.default_rng(seed)``, kept in the original order (all rows when ``n`` is None or
+    equals the count); ``mnist`` / ``csv``: the first ``n`` rows (the paper uses the first 600
+    MNIST training images). ``n`` larger than what is available is a ValueError. ``seed`` drives
+    every random draw; no global state is touched.
+    """
+    source, options, path = _parse_spec(spec)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"`n` must be an integer >= 1 or None, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
+    n = _DEFAULT_N.get(source) if n is None else int(n)
+    if source == "synthetic":
+        X, y = _synthetic(n, seed)
+    elif source == "gaussian":
+        X, y = _gaussian(n, seed, _int_option(options, "d", 5))
+    elif source == "digits":
+        X, y = _digits(n, seed, options.get("classes"))
+    elif source == "mnist":
+        X, y = _mnist(path, n)
+    else:
+        X, y = _csv(path, n)
+    suffix = path if path is not None else _join(options)
+    name = f"{source}:{suffix}" if suffix else source
+    return _validate(X, y, name, normalize, True, stacklevel=3)
+
+
+def _parse_spec(spec) -> tuple[str, dict[str, str], str | None]:
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"`data` must be a spec such as 'digits:classes=3/8', got {spec!r}")
+    name, _, rest = spec.strip().partition(":")  # only the first ':' (Windows drive letters)
+    name = name.strip().lower()
+    if name not in SOURCES:
+        raise ValueError(f"`data` name {name!r} is unknown; known names: {sorted(SOURCES)}")
+    if name in _PATH_SOURCES:
+        if not rest.strip():
+            raise ValueError(f"`data` spec {spec!r} needs a path: '{name}:PATH'")
+        return name, {}, rest.strip()
+    options: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq or not value:
+            raise ValueError(f"`data` option {item!r} in {spec!r} must look like key=value")
+        if key not in SOURCES[name]:
+            allowed = list(SOURCES[name]) or "none"
+            raise ValueError(f"`{key}` is not an option of {name!r}; allowed options: {allowed}")
+        if key in options:
+            raise ValueError(f"`{key}` is given twice in {spec!r}")
+        options[key] = value
+    return name, options, None
+
+
+def _join(options: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def _int_option(options: dict[str, str], key: str, default: int) -> int:
+    if key not in options:
+        return default
+    try:
+        value = int(options[key])
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"`{key}` must be an integer >= 1, got {options[key]!r}")
+    return value
+
+
+def _too_many(source: str, n: int, available: int) -> ValueError:
+    return ValueError(f"`n` = {n} exceeds the {available} rows available in {source}")
+
+
+# --------------------------------------------------------------------------------------------
+# Generated and bundled sources.
+
+
+def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's toy: x1 then x2 drawn from default_rng(seed), x3 = linspace(-4, 4, n)."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.standard_normal(n)
+    x2 = rng.standard_normal(n)
+    x3 = np.linspace(-4.0, 4.0, n)
+    return np.column_stack([x1, x2, x3]), -0.5 * x1 + 1.2 * x2 + 10.0 * np.sin(x3)
+
+
+def _gaussian(n: int, seed: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """MATH.md 6: X (n, d) ~ N(0, I) first, then y = sign(N(0, 1)) from the same generator."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = np.where(rng.standard_normal(n) >= 0, 1.0, -1.0)  # sign, with the null event sent to +1
+    return X, y
+
+
+def _digits(n: int | None, seed: int, classes: str | None) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    bunch = load_digits()
+    X, target = bunch.data.astype(np.float64), bunch.target.astype(np.int64)
+    y = target.astype(np.float64)
+    if classes is not None:
+        wanted = _parse_classes(classes)
+        keep = np.isin(target, wanted)
+        X, target = X[keep], target[keep]
+        y = np.where(target == wanted[0], -1.0, 1.0) if len(wanted) == 2 else target.astype(float)
+    if n is not None and n != X.shape[0]:
+        if n > X.shape[0]:
+            raise _too_many("digits", n, X.shape[0])
+        idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=n, replace=False))
+        X, y = X[idx], y[idx]
+    return X, y
+
+
+def _parse_classes(text: str) -> list[int]:
+    try:
+        wanted = [int(c) for c in text.split("/")]
+    except ValueError:
+        wanted = []
+    if len(wanted) < 2 or len(set(wanted)) != len(wanted) or not all(0 <= c <= 9 for c in wanted):
+        raise ValueError(
+            f"`classes` must list two or more distinct digits 0-9 separated by '/', "
+            f"e.g. '3/8', got {text!r}"
+        )
+    return wanted
+
+
+# --------------------------------------------------------------------------------------------
+# Local files: MNIST (IDX or npz) and CSV.
+
+
+def _existing(path: str, source: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ValueError(f"`{source}` path {path!r} does not exist")
+    return p
+
+
+def _read_bytes(path: Path, source: str) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"`{source}` file {str(path)!r} cannot be read: {exc}") from None
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """IDX: int32 magic 0x0000_08_ndim (unsigned bytes), ndim big-endian int32 dims, data."""
+    raw = _read_bytes(path, "mnist")
+    magic_expected = 0x0800 + ndim  # 2051 for images, 2049 for labels
+    where = f"`mnist` file {str(path)!r}"
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{where} is truncated: {len(raw)} bytes, shorter than its {header}-byte header")
+    (magic,) = struct.unpack(">i", raw[:4])
+    if magic != magic_expected:
+        raise ValueError(
+            f"{where} has magic number {magic}, expected {magic_expected} "
+            f"(IDX unsigned bytes with {ndim} dimension(s))"
+        )
+    dims = struct.unpack(f">{ndim}i", raw[4:header])
+    if any(k <= 0 for k in dims):
+        raise ValueError(f"{where} declares dims {dims}; every dimension must be >= 1")
+    size = int(np.prod(dims, dtype=object))
+    if len(raw) - header != size:
+        problem = "is truncated" if len(raw) - header < size else "has trailing bytes"
+        raise ValueError(
+            f"{where} {problem}: {len(raw) - header} data bytes, dims {dims} need {size}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
+    for stem in stems:
+        for suffix in ("", ".gz"):
+            if (folder / (stem + suffix)).is_file():
+                return folder / (stem + suffix)
+    return None
+
+
+def _mnist(path: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    p = _existing(path, "mnist")
+    if p.suffix.lower() == ".npz":
+        images, labels = _read_npz(p)
+    else:
+        if p.is_dir():
+            img = _find(p, ("train-images-idx3-ubyte", "train-images.idx3-ubyte"))
+            if img is None:
+                raise ValueError(
+                    f"`mnist` folder {path!r} holds no 'train-images-idx3-ubyte' (or '.gz'); "
+                    "give the folder of the standard IDX files, one images file, or an .npz"
+                )
+        else:
+            img = p
+        stem = img.name[:-3] if img.name.endswith(".gz") else img.name
+        label_stem = stem.replace("images", "labels").replace("idx3", "idx1")
+        lab = _find(img.parent, (label_stem,))
+        if label_stem == stem or lab is None:
+            raise ValueError(
+                f"`mnist` labels file {label_stem!r} (or '.gz') not found beside {str(img)!r}"
+            )
+        images = _read_idx(img, 3)
+        labels = _read_idx(lab, 1)
+        if labels.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"`mnist` labels file {str(lab)!r} has {labels.shape[0]} labels but the images "
+                f"file has {images.shape[0]} images"
+            )
+    if n is not None and n > images.shape[0]:
+        raise _too_many(f"mnist {path!r}", n, images.shape[0])
+    images, labels = images[:n], labels[:n]
+    X = images.reshape(images.shape[0], -1)
+    X = X / 255.0 if X.dtype.kind in "biu" else X.astype(np.float64)  # uint8 pixels -> [0, 1]
+    return X, labels.astype(np.float64)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    where = f"`mnist` file {str(path)!r}"
+    try:
+        with np.load(path, allow_pickle=False) as z:  # never unpickle user files
+            for xk, yk in (("x_train", "y_train"), ("X", "y")):
+                if xk in z.files and yk in z.files:
+                    images, labels = z[xk], z[yk]
+                    break
+            else:
+                raise ValueError(
+                    f"{where} must hold arrays 'x_train'/'y_train' or 'X'/'y', found {z.files}"
+                )
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{where} cannot be read as .npz: {exc}") from None
+    except ValueError as exc:  # pickled object arrays are refused by numpy with a ValueError
+        raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    if images.ndim < 2 or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{where} needs images (n, ...) and labels (n,), got {images.shape} and {labels.shape}"
+        )
+    if images.dtype.kind in "biu" and images.size and (images.min() < 0 or images.max() > 255):
+        raise ValueError(f"{where}: integer pixels must lie in [0, 255]")
+    if images.dtype.kind not in "biuf" or labels.dtype.kind not in "biuf":
+        raise ValueError(f"{where} must hold real numbers, got {images.dtype} and {labels.dtype}")
+    return images, labels
+
+
+def _csv(path: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Comma (or ';' / whitespace) separated numbers; a non-numeric first row is a header."""
+    p = _existing(path, "csv")
+    where = f"`csv` file {path!r}"
+    try:
+        with p.open(encoding="utf-8-sig") as fh:
+            lines = enumerate(fh)
+            at, first = next(((i, ln) for i, ln in lines if ln.strip() and ln[0] != "#"), (0, ""))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where} cannot be read: {exc}") from None
+    delimiter = "," if "," in first else (";" if ";" in first else None)
+    header = not all(_is_number(f) for f in first.strip().split(delimiter))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": see below
+            data = np.loadtxt(
+                p, dtype=np.float64, delimiter=delimiter, skiprows=at + 1 if header else 0,
+                ndmin=2, max_rows=n, encoding="utf-8-sig", comments="#",
+            )
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where} is not numeric: {exc}") from None
+    if data.shape[0] == 0:
+        raise ValueError(f"{where} holds no data rows")
+    if data.shape[1] < 2:
+        raise ValueError(f"{where} needs at least 2 columns (features, then the label)")
+    if n is not None and data.shape[0] < n:
+        raise _too_many(where, n, data.shape[0])
+    return data[:, :-1], data[:, -1]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,417 @@
+"""Neural tangent kernels: analytic limits, empirical Grams and their spectra (MATH.md 1).
+
+Theory side: NumPy float64 in and out; ``X`` may be a NumPy array or a torch tensor ``(n, d)``.
+
+* ``two_layer_gram``: the infinite-width Grams of the two-layer ReLU net, first layer
+  (``H^inf``, MATH.md 1.2), output layer (``H^{a,inf}``, 1.4) or their sum.
+* ``deep_relu_ntk``: the deep ReLU NTK recursion (MATH.md 1.5).
+* ``ntk_gram``: the analytic entry point (two-layer or deep).
+* ``empirical_ntk``: ``sum_p J_p J_p^T`` of any ``nn.Module`` at its current weights, through
+  ``torch.func`` and tiled over rows; closed forms (MATH.md 1.1, 1.4) for ``TwoLayerReLU``.
+* ``spectrum``: one symmetric eigendecomposition, returned as a ``Spectrum`` record, with an
+  ``IllConditionedKernelWarning`` when ``lambda_min ~ 0`` (no linear-rate guarantee).
+
+The Gram ``H = J J^T`` is loss-free; the dynamics use ``K = c H`` (MATH.md 0).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from .models import TwoLayerReLU
+
+__all__ = [
+    "two_layer_gram",
+    "deep_relu_ntk",
+    "ntk_gram",
+    "empirical_ntk",
+    "Spectrum",
+    "spectrum",
+    "IllConditionedKernelWarning",
+    "LAYERS",
+    "NTK_METHODS",
+]
+
+#: ``layer`` choices of ``two_layer_gram``: first layer, output layer, both trained.
+LAYERS = ("first", "second", "both")
+#: ``method`` choices of ``empirical_ntk``.
+NTK_METHODS = ("auto", "closed_form", "autodiff")
+
+#: ``K`` counts as symmetric when ``max|K - K^T| <= SYMMETRY_RTOL * max|K|``.
+SYMMETRY_RTOL = 1e-10
+#: ``lambda_min <= ILL_CONDITIONED_RTOL * lambda_max`` triggers ``IllConditionedKernelWarning``.
+ILL_CONDITIONED_RTOL = 1e-10
+#: Memory allowed for the two row blocks of Jacobians held at once by ``empirical_ntk``.
+JACOBIAN_BUDGET_BYTES = 512 * 2**20
+
+_TWO_LAYER_NAMES = frozenset({"W", "bias", "a"})
+
+
+class IllConditionedKernelWarning(UserWarning):
+    """The kernel is (numerically) singular: ``lambda_min <= 1e-10 lambda_max``.
+
+    The linear-rate guarantees of MATH.md 3-4 need ``lambda_min(K) > 0``; duplicated or
+    parallel inputs are the usual cause.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Boundary conversion.
+
+
+def _as_matrix(name: str, value: object) -> np.ndarray:
+    """``value`` as a finite, non-empty 2-D float64 array, or ValueError naming ``name``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a real 2-D array, got {type(value).__name__}") from None
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"`{name}` must be a non-empty 2-D array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"`{name}` contains NaN or inf values")
+    return array
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}")
+    return str(value)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Analytic kernels.
+
+
+def _arc_cosine_terms(S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sqrt(S_ii S_jj), cos theta_ij, theta_ij)`` of a Gram-like matrix ``S``.
+
+    The cosine is clipped to [-1, 1] and set to exactly 1 on the diagonal, so that
+    ``theta_ii = 0`` exactly (``arccos(1 - eps)`` would be 2e-8). Zero rows get ``cos = 0``;
+    every kernel below multiplies those entries by a zero norm.
+    """
+    root = np.sqrt(np.clip(np.diag(S), 0.0, None))
+    norm = np.outer(root, root)
+    cos = np.divide(S, norm, out=np.zeros_like(S), where=norm > 0)
+    np.clip(cos, -1.0, 1.0, out=cos)
+    np.fill_diagonal(cos, np.where(root > 0, 1.0, 0.0))
+    return norm, cos, np.arccos(cos)
+
+
+def two_layer_gram(X: object, *, layer: str = "first") -> np.ndarray:
+    """Infinite-width Gram of the two-layer ReLU net (MATH.md 1.2, 1.4), any row norms.
+
+    With ``theta_ij = arccos(x_i.x_j / (|x_i||x_j|))``:
+
+    * ``"first"``:  ``H^inf_ij = x_i.x_j (pi - theta_ij) / (2 pi)``  (first layer trained);
+    * ``"second"``: ``H^{a,inf}_ij = |x_i||x_j| (sin theta_ij + (pi - theta_ij) cos theta_ij)
+      / (2 pi)``  (output layer trained);
+    * ``"both"``:   their sum.
+
+    Both have diagonal ``|x_i|^2 / 2``. These are the limits of ``empirical_ntk`` of a
+    ``TwoLayerReLU("theory")`` with ``W`` (resp. ``a``, both) trained.
+
+    Args:
+        X: inputs ``(n, d)``.
+        layer: ``"first"``, ``"second"`` or ``"both"``.
+
+    Returns:
+        ``(n, n)`` float64 array.
+    """
+    layer = _check_choice("layer", layer, LAYERS)
+    X = _as_matrix("X", X)
+    S = X @ X.T
+    norm, cos, theta = _arc_cosine_terms(S)
+    gram = np.zeros_like(S)
+    if layer in ("first", "both"):
+        gram += S * (math.pi - theta) / (2 * math.pi)
+    if layer in ("second", "both"):
+        gram += norm * (np.sin(theta) + (math.pi - theta) * cos) / (2 * math.pi)
+    return gram
+
+
+def deep_relu_ntk(X: object, depth: int) -> np.ndarray:
+    """Infinite-width NTK of ``models.DeepReLU`` with ``depth`` hidden layers (MATH.md 1.5).
+
+    For every pair, vectorised over the ``(n, n)`` matrix: ``Sigma^0 = x.x'``,
+    ``theta_h = arccos(Sigma^{h-1}(x,x') / sqrt(Sigma^{h-1}(x,x) Sigma^{h-1}(x',x')))``,
+
+        Sigma^h     = sqrt(Sigma^{h-1}(x,x) Sigma^{h-1}(x',x')) (sin theta_h
+                      + (pi - theta_h) cos theta_h) / pi,
+        dSigma^h    = (pi - theta_h) / pi,
+        Theta^1 = Sigma^0,  Theta^{h+1} = Theta^h dSigma^h + Sigma^h  (h = 1..L),
+
+    and the NTK is ``Theta^{L+1}``. For ``L = 1`` it equals ``2 * two_layer_gram(X, "both")``
+    (the factor 2 is the ``sqrt(2/m)`` hidden scale); for unit rows ``Theta_ii = L + 1``.
+
+    Args:
+        X: inputs ``(n, d)``.
+        depth: number of hidden layers ``L >= 1``.
+
+    Returns:
+        ``(n, n)`` float64 array.
+    """
+    depth = _check_positive_int("depth", depth)
+    X = _as_matrix("X", X)
+    sigma = X @ X.T
+    theta_ntk = sigma.copy()
+    for _ in range(depth):
+        norm, cos, angle = _arc_cosine_terms(sigma)
+        sigma_dot = (math.pi - angle) / math.pi
+        sigma = norm * (np.sin(angle) + (math.pi - angle) * cos) / math.pi
+        theta_ntk = theta_ntk * sigma_dot + sigma
+    return theta_ntk
+
+
+def ntk_gram(X: object, *, depth: int | None = None, layer: str = "first") -> np.ndarray:
+    """Analytic NTK Gram: ``two_layer_gram(X, layer=layer)`` if ``depth`` is None, else
+    ``deep_relu_ntk(X, depth)`` (all layers of the deep net trained; ``layer`` must then stay
+    ``"first"``). MATH.md 1.2, 1.4, 1.5."""
+    if depth is None:
+        return two_layer_gram(X, layer=layer)
+    if layer != "first":
+        raise ValueError(
+            f"`layer` applies only to the two-layer kernel (depth=None); with depth={depth!r} "
+            f"every layer is trained, got layer={layer!r}"
+        )
+    return deep_relu_ntk(X, depth)
+
+
+# --------------------------------------------------------------------------------------------
+# Empirical kernels.
+
+
+def _resolve_params(model: nn.Module, params: object) -> dict[str, torch.Tensor]:
+    """The tensors to differentiate with respect to, by name (detached)."""
+    available = dict(model.named_parameters())
+    available.update(model.named_buffers())
+    if params is None:
+        values = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    elif isinstance(params, Mapping):
+        values = dict(params)
+    elif isinstance(params, Sequence) and not isinstance(params, str):
+        values = {}
+        for key in params:
+            if key not in available:
+                raise ValueError(
+                    f"`params` names {key!r}, which is not a parameter or buffer of the model; "
+                    f"allowed: {sorted(available)}"
+                )
+            values[key] = available[key]
+    else:
+        raise ValueError(
+            f"`params` must be None, a sequence of names or a dict name -> tensor, got {params!r}"
+        )
+    for key, value in values.items():
+        if key not in available or not isinstance(value, torch.Tensor):
+            raise ValueError(f"`params` entry {key!r} is not a tensor named like the model's")
+    if not values:
+        raise ValueError("`params` selects no tensor: the model has no trainable parameters")
+    return {k: v.detach() for k, v in values.items()}
+
+
+def _closed_form_two_layer(
+    model: TwoLayerReLU, X: torch.Tensor, values: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """``sum_p J_p J_p^T`` of a two-layer net in closed form (MATH.md 1.1, 1.4).
+
+    With ``z = X W^T + b``, ``A = 1{z > 0}`` (torch's ``relu'(0) = 0``) and scale ``s``:
+    ``W``: ``s^2 [(A diag(a^2) A^T) o (X X^T)]``; ``bias``: ``s^2 A diag(a^2) A^T``;
+    ``a``: ``s^2 relu(z) relu(z)^T``.
+    """
+    W = values.get("W", model.W.detach())
+    a = values.get("a", model.a.detach())
+    bias = values.get("bias", None if model.bias is None else model.bias.detach())
+    z = torch.nn.functional.linear(X, W, bias)
+    scale2 = model.output_scale**2
+    gram = torch.zeros(X.shape[0], X.shape[0], dtype=X.dtype, device=X.device)
+    if "W" in values or "bias" in values:
+        active = (z > 0).to(X.dtype)
+        shared = (active * a.square()) @ active.T
+        if "W" in values:
+            gram += shared * (X @ X.T)
+        if "bias" in values:
+            gram += shared
+    if "a" in values:
+        hidden = torch.relu(z)
+        gram += hidden @ hidden.T
+    return gram * scale2
+
+
+def _autodiff_ntk(
+    model: nn.Module, X: torch.Tensor, values: dict[str, torch.Tensor], block_rows: int | None
+) -> torch.Tensor:
+    """``sum_p J_p J_p^T`` through per-row gradients (``vmap(grad(...))``), tiled over rows.
+
+    Jacobians are formed for row blocks ``I``, ``J`` two at a time and contracted into
+    ``K[I, J] = J_I J_J^T``, so memory is two blocks, not ``n x #params``.
+    """
+    names = list(values)
+
+    def output(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, p, (x.unsqueeze(0),)).reshape(())
+
+    per_row_grad = vmap(grad(output), in_dims=(None, 0))
+
+    def jacobian(rows: slice) -> torch.Tensor:
+        grads = per_row_grad(values, X[rows])
+        return torch.cat([grads[k].reshape(grads[k].shape[0], -1) for k in names], dim=1)
+
+    n = X.shape[0]
+    if block_rows is None:
+        row_bytes = sum(v.numel() for v in values.values()) * X.element_size()
+        block_rows = max(1, JACOBIAN_BUDGET_BYTES // (2 * row_bytes))
+    blocks = [slice(i, min(i + block_rows, n)) for i in range(0, n, block_rows)]
+    gram = torch.empty(n, n, dtype=X.dtype, device=X.device)
+    for bi, rows_i in enumerate(blocks):
+        jac_i = jacobian(rows_i)
+        gram[rows_i, rows_i] = jac_i @ jac_i.T
+        for rows_j in blocks[bi + 1 :]:
+            block = jac_i @ jacobian(rows_j).T
+            gram[rows_i, rows_j] = block
+            gram[rows_j, rows_i] = block.T
+    return gram
+
+
+def empirical_ntk(
+    model: nn.Module,
+    X: object,
+    *,
+    params: Sequence[str] | Mapping[str, torch.Tensor] | None = None,
+    method: str = "auto",
+    block_rows: int | None = None,
+) -> np.ndarray:
+    """Empirical NTK Gram ``H = sum_p J_p J_p^T``, ``J_p = d f(X) / d p`` (MATH.md 1.1, 1.5).
+
+    Args:
+        model: any ``nn.Module`` mapping ``(n, d)`` to ``n`` outputs (one per row, rows
+            processed independently), e.g. ``TwoLayerReLU`` or ``DeepReLU``.
+        X: inputs ``(n, d)``; converted to the model's dtype and device.
+        params: the tensors the kernel differentiates: None (every parameter with
+            ``requires_grad``: ``W`` for a "theory" ``TwoLayerReLU``, ``W, bias, a`` for a
+            "notebook" one), a sequence of parameter or buffer names (e.g. ``["W", "a"]``
+            for a theory net with both layers trained, MATH.md 1.4), or a dict name -> tensor
+            that also supplies the values to evaluate at.
+        method: ``"auto"`` (closed form for ``TwoLayerReLU``, autodiff otherwise),
+            ``"closed_form"`` (``TwoLayerReLU`` only) or ``"autodiff"`` (``torch.func``).
+        block_rows: rows per Jacobian block of the autodiff path; None picks the largest block
+            with two blocks within ``JACOBIAN_BUDGET_BYTES``.
+
+    Returns:
+        ``(n, n)`` float64 array (computed in the model's dtype).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+    method = _check_choice("method", method, NTK_METHODS)
+    if block_rows is not None:
+        block_rows = _check_positive_int("block_rows", block_rows)
+    values = _resolve_params(model, params)
+    reference = next(iter(values.values()))
+    X_np = _as_matrix("X", X)
+    X_t = torch.as_tensor(X_np, dtype=reference.dtype, device=reference.device)
+    closed_form_ok = isinstance(model, TwoLayerReLU) and set(values) <= _TWO_LAYER_NAMES
+    if method == "closed_form" and not closed_form_ok:
+        raise ValueError(
+            "`method` 'closed_form' needs a TwoLayerReLU and `params` among ('W', 'bias', 'a'), "
+            f"got {type(model).__name__} with params {sorted(values)}"
+        )
+    with torch.no_grad():
+        probe = model(X_t[:1])
+    if probe.numel() != 1:
+        raise ValueError(
+            f"`model` must return one output per row, got shape {tuple(probe.shape)} for one row"
+        )
+    if closed_form_ok and method != "autodiff":
+        with torch.no_grad():
+            gram = _closed_form_two_layer(model, X_t, values)
+    else:
+        gram = _autodiff_ntk(model, X_t, values, block_rows)
+    return gram.detach().cpu().numpy().astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Spectrum.
+
+
+@dataclass(frozen=True, eq=False)
+class Spectrum:
+    """Eigendecomposition of a symmetric kernel ``K = Q diag(lambda) Q^T`` (MATH.md 0).
+
+    Attributes:
+        eigenvalues: ``(n,)`` float64, ascending.
+        eigenvectors: ``(n, n)`` with columns ``q_j`` matching ``eigenvalues``, or None.
+        lambda_min, lambda_max: smallest and largest eigenvalue.
+        condition: ``lambda_max / lambda_min`` (inf when ``lambda_min <= 0``).
+    """
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray | None
+    lambda_min: float
+    lambda_max: float
+    condition: float
+
+    @property
+    def n(self) -> int:
+        """Kernel size."""
+        return int(self.eigenvalues.shape[0])
+
+
+def spectrum(K: object, *, vectors: bool = False) -> Spectrum:
+    """Eigenvalues (and optionally eigenvectors) of a symmetric kernel, via ``numpy.linalg.eigh``.
+
+    ``K`` must be symmetric to ``SYMMETRY_RTOL`` relative to ``max|K|`` (it is then
+    symmetrised). Warns ``IllConditionedKernelWarning`` when ``lambda_min <=
+    ILL_CONDITIONED_RTOL * lambda_max``: no linear convergence rate is guaranteed
+    (MATH.md 3-4). A ``Spectrum`` passes through unchanged.
+
+    Args:
+        K: ``(n, n)`` array or tensor, or a ``Spectrum``.
+        vectors: also return the eigenvectors.
+    """
+    if isinstance(K, Spectrum):
+        if vectors and K.eigenvectors is None:
+            raise ValueError("`K` is a Spectrum without eigenvectors, but `vectors=True`")
+        return K
+    K = _as_matrix("K", K)
+    if K.shape[0] != K.shape[1]:
+        raise ValueError(f"`K` must be square, got shape {K.shape}")
+    scale = float(np.max(np.abs(K)))
+    asymmetry = float(np.max(np.abs(K - K.T)))
+    if asymmetry > SYMMETRY_RTOL * scale:
+        raise ValueError(
+            f"`K` must be symmetric: max|K - K^T| = {asymmetry:.3g} exceeds "
+            f"{SYMMETRY_RTOL:g} * max|K| = {SYMMETRY_RTOL * scale:.3g}"
+        )
+    K = (K + K.T) / 2
+    if vectors:
+        eigenvalues, eigenvectors = np.linalg.eigh(K)
+        eigenvectors.setflags(write=False)
+    else:
+        eigenvalues, eigenvectors = np.linalg.eigvalsh(K), None
+    eigenvalues.setflags(write=False)
+    lam_min, lam_max = float(eigenvalues[0]), float(eigenvalues[-1])
+    if lam_min <= ILL_CONDITIONED_RTOL * lam_max:
+        warnings.warn(
+            f"kernel is ill-conditioned: lambda_min = {lam_min:.3g} <= "
+            f"{ILL_CONDITIONED_RTOL:g} * lambda_max = {lam_max:.3g}; no linear-rate guarantee "
+            "(duplicated or parallel inputs?)",
+            IllConditionedKernelWarning,
+            stacklevel=2,
+        )
+    condition = lam_max / lam_min if lam_min > 0 else math.inf
+    return Spectrum(eigenvalues, eigenvectors, lam_min, lam_max, condition)

@@ -1,0 +1,361 @@
+"""Convergence rates: predicted from (rule, spectrum of K), and measured from a loss curve.
+
+Conventions (MATH.md 0, 3, 4, 5):
+
+* ``eigenvalues`` are those of the *effective* kernel ``K = c H`` (loss factor included), and
+  ``h_j = lr * lambda_j(K)``; losses are ``L_k = 1/2 sum_j xi_{j,k}^2`` (any constant factor,
+  e.g. 2/n for MSELoss, leaves every rate unchanged).
+* A discrete rate is a per-step loss factor ``q = lim L_{k+1} / L_k``; an ODE rate is the
+  exponent ``a`` of ``L(t) ~ exp(-a t)`` with ``t = k lr`` (GD) or ``t = k sqrt(lr)`` (momentum).
+* :func:`fit_rate` is the linear-vs-sublinear classifier of MATH.md 5, step for step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .optim.rules import LinearRule, Rule, parse
+
+__all__ = ["PredictedRate", "predicted_rate", "FitWindow", "RateFit", "fit_rate", "local_exponent"]
+
+#: Schedules whose step matrices depend on k (scheduled Nesterov) are evaluated at this step:
+#: there beta_k = 1 - r / (k + r - 1) equals its limit 1 to ~1e-12, far below any other error.
+_LATE_STEP = 10**12
+#: Fewest tail points, and fewest per half of the tail, for the two fits and the ratio test.
+_MIN_TAIL_POINTS = 6
+_MIN_HALF_POINTS = 3
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction from the rule and the spectrum.
+
+
+@dataclass(frozen=True)
+class PredictedRate:
+    """What theory predicts for a rule on the kernel quadratic with spectrum ``eigenvalues``.
+
+    kind: "linear", "sublinear" (the ODE limit of vanishing-damping Nesterov, ``t^-r``) or
+        "none" (a nonlinear rule such as Adam: nothing is predicted, and the fields are None).
+    discrete_factor: asymptotic per-step loss factor ``q = max_j rho(M(h_j))^2`` (MATH.md 3).
+        For scheduled Nesterov it is the limit ``k -> inf`` of the per-step matrices,
+        ``1 - h_0`` when ``h_max <= 1``: at a fixed lr the discrete scheme is eventually linear.
+    stable: ``discrete_factor < 1``.
+    ode_rate: ``a`` in ``L(t) ~ exp(-a t)`` of the limiting ODE (MATH.md 4); None for Bessel.
+    exponent: ``r`` of the ODE law ``L(t) ~ t^-r`` (scheduled Nesterov); else None.
+    time_scale: "lr" (t = k lr) or "sqrt_lr" (t = k sqrt(lr)); step_time is that dt per step.
+    crossover_step: ``r / h_0``, the step after which discrete scheduled Nesterov turns linear.
+    """
+
+    rule: str
+    kind: str
+    h_min: float
+    h_max: float
+    discrete_factor: float | None
+    stable: bool | None
+    ode_rate: float | None
+    exponent: float | None
+    time_scale: str | None
+    step_time: float | None
+    crossover_step: float | None
+    statement: str
+
+    @property
+    def rate_per_step(self) -> float | None:
+        """``log q``: the slope of ``log L_k`` per step (negative when stable)."""
+        if self.discrete_factor is None:
+            return None
+        with np.errstate(divide="ignore"):
+            return float(np.log(self.discrete_factor))
+
+
+def predicted_rate(rule: "Rule | str", eigenvalues) -> PredictedRate:
+    """Predict the convergence of ``rule`` on ``F(e) = 1/2 e^T K e`` (MATH.md 3, 4, 7.2).
+
+    Discrete: ``q = max_j rho(M(h_j))^2`` with ``M(h) = A - h b e_0^T`` from the rule's own
+    register matrices (generic; a k-dependent schedule is taken at its k -> inf limit).
+    GD gives ``max_j (1 - h_j)^2``, HB (complex roots) ``beta``, NAG-SC ``beta (1 - h_0)``.
+    ODE: flow ``2 lambda_min``; oscillator ``mass e'' + gamma e' + K e = 0`` gives
+    ``2 alpha(lambda_min / mass, gamma / mass)`` with ``alpha(l, g) = g / 2`` if
+    ``g^2 <= 4 l`` else ``(g - sqrt(g^2 - 4 l)) / 2``; Bessel (NAG-C) gives ``t^-r``.
+
+    Args:
+        rule: a :class:`~ntkdyn.optim.Rule` or a spec string such as ``"hb:lr=0.1,beta=0.9"``.
+        eigenvalues: 1-D array of the eigenvalues of K (all finite and > 0).
+    """
+    rule = parse(rule)
+    lam = _check_eigenvalues(eigenvalues)
+    h = rule.lr * lam
+    h_min, h_max = float(h.min()), float(h.max())
+    if not isinstance(rule, LinearRule):
+        return PredictedRate(
+            rule.spec, "none", h_min, h_max, None, None, None, None, None, None, None,
+            f"none: {rule.name} is nonlinear; no rate is predicted",
+        )
+    step = rule.constant_from if rule.constant_from is not None else _LATE_STEP
+    radius = np.abs(np.linalg.eigvals(rule.mode_matrix(step, h))).max(axis=-1)
+    q = float(np.max(radius) ** 2)
+    spec = rule.ode()
+    step_time = rule.lr if spec.time_scale == "lr" else math.sqrt(rule.lr)
+    ode_rate = exponent = crossover = None
+    if spec.kind == "flow":
+        ode_rate = 2.0 * float(lam.min())
+    elif spec.kind == "oscillator":
+        ode_rate = 2.0 * float(np.min(_damping(lam / spec.mass, spec.gamma / spec.mass)))
+    else:  # "bessel": e'' + (r/t) e' + K e = 0, sublinear t^-r; linear after k ~ r / h_0
+        exponent = float(spec.r)
+        crossover = exponent / h_min
+    kind = "sublinear" if exponent is not None else "linear"
+    statement = _statement(rule, kind, q, ode_rate, exponent, spec.time_scale, crossover, h_max)
+    return PredictedRate(
+        rule.spec, kind, h_min, h_max, q, q < 1.0, ode_rate, exponent, spec.time_scale,
+        step_time, crossover, statement,
+    )
+
+
+def _damping(lam: np.ndarray, gamma: float) -> np.ndarray:
+    """``alpha(lambda, gamma)`` of ``e'' + gamma e' + lambda e = 0`` (MATH.md 4)."""
+    disc = gamma * gamma - 4.0 * lam
+    # 2 lam / (g + sqrt(disc)) equals (g - sqrt(disc)) / 2 without its cancellation at g^2 >> l
+    over = 2.0 * lam / (gamma + np.sqrt(np.maximum(disc, 0.0)))
+    return np.where(disc <= 0.0, 0.5 * gamma, over)
+
+
+def _fmt_factor(q: float) -> str:
+    return f"(1 - {1.0 - q:.3g})" if 0.99 < q < 1.0 else f"{q:.4g}"
+
+
+def _statement(rule, kind, q, ode_rate, exponent, time_scale, crossover, h_max) -> str:
+    t_def = "t = k lr" if time_scale == "lr" else "t = k sqrt(lr)"
+    if q >= 1.0:
+        return (f"unstable: L_k grows like {q:.4g}^k (h_max = {h_max:.4g} is beyond "
+                f"{rule.name}'s stable step)")
+    if kind == "linear":
+        return f"linear: L_k ~ {_fmt_factor(q)}^k (ODE: exp(-{ode_rate:.4g} t), {t_def})"
+    return (f"sublinear: L(t) ~ t^-{exponent:g} in the ODE limit ({t_def}); at lr = {rule.lr:g} "
+            f"eventually linear, L_k ~ k^-{exponent:g} {_fmt_factor(q)}^k, "
+            f"after k ~ r/h_0 = {crossover:.3g}")
+
+
+def _check_eigenvalues(eigenvalues) -> np.ndarray:
+    try:
+        lam = np.asarray(eigenvalues, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`eigenvalues` must be a 1-D array of numbers, got {eigenvalues!r}") \
+            from None
+    if lam.ndim != 1 or lam.size == 0:
+        raise ValueError(f"`eigenvalues` must be a non-empty 1-D array, got shape {lam.shape}")
+    bad = ~np.isfinite(lam) | (lam <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"`eigenvalues` must all be finite and > 0 (K positive definite), got "
+            f"eigenvalues[{i}] = {lam[i]!r}; clip rounding negatives of a singular kernel first"
+        )
+    return lam
+
+
+# --------------------------------------------------------------------------------------------
+# Measurement: the classifier of MATH.md 5.
+
+
+@dataclass(frozen=True)
+class FitWindow:
+    """The tail used by :func:`fit_rate`: ``t_first <= t <= t_end``, indices ``start:stop``."""
+
+    t_first: float
+    t_end: float
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class RateFit:
+    """Result of :func:`fit_rate` (MATH.md 5).
+
+    kind: "linear", "sublinear" or "undetermined" (then ``reason`` says why).
+    rate, factor: for "linear", the slope ``s`` of ``log E`` per unit t and ``q = e^s``.
+    exponent: for "sublinear", ``p`` in ``E ~ t^-p``.
+    slope, power: the two least-squares fits on the tail whatever the verdict (s and p).
+    r_exp, r_pow: their RMS residuals in ``log E``.
+    rho, rho_pow: the slope ratio of the two tail halves, and its value for a power law.
+    truncated_at: index of the first value at or below the floor (or non-finite), if any.
+    """
+
+    kind: str
+    rate: float | None = None
+    factor: float | None = None
+    exponent: float | None = None
+    slope: float | None = None
+    power: float | None = None
+    window: FitWindow | None = None
+    r_exp: float | None = None
+    r_pow: float | None = None
+    rho: float | None = None
+    rho_pow: float | None = None
+    n_points: int = 0
+    truncated_at: int | None = None
+    reason: str = ""
+
+    @property
+    def statement(self) -> str:
+        """One line for reports."""
+        if self.kind == "linear":
+            return f"linear: L ~ {_fmt_factor(self.factor)}^t (rate {self.rate:.4g} per unit t)"
+        if self.kind == "sublinear":
+            return f"sublinear: L ~ t^-{self.exponent:.3f}"
+        return f"undetermined: {self.reason}"
+
+
+def fit_rate(losses, times=None, *, floor_rel: float = 1e-20) -> RateFit:
+    """Classify a loss curve as linear (``exp(s t)``) or sublinear (``t^-p``), MATH.md 5.
+
+    1. truncate at the first ``L <= floor_rel * L_0`` or non-finite value (rounding floors
+       otherwise look like stagnation); 2. envelope ``E_i = max_{j >= i} L_j``;
+    3. tail ``T = {t_i >= t_end / 4, t_i > 0}``; 4. least squares ``log E = a + s t`` and
+    ``log E = a' - p log t`` on T (RMS residuals R_exp, R_pow); 5. split T at
+    ``sqrt(t_first t_end)``, ``rho = s_2 / s_1``, ``rho_pow`` = the same ratio for ``log t``;
+    6. linear if ``|log rho| < |log(rho / rho_pow)|`` and ``R_exp < R_pow``, sublinear if both
+    favour the power law, else undetermined (also if ``rho <= 0`` or both distances exceed
+    ``|log rho_pow| / 2``).
+
+    Args:
+        losses: 1-D array of nonnegative losses ``L_0..L_K`` (inf/nan mark divergence).
+        times: 1-D strictly increasing finite times, same length; default ``t_i = i``.
+        floor_rel: relative floor in [0, 1); 1e-20 for float64, about 1e-11 for float32.
+    """
+    L, t = _check_curve(losses, times)
+    floor_rel = _check_floor(floor_rel)
+    if L.size == 0:
+        return RateFit("undetermined", reason="no points")
+    if not np.isfinite(L[0]) or L[0] == 0.0:
+        return RateFit("undetermined", reason=f"L_0 = {L[0]!r}: nothing to fit relative to it")
+    keep, truncated_at = _truncate(L, floor_rel)
+    L, t = L[:keep], t[:keep]
+    E = np.maximum.accumulate(L[::-1])[::-1]
+    t_end = t[-1]
+    tail = np.flatnonzero((t >= t_end / 4.0) & (t > 0.0))
+    n = int(tail.size)
+    if n < _MIN_TAIL_POINTS:
+        return RateFit("undetermined", n_points=n, truncated_at=truncated_at,
+                       reason=f"only {n} points in the tail (need {_MIN_TAIL_POINTS})")
+    tt, logE = t[tail], np.log(E[tail])
+    window = FitWindow(float(tt[0]), float(t_end), int(tail[0]), int(tail[-1]) + 1)
+    s, r_exp = _lstsq(tt, logE)
+    minus_p, r_pow = _lstsq(np.log(tt), logE)
+    first = tt < math.sqrt(tt[0] * t_end)
+    fits = dict(slope=s, power=-minus_p, window=window, r_exp=r_exp, r_pow=r_pow, n_points=n,
+                truncated_at=truncated_at)
+    if min(first.sum(), (~first).sum()) < _MIN_HALF_POINTS:
+        return RateFit("undetermined", **fits, reason="too few points in a half of the tail")
+    s1, _ = _lstsq(tt[first], logE[first])
+    s2, _ = _lstsq(tt[~first], logE[~first])
+    rho_pow = _lstsq(tt[~first], np.log(tt[~first]))[0] / _lstsq(tt[first], np.log(tt[first]))[0]
+    fits.update(rho_pow=float(rho_pow))
+    if s1 == 0.0:
+        return RateFit("undetermined", **fits, reason="the envelope does not decay on the tail")
+    rho = s2 / s1
+    fits.update(rho=float(rho))
+    if not rho > 0.0:
+        return RateFit("undetermined", **fits, reason=f"slope ratio rho = {rho:.3g} <= 0")
+    d_lin, d_pow = abs(math.log(rho)), abs(math.log(rho / rho_pow))
+    if min(d_lin, d_pow) > 0.5 * abs(math.log(rho_pow)):
+        return RateFit("undetermined", **fits,
+                       reason=f"rho = {rho:.3g} is far from both 1 and rho_pow = {rho_pow:.3g}")
+    if d_lin < d_pow and r_exp < r_pow:
+        return RateFit("linear", rate=s, factor=math.exp(s), **fits)
+    if d_pow < d_lin and r_pow < r_exp:
+        return RateFit("sublinear", exponent=-minus_p, **fits)
+    return RateFit("undetermined", **fits,
+                   reason=f"slope ratio (rho = {rho:.3g}, rho_pow = {rho_pow:.3g}) and residuals "
+                          f"(R_exp = {r_exp:.3g}, R_pow = {r_pow:.3g}) disagree")
+
+
+def local_exponent(losses, times=None, *, span: float = 2.0, floor_rel: float = 1e-20):
+    """Local power-law exponent ``p_eff(t) = -d log E / d log t`` of the envelope (MATH.md 5).
+
+    The derivative is the secant of ``log E`` over ``[t / sqrt(span), t sqrt(span)]``
+    (interpolated in ``log t``), which averages over the stair steps of an oscillating
+    envelope. For discrete NAG-C, ``p_eff(k) ~ r + k |log(1 - h_0)|``.
+
+    Returns:
+        float64 array aligned with ``losses``; NaN where t <= 0, where the window leaves the
+        curve, or beyond the truncation of :func:`fit_rate`.
+    """
+    L, t = _check_curve(losses, times)
+    floor_rel = _check_floor(floor_rel)
+    try:
+        span = float(span)
+    except (TypeError, ValueError):
+        raise ValueError(f"`span` must be a number > 1, got {span!r}") from None
+    if not (math.isfinite(span) and span > 1.0):
+        raise ValueError(f"`span` must be a finite number > 1, got {span!r}")
+    out = np.full(L.shape, np.nan)
+    if L.size == 0 or not np.isfinite(L[0]) or L[0] == 0.0:
+        return out
+    keep, _ = _truncate(L, floor_rel)
+    pos = np.flatnonzero(t[:keep] > 0.0)
+    if pos.size < 2:
+        return out
+    E = np.maximum.accumulate(L[:keep][::-1])[::-1][pos]
+    x, y = np.log(t[pos]), np.log(E)
+    half = 0.5 * math.log(span)
+    inside = (x - half >= x[0]) & (x + half <= x[-1])
+    lo, hi = np.interp(x - half, x, y), np.interp(x + half, x, y)
+    out[pos[inside]] = -(hi - lo)[inside] / (2.0 * half)
+    return out
+
+
+def _lstsq(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Slope of the least-squares line ``y = a + s x`` and its RMS residual (centred sums)."""
+    xc, yc = x - x.mean(), y - y.mean()
+    sxx = float(xc @ xc)
+    s = float(xc @ yc) / sxx if sxx > 0 else 0.0
+    resid = yc - s * xc
+    return s, float(math.sqrt(resid @ resid / x.size))
+
+
+def _truncate(L: np.ndarray, floor_rel: float) -> tuple[int, int | None]:
+    """Number of leading points kept, and the index of the first dropped one (or None)."""
+    # written as "not (L > floor)" so that nan also ends the curve
+    stop = ~(L[1:] > floor_rel * L[0]) | ~np.isfinite(L[1:])
+    if not stop.any():
+        return L.size, None
+    first = int(np.argmax(stop)) + 1
+    return first, first
+
+
+def _check_curve(losses, times) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        L = np.asarray(losses, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`losses` must be a 1-D array of numbers, got {losses!r:.80}") from None
+    if L.ndim != 1:
+        raise ValueError(f"`losses` must be 1-D (one curve), got shape {L.shape}")
+    negative = L < 0
+    if negative.any():
+        i = int(np.argmax(negative))
+        raise ValueError(f"`losses` must be >= 0 (a loss), got losses[{i}] = {L[i]!r}")
+    if times is None:
+        return L, np.arange(L.size, dtype=np.float64)
+    try:
+        t = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`times` must be a 1-D array of numbers, got {times!r:.80}") from None
+    if t.shape != L.shape:
+        raise ValueError(f"`times` must have the shape of `losses` {L.shape}, got {t.shape}")
+    if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
+        raise ValueError("`times` must be finite and strictly increasing")
+    return L, t
+
+
+def _check_floor(floor_rel) -> float:
+    try:
+        value = float(floor_rel)
+    except (TypeError, ValueError):
+        raise ValueError(f"`floor_rel` must be a number in [0, 1), got {floor_rel!r}") from None
+    if not (0.0 <= value < 1.0):
+        raise ValueError(f"`floor_rel` must lie in [0, 1), got {floor_rel!r}")
+    return value
