@@ -10,11 +10,16 @@ Specs accepted by :func:`load_dataset` (the name is case-insensitive; ``name:key
   ``digits:classes=0/1/2``  or more keep the digit value.
 * ``mnist:PATH``            local MNIST: a folder with ``train-images-idx3-ubyte`` and
                             ``train-labels-idx1-ubyte`` (each optionally ``.gz``), one IDX images
-                            file (labels beside it), or an ``.npz`` (``x_train/y_train`` or ``X/y``).
+                            file (labels beside it), or an ``.npz`` (``x_train/y_train`` or
+                            ``X/y``). Integer pixels (IDX bytes, integer npz: 0..255) are divided
+                            by 255, floating-point pixels are used as stored.
 * ``csv:PATH``              numeric CSV, label in the last column, optional header row.
 
 Only the first ``:`` separates the name, so ``csv:C:\\data\\x.csv`` works. Nothing is ever
-downloaded, executed or unpickled.
+downloaded, executed or unpickled. The file readers and the exact IDX/npz/CSV rules they
+enforce are in :mod:`ntkdyn._datafiles`. Every source then passes the checks of
+:func:`validate_dataset` and yields a :class:`Dataset` of read-only float64 arrays; bad input
+is a ValueError naming the field (or the source) in backticks.
 
 ``normalize=True`` (the paper's setting, ``||x_i|| = 1``, MATH.md 0) scales every row to unit
 Euclidean norm. Labels are never transformed.
@@ -31,27 +36,26 @@ crossing the hyperplane ``w ⟂ x_i`` changes only the terms of rows on the line
 * but ``phi(x) - phi(-x) = x`` for every ``w``, so antiparallel pairs whose directions are
   linearly dependent (always so for more than ``d`` pairs) do make H^inf singular.
 
-With distinct lines otherwise, these are the only cases, and :func:`find_degeneracy` detects
-exactly them (the same null vector annihilates the output-layer kernel ``H^{a,inf}`` of 1.4).
+The jump across ``w ⟂ u`` forces ``sum_{i on line u} c_i ||x_i|| = 0``; so without same-direction
+rows only antiparallel pairs can carry ``c``, and what remains is ``sum_pairs c_p x_p = 0``: these
+are the only cases, and :func:`find_degeneracy` detects exactly them. The same null vector
+annihilates the output-layer kernel ``H^{a,inf}`` of MATH.md 1.4 (``sigma(t) - sigma(-t) = t``).
 """
 
 from __future__ import annotations
 
-import gzip
-import struct
 import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from ._datafiles import read_csv, read_mnist, too_many_rows
+
 __all__ = [
+    "SOURCES",
     "Dataset",
     "Degeneracy",
     "DegenerateDataWarning",
-    "SOURCES",
     "find_degeneracy",
     "load_dataset",
     "validate_dataset",
@@ -99,7 +103,9 @@ class Dataset:
                     f"{getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}"
                 )
         if self.X.shape[0] != self.y.shape[0]:
-            raise ValueError(f"`y` has {self.y.shape[0]} entries but `X` has {self.X.shape[0]} rows")
+            raise ValueError(
+                f"`y` has {self.y.shape[0]} entries but `X` has {self.X.shape[0]} rows"
+            )
         for field in ("X", "y"):
             view = getattr(self, field).view()
             view.flags.writeable = False  # a record: the caller's array stays writable
@@ -221,6 +227,8 @@ def find_degeneracy(X, y=None) -> Degeneracy | None:
     say that duplicates with different labels cannot be fitted.
     """
     X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"`X` must be 2-D (n, d), got shape {X.shape}")
     n, d = X.shape
     norms = _row_norms(X)
     zero = np.flatnonzero(norms == 0)
@@ -234,7 +242,8 @@ def find_degeneracy(X, y=None) -> Degeneracy | None:
     for i0 in range(0, n, block):
         i1 = min(n, i0 + block)
         G = U[i0:i1] @ U[i0:].T  # rows i0..i1-1 against columns i0..n-1
-        G[np.tril_indices(i1 - i0, m=G.shape[1])] = 0.0  # keep pairs j > i only
+        upper = np.arange(G.shape[1])[None, :] > np.arange(i1 - i0)[:, None]
+        G = np.where(upper, G, 0.0)  # keep pairs j > i only
         hits = np.argwhere(G > 1.0 - PARALLEL_COS_TOL)
         if hits.size:
             i, j = int(hits[0, 0]) + i0, int(hits[0, 1]) + i0
@@ -275,7 +284,9 @@ def _dependent_antiparallel(U, anti, tail) -> Degeneracy | None:
 # Entry point.
 
 
-def load_dataset(spec: str, *, n: int | None = None, seed: int = 0, normalize: bool = True) -> Dataset:
+def load_dataset(
+    spec: str, *, n: int | None = None, seed: int = 0, normalize: bool = True
+) -> Dataset:
     """Load a dataset from a spec string (module docstring) and validate it.
 
     ``n`` means, per source: ``synthetic`` / ``gaussian``: how many rows to generate (defaults
@@ -298,9 +309,9 @@ def load_dataset(spec: str, *, n: int | None = None, seed: int = 0, normalize: b
     elif source == "digits":
         X, y = _digits(n, seed, options.get("classes"))
     elif source == "mnist":
-        X, y = _mnist(path, n)
+        X, y = read_mnist(path, n)
     else:
-        X, y = _csv(path, n)
+        X, y = read_csv(path, n)
     suffix = path if path is not None else _join(options)
     name = f"{source}:{suffix}" if suffix else source
     return _validate(X, y, name, normalize, True, stacklevel=3)
@@ -347,10 +358,6 @@ def _int_option(options: dict[str, str], key: str, default: int) -> int:
     return value
 
 
-def _too_many(source: str, n: int, available: int) -> ValueError:
-    return ValueError(f"`n` = {n} exceeds the {available} rows available in {source}")
-
-
 # --------------------------------------------------------------------------------------------
 # Generated and bundled sources.
 
@@ -385,7 +392,7 @@ def _digits(n: int | None, seed: int, classes: str | None) -> tuple[np.ndarray, 
         y = np.where(target == wanted[0], -1.0, 1.0) if len(wanted) == 2 else target.astype(float)
     if n is not None and n != X.shape[0]:
         if n > X.shape[0]:
-            raise _too_many("digits", n, X.shape[0])
+            raise too_many_rows("digits", n, X.shape[0])
         idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=n, replace=False))
         X, y = X[idx], y[idx]
     return X, y
@@ -402,157 +409,3 @@ def _parse_classes(text: str) -> list[int]:
             f"e.g. '3/8', got {text!r}"
         )
     return wanted
-
-
-# --------------------------------------------------------------------------------------------
-# Local files: MNIST (IDX or npz) and CSV.
-
-
-def _existing(path: str, source: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ValueError(f"`{source}` path {path!r} does not exist")
-    return p
-
-
-def _read_bytes(path: Path, source: str) -> bytes:
-    try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"`{source}` file {str(path)!r} cannot be read: {exc}") from None
-
-
-def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """IDX: int32 magic 0x0000_08_ndim (unsigned bytes), ndim big-endian int32 dims, data."""
-    raw = _read_bytes(path, "mnist")
-    magic_expected = 0x0800 + ndim  # 2051 for images, 2049 for labels
-    where = f"`mnist` file {str(path)!r}"
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{where} is truncated: {len(raw)} bytes, shorter than its {header}-byte header")
-    (magic,) = struct.unpack(">i", raw[:4])
-    if magic != magic_expected:
-        raise ValueError(
-            f"{where} has magic number {magic}, expected {magic_expected} "
-            f"(IDX unsigned bytes with {ndim} dimension(s))"
-        )
-    dims = struct.unpack(f">{ndim}i", raw[4:header])
-    if any(k <= 0 for k in dims):
-        raise ValueError(f"{where} declares dims {dims}; every dimension must be >= 1")
-    size = int(np.prod(dims, dtype=object))
-    if len(raw) - header != size:
-        problem = "is truncated" if len(raw) - header < size else "has trailing bytes"
-        raise ValueError(
-            f"{where} {problem}: {len(raw) - header} data bytes, dims {dims} need {size}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
-    for stem in stems:
-        for suffix in ("", ".gz"):
-            if (folder / (stem + suffix)).is_file():
-                return folder / (stem + suffix)
-    return None
-
-
-def _mnist(path: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-    p = _existing(path, "mnist")
-    if p.suffix.lower() == ".npz":
-        images, labels = _read_npz(p)
-    else:
-        if p.is_dir():
-            img = _find(p, ("train-images-idx3-ubyte", "train-images.idx3-ubyte"))
-            if img is None:
-                raise ValueError(
-                    f"`mnist` folder {path!r} holds no 'train-images-idx3-ubyte' (or '.gz'); "
-                    "give the folder of the standard IDX files, one images file, or an .npz"
-                )
-        else:
-            img = p
-        stem = img.name[:-3] if img.name.endswith(".gz") else img.name
-        label_stem = stem.replace("images", "labels").replace("idx3", "idx1")
-        lab = _find(img.parent, (label_stem,))
-        if label_stem == stem or lab is None:
-            raise ValueError(
-                f"`mnist` labels file {label_stem!r} (or '.gz') not found beside {str(img)!r}"
-            )
-        images = _read_idx(img, 3)
-        labels = _read_idx(lab, 1)
-        if labels.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"`mnist` labels file {str(lab)!r} has {labels.shape[0]} labels but the images "
-                f"file has {images.shape[0]} images"
-            )
-    if n is not None and n > images.shape[0]:
-        raise _too_many(f"mnist {path!r}", n, images.shape[0])
-    images, labels = images[:n], labels[:n]
-    X = images.reshape(images.shape[0], -1)
-    X = X / 255.0 if X.dtype.kind in "biu" else X.astype(np.float64)  # uint8 pixels -> [0, 1]
-    return X, labels.astype(np.float64)
-
-
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    where = f"`mnist` file {str(path)!r}"
-    try:
-        with np.load(path, allow_pickle=False) as z:  # never unpickle user files
-            for xk, yk in (("x_train", "y_train"), ("X", "y")):
-                if xk in z.files and yk in z.files:
-                    images, labels = z[xk], z[yk]
-                    break
-            else:
-                raise ValueError(
-                    f"{where} must hold arrays 'x_train'/'y_train' or 'X'/'y', found {z.files}"
-                )
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"{where} cannot be read as .npz: {exc}") from None
-    except ValueError as exc:  # pickled object arrays are refused by numpy with a ValueError
-        raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
-    if images.ndim < 2 or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"{where} needs images (n, ...) and labels (n,), got {images.shape} and {labels.shape}"
-        )
-    if images.dtype.kind in "biu" and images.size and (images.min() < 0 or images.max() > 255):
-        raise ValueError(f"{where}: integer pixels must lie in [0, 255]")
-    if images.dtype.kind not in "biuf" or labels.dtype.kind not in "biuf":
-        raise ValueError(f"{where} must hold real numbers, got {images.dtype} and {labels.dtype}")
-    return images, labels
-
-
-def _csv(path: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Comma (or ';' / whitespace) separated numbers; a non-numeric first row is a header."""
-    p = _existing(path, "csv")
-    where = f"`csv` file {path!r}"
-    try:
-        with p.open(encoding="utf-8-sig") as fh:
-            lines = enumerate(fh)
-            at, first = next(((i, ln) for i, ln in lines if ln.strip() and ln[0] != "#"), (0, ""))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{where} cannot be read: {exc}") from None
-    delimiter = "," if "," in first else (";" if ";" in first else None)
-    header = not all(_is_number(f) for f in first.strip().split(delimiter))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": see below
-            data = np.loadtxt(
-                p, dtype=np.float64, delimiter=delimiter, skiprows=at + 1 if header else 0,
-                ndmin=2, max_rows=n, encoding="utf-8-sig", comments="#",
-            )
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{where} is not numeric: {exc}") from None
-    if data.shape[0] == 0:
-        raise ValueError(f"{where} holds no data rows")
-    if data.shape[1] < 2:
-        raise ValueError(f"{where} needs at least 2 columns (features, then the label)")
-    if n is not None and data.shape[0] < n:
-        raise _too_many(where, n, data.shape[0])
-    return data[:, :-1], data[:, -1]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
