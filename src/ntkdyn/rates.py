@@ -19,7 +19,7 @@ import numpy as np
 
 from .optim.rules import LinearRule, Rule, parse
 
-__all__ = ["PredictedRate", "predicted_rate", "FitWindow", "RateFit", "fit_rate", "local_exponent"]
+__all__ = ["FitWindow", "PredictedRate", "RateFit", "fit_rate", "local_exponent", "predicted_rate"]
 
 #: Schedules whose step matrices depend on k (scheduled Nesterov) are evaluated at this step:
 #: there beta_k = 1 - r / (k + r - 1) equals its limit 1 to ~1e-12, far below any other error.
@@ -42,7 +42,8 @@ class PredictedRate:
     discrete_factor: asymptotic per-step loss factor ``q = max_j rho(M(h_j))^2`` (MATH.md 3).
         For scheduled Nesterov it is the limit ``k -> inf`` of the per-step matrices,
         ``1 - h_0`` when ``h_max <= 1``: at a fixed lr the discrete scheme is eventually linear.
-    stable: ``discrete_factor < 1``.
+    stable: ``discrete_factor < 1``; an unstable rule keeps its kind, and its statement says
+        "unstable".
     ode_rate: ``a`` in ``L(t) ~ exp(-a t)`` of the limiting ODE (MATH.md 4); None for Bessel.
     exponent: ``r`` of the ODE law ``L(t) ~ t^-r`` (scheduled Nesterov); else None.
     time_scale: "lr" (t = k lr) or "sqrt_lr" (t = k sqrt(lr)); step_time is that dt per step.
@@ -53,14 +54,14 @@ class PredictedRate:
     kind: str
     h_min: float
     h_max: float
-    discrete_factor: float | None
-    stable: bool | None
-    ode_rate: float | None
-    exponent: float | None
-    time_scale: str | None
-    step_time: float | None
-    crossover_step: float | None
     statement: str
+    discrete_factor: float | None = None
+    stable: bool | None = None
+    ode_rate: float | None = None
+    exponent: float | None = None
+    time_scale: str | None = None
+    step_time: float | None = None
+    crossover_step: float | None = None
 
     @property
     def rate_per_step(self) -> float | None:
@@ -71,7 +72,7 @@ class PredictedRate:
             return float(np.log(self.discrete_factor))
 
 
-def predicted_rate(rule: "Rule | str", eigenvalues) -> PredictedRate:
+def predicted_rate(rule: Rule | str, eigenvalues) -> PredictedRate:
     """Predict the convergence of ``rule`` on ``F(e) = 1/2 e^T K e`` (MATH.md 3, 4, 7.2).
 
     Discrete: ``q = max_j rho(M(h_j))^2`` with ``M(h) = A - h b e_0^T`` from the rule's own
@@ -90,28 +91,38 @@ def predicted_rate(rule: "Rule | str", eigenvalues) -> PredictedRate:
     h = rule.lr * lam
     h_min, h_max = float(h.min()), float(h.max())
     if not isinstance(rule, LinearRule):
-        return PredictedRate(
-            rule.spec, "none", h_min, h_max, None, None, None, None, None, None, None,
-            f"none: {rule.name} is nonlinear; no rate is predicted",
-        )
+        statement = f"none: {rule.name} is nonlinear; no rate is predicted"
+        return PredictedRate(rule.spec, "none", h_min, h_max, statement)
     step = rule.constant_from if rule.constant_from is not None else _LATE_STEP
     radius = np.abs(np.linalg.eigvals(rule.mode_matrix(step, h))).max(axis=-1)
     q = float(np.max(radius) ** 2)
-    spec = rule.ode()
-    step_time = rule.lr if spec.time_scale == "lr" else math.sqrt(rule.lr)
-    ode_rate = exponent = crossover = None
-    if spec.kind == "flow":
-        ode_rate = 2.0 * float(lam.min())
-    elif spec.kind == "oscillator":
-        ode_rate = 2.0 * float(np.min(_damping(lam / spec.mass, spec.gamma / spec.mass)))
-    else:  # "bessel": e'' + (r/t) e' + K e = 0, sublinear t^-r; linear after k ~ r / h_0
-        exponent = float(spec.r)
-        crossover = exponent / h_min
+    spec = rule.ode()  # None: a linear rule without a declared ODE gets the discrete view only
+    ode_rate = exponent = crossover = time_scale = step_time = None
+    if spec is not None:
+        time_scale = spec.time_scale
+        step_time = rule.lr if time_scale == "lr" else math.sqrt(rule.lr)
+        if spec.kind == "flow":
+            ode_rate = 2.0 * float(lam.min())
+        elif spec.kind == "oscillator":
+            ode_rate = 2.0 * float(np.min(_damping(lam / spec.mass, spec.gamma / spec.mass)))
+        else:  # "bessel": e'' + (r/t) e' + K e = 0, sublinear t^-r; linear after k ~ r / h_0
+            exponent = float(spec.r)
+            crossover = exponent / h_min
     kind = "sublinear" if exponent is not None else "linear"
-    statement = _statement(rule, kind, q, ode_rate, exponent, spec.time_scale, crossover, h_max)
+    statement = _statement(rule, kind, q, ode_rate, exponent, time_scale, crossover, h_max)
     return PredictedRate(
-        rule.spec, kind, h_min, h_max, q, q < 1.0, ode_rate, exponent, spec.time_scale,
-        step_time, crossover, statement,
+        rule.spec,
+        kind,
+        h_min,
+        h_max,
+        statement,
+        discrete_factor=q,
+        stable=q < 1.0,
+        ode_rate=ode_rate,
+        exponent=exponent,
+        time_scale=time_scale,
+        step_time=step_time,
+        crossover_step=crossover,
     )
 
 
@@ -130,21 +141,28 @@ def _fmt_factor(q: float) -> str:
 def _statement(rule, kind, q, ode_rate, exponent, time_scale, crossover, h_max) -> str:
     t_def = "t = k lr" if time_scale == "lr" else "t = k sqrt(lr)"
     if q >= 1.0:
-        return (f"unstable: L_k grows like {q:.4g}^k (h_max = {h_max:.4g} is beyond "
-                f"{rule.name}'s stable step)")
+        return (
+            f"unstable: L_k grows like {q:.4g}^k (h_max = {h_max:.4g} is beyond "
+            f"{rule.name}'s stable step)"
+        )
+    if kind == "linear" and ode_rate is None:
+        return f"linear: L_k ~ {_fmt_factor(q)}^k (no ODE limit declared)"
     if kind == "linear":
         return f"linear: L_k ~ {_fmt_factor(q)}^k (ODE: exp(-{ode_rate:.4g} t), {t_def})"
-    return (f"sublinear: L(t) ~ t^-{exponent:g} in the ODE limit ({t_def}); at lr = {rule.lr:g} "
-            f"eventually linear, L_k ~ k^-{exponent:g} {_fmt_factor(q)}^k, "
-            f"after k ~ r/h_0 = {crossover:.3g}")
+    return (
+        f"sublinear: L(t) ~ t^-{exponent:g} in the ODE limit ({t_def}); at lr = {rule.lr:g} "
+        f"eventually linear, L_k ~ k^-{exponent:g} {_fmt_factor(q)}^k, "
+        f"after k ~ r/h_0 = {crossover:.3g}"
+    )
 
 
 def _check_eigenvalues(eigenvalues) -> np.ndarray:
     try:
         lam = np.asarray(eigenvalues, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"`eigenvalues` must be a 1-D array of numbers, got {eigenvalues!r}") \
-            from None
+        raise ValueError(
+            f"`eigenvalues` must be a 1-D array of numbers, got {eigenvalues!r}"
+        ) from None
     if lam.ndim != 1 or lam.size == 0:
         raise ValueError(f"`eigenvalues` must be a non-empty 1-D array, got shape {lam.shape}")
     bad = ~np.isfinite(lam) | (lam <= 0)
@@ -152,7 +170,8 @@ def _check_eigenvalues(eigenvalues) -> np.ndarray:
         i = int(np.argmax(bad))
         raise ValueError(
             f"`eigenvalues` must all be finite and > 0 (K positive definite), got "
-            f"eigenvalues[{i}] = {lam[i]!r}; clip rounding negatives of a singular kernel first"
+            f"eigenvalues[{i}] = {float(lam[i])!r}; clip the rounding negatives of a singular "
+            "kernel first"
         )
     return lam
 
@@ -239,38 +258,59 @@ def fit_rate(losses, times=None, *, floor_rel: float = 1e-20) -> RateFit:
     tail = np.flatnonzero((t >= t_end / 4.0) & (t > 0.0))
     n = int(tail.size)
     if n < _MIN_TAIL_POINTS:
-        return RateFit("undetermined", n_points=n, truncated_at=truncated_at,
-                       reason=f"only {n} points in the tail (need {_MIN_TAIL_POINTS})")
+        return RateFit(
+            "undetermined",
+            n_points=n,
+            truncated_at=truncated_at,
+            reason=f"only {n} points in the tail (need {_MIN_TAIL_POINTS})",
+        )
     tt, logE = t[tail], np.log(E[tail])
     window = FitWindow(float(tt[0]), float(t_end), int(tail[0]), int(tail[-1]) + 1)
     s, r_exp = _lstsq(tt, logE)
     minus_p, r_pow = _lstsq(np.log(tt), logE)
     first = tt < math.sqrt(tt[0] * t_end)
-    fits = dict(slope=s, power=-minus_p, window=window, r_exp=r_exp, r_pow=r_pow, n_points=n,
-                truncated_at=truncated_at)
+    fits = {
+        "slope": s,
+        "power": -minus_p,
+        "window": window,
+        "r_exp": r_exp,
+        "r_pow": r_pow,
+        "n_points": n,
+        "truncated_at": truncated_at,
+    }
     if min(first.sum(), (~first).sum()) < _MIN_HALF_POINTS:
         return RateFit("undetermined", **fits, reason="too few points in a half of the tail")
     s1, _ = _lstsq(tt[first], logE[first])
     s2, _ = _lstsq(tt[~first], logE[~first])
     rho_pow = _lstsq(tt[~first], np.log(tt[~first]))[0] / _lstsq(tt[first], np.log(tt[first]))[0]
-    fits.update(rho_pow=float(rho_pow))
+    fits["rho_pow"] = float(rho_pow)
     if s1 == 0.0:
         return RateFit("undetermined", **fits, reason="the envelope does not decay on the tail")
     rho = s2 / s1
-    fits.update(rho=float(rho))
+    fits["rho"] = float(rho)
+    kind, reason = _decide(rho, rho_pow, r_exp, r_pow)
+    if kind == "linear":
+        return RateFit(kind, rate=s, factor=math.exp(s), **fits)
+    if kind == "sublinear":
+        return RateFit(kind, exponent=-minus_p, **fits)
+    return RateFit(kind, **fits, reason=reason)
+
+
+def _decide(rho: float, rho_pow: float, r_exp: float, r_pow: float) -> tuple[str, str]:
+    """MATH.md 5 step 6: the verdict from the slope ratio and the residuals, and why."""
     if not rho > 0.0:
-        return RateFit("undetermined", **fits, reason=f"slope ratio rho = {rho:.3g} <= 0")
+        return "undetermined", f"slope ratio rho = {rho:.3g} <= 0"
     d_lin, d_pow = abs(math.log(rho)), abs(math.log(rho / rho_pow))
     if min(d_lin, d_pow) > 0.5 * abs(math.log(rho_pow)):
-        return RateFit("undetermined", **fits,
-                       reason=f"rho = {rho:.3g} is far from both 1 and rho_pow = {rho_pow:.3g}")
+        return "undetermined", f"rho = {rho:.3g} is far from both 1 and rho_pow = {rho_pow:.3g}"
     if d_lin < d_pow and r_exp < r_pow:
-        return RateFit("linear", rate=s, factor=math.exp(s), **fits)
+        return "linear", ""
     if d_pow < d_lin and r_pow < r_exp:
-        return RateFit("sublinear", exponent=-minus_p, **fits)
-    return RateFit("undetermined", **fits,
-                   reason=f"slope ratio (rho = {rho:.3g}, rho_pow = {rho_pow:.3g}) and residuals "
-                          f"(R_exp = {r_exp:.3g}, R_pow = {r_pow:.3g}) disagree")
+        return "sublinear", ""
+    return "undetermined", (
+        f"slope ratio (rho = {rho:.3g}, rho_pow = {rho_pow:.3g}) and "
+        f"residuals (R_exp = {r_exp:.3g}, R_pow = {r_pow:.3g}) disagree"
+    )
 
 
 def local_exponent(losses, times=None, *, span: float = 2.0, floor_rel: float = 1e-20):
@@ -337,7 +377,7 @@ def _check_curve(losses, times) -> tuple[np.ndarray, np.ndarray]:
     negative = L < 0
     if negative.any():
         i = int(np.argmax(negative))
-        raise ValueError(f"`losses` must be >= 0 (a loss), got losses[{i}] = {L[i]!r}")
+        raise ValueError(f"`losses` must be >= 0 (a loss), got losses[{i}] = {float(L[i])!r}")
     if times is None:
         return L, np.arange(L.size, dtype=np.float64)
     try:
