@@ -26,18 +26,18 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .models import TwoLayerReLU
+from .models import DeepReLU, TwoLayerReLU
 
 __all__ = [
-    "two_layer_gram",
-    "deep_relu_ntk",
-    "ntk_gram",
-    "empirical_ntk",
-    "Spectrum",
-    "spectrum",
-    "IllConditionedKernelWarning",
     "LAYERS",
     "NTK_METHODS",
+    "IllConditionedKernelWarning",
+    "Spectrum",
+    "deep_relu_ntk",
+    "empirical_ntk",
+    "ntk_gram",
+    "spectrum",
+    "two_layer_gram",
 ]
 
 #: ``layer`` choices of ``two_layer_gram``: first layer, output layer, both trained.
@@ -51,8 +51,6 @@ SYMMETRY_RTOL = 1e-10
 ILL_CONDITIONED_RTOL = 1e-10
 #: Memory allowed for the two row blocks of Jacobians held at once by ``empirical_ntk``.
 JACOBIAN_BUDGET_BYTES = 512 * 2**20
-
-_TWO_LAYER_NAMES = frozenset({"W", "bias", "a"})
 
 
 class IllConditionedKernelWarning(UserWarning):
@@ -225,6 +223,17 @@ def _resolve_params(model: nn.Module, params: object) -> dict[str, torch.Tensor]
     return {k: v.detach() for k, v in values.items()}
 
 
+def _closed_form_for(model: nn.Module, values: dict[str, torch.Tensor]):
+    """The closed-form kernel function for this model and parameter selection, or None."""
+    if isinstance(model, TwoLayerReLU) and set(values) <= {"W", "bias", "a"}:
+        return _closed_form_two_layer
+    if isinstance(model, DeepReLU) and set(values) <= {
+        f"weights.{h}" for h in range(model.depth + 1)
+    }:
+        return _closed_form_deep
+    return None
+
+
 def _closed_form_two_layer(
     model: TwoLayerReLU, X: torch.Tensor, values: dict[str, torch.Tensor]
 ) -> torch.Tensor:
@@ -251,6 +260,35 @@ def _closed_form_two_layer(
         hidden = torch.relu(z)
         gram += hidden @ hidden.T
     return gram * scale2
+
+
+def _closed_form_deep(
+    model: DeepReLU, X: torch.Tensor, values: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """``sum_p J_p J_p^T`` of ``DeepReLU`` by backpropagating row-wise (MATH.md 1.5).
+
+    ``d f / d W^h = delta^h (g^{h-1})^T`` with ``delta^h = d f / d f^h``, so layer ``h``
+    contributes ``(Delta^h Delta^h^T) o (G^{h-1} G^{h-1}^T)``; the output layer contributes
+    ``G^L G^L^T``; ``delta^h = sqrt(2/m) 1{f^h > 0} o (W^{h+1}^T delta^{h+1})``,
+    ``delta^{L+1} = 1``.
+    """
+    depth = model.depth
+    weights = [values.get(f"weights.{h}", model.weights[h].detach()) for h in range(depth + 1)]
+    hidden, active = [X], []
+    for h in range(depth):
+        pre = torch.nn.functional.linear(hidden[-1], weights[h])
+        active.append((pre > 0).to(X.dtype))
+        hidden.append(model.hidden_scale * torch.relu(pre))
+    gram = torch.zeros(X.shape[0], X.shape[0], dtype=X.dtype, device=X.device)
+    if f"weights.{depth}" in values:
+        gram += hidden[depth] @ hidden[depth].T
+    upstream = weights[depth].expand(X.shape[0], -1)  # d f / d g^L, one row per input
+    for h in range(depth - 1, -1, -1):
+        delta = model.hidden_scale * active[h] * upstream  # d f / d f^{h+1}
+        if f"weights.{h}" in values:
+            gram += (delta @ delta.T) * (hidden[h] @ hidden[h].T)
+        upstream = delta @ weights[h]
+    return gram
 
 
 def _autodiff_ntk(
@@ -307,8 +345,8 @@ def empirical_ntk(
             "notebook" one), a sequence of parameter or buffer names (e.g. ``["W", "a"]``
             for a theory net with both layers trained, MATH.md 1.4), or a dict name -> tensor
             that also supplies the values to evaluate at.
-        method: ``"auto"`` (closed form for ``TwoLayerReLU``, autodiff otherwise),
-            ``"closed_form"`` (``TwoLayerReLU`` only) or ``"autodiff"`` (``torch.func``).
+        method: ``"auto"`` (closed form for ``TwoLayerReLU`` and ``DeepReLU``, autodiff
+            otherwise), ``"closed_form"`` (those two only) or ``"autodiff"`` (``torch.func``).
         block_rows: rows per Jacobian block of the autodiff path; None picks the largest block
             with two blocks within ``JACOBIAN_BUDGET_BYTES``.
 
@@ -316,19 +354,22 @@ def empirical_ntk(
         ``(n, n)`` float64 array (computed in the model's dtype).
     """
     if not isinstance(model, nn.Module):
-        raise ValueError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        # ntkdyn's boundary errors are all ValueErrors naming the field (not TypeError).
+        message = f"`model` must be a torch.nn.Module, got {type(model).__name__}"
+        raise ValueError(message)  # noqa: TRY004
     method = _check_choice("method", method, NTK_METHODS)
     if block_rows is not None:
         block_rows = _check_positive_int("block_rows", block_rows)
     values = _resolve_params(model, params)
     reference = next(iter(values.values()))
     X_np = _as_matrix("X", X)
-    X_t = torch.as_tensor(X_np, dtype=reference.dtype, device=reference.device)
-    closed_form_ok = isinstance(model, TwoLayerReLU) and set(values) <= _TWO_LAYER_NAMES
-    if method == "closed_form" and not closed_form_ok:
+    # torch.tensor copies: callers' arrays may be read-only (as_tensor would warn).
+    X_t = torch.tensor(X_np, dtype=reference.dtype, device=reference.device)
+    closed_form = _closed_form_for(model, values)
+    if method == "closed_form" and closed_form is None:
         raise ValueError(
-            "`method` 'closed_form' needs a TwoLayerReLU and `params` among ('W', 'bias', 'a'), "
-            f"got {type(model).__name__} with params {sorted(values)}"
+            "`method` 'closed_form' needs a TwoLayerReLU (params among W, bias, a) or a DeepReLU "
+            f"(params weights.*), got {type(model).__name__} with params {sorted(values)}"
         )
     with torch.no_grad():
         probe = model(X_t[:1])
@@ -336,9 +377,9 @@ def empirical_ntk(
         raise ValueError(
             f"`model` must return one output per row, got shape {tuple(probe.shape)} for one row"
         )
-    if closed_form_ok and method != "autodiff":
+    if closed_form is not None and method != "autodiff":
         with torch.no_grad():
-            gram = _closed_form_two_layer(model, X_t, values)
+            gram = closed_form(model, X_t, values)
     else:
         gram = _autodiff_ntk(model, X_t, values, block_rows)
     return gram.detach().cpu().numpy().astype(np.float64)

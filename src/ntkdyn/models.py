@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TwoLayerReLU", "DeepReLU", "PARAMETERIZATIONS"]
+__all__ = ["PARAMETERIZATIONS", "DeepReLU", "TwoLayerReLU"]
 
 #: Names accepted by ``TwoLayerReLU(parameterization=...)``.
 PARAMETERIZATIONS = ("theory", "notebook")
@@ -198,17 +198,18 @@ class DeepReLU(nn.Module):
         generator = _check_generator(generator)
         shapes = [(width, d)] + [(width, width)] * (depth - 1) + [(1, width)]
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.randn(*shape, generator=generator, dtype=dtype))
-            for shape in shapes
+            nn.Parameter(torch.randn(*shape, generator=generator, dtype=dtype)) for shape in shapes
         )
         self.hidden_scale = math.sqrt(2.0 / width)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Network outputs for the rows of ``X`` ``(n, d)``; shape ``(n,)``."""
+        # Index, never slice: a sliced ParameterList is a new container that torch.func's
+        # functional_call would not see through (its gradients came out as zero).
         g = X
-        for W in self.weights[:-1]:
-            g = self.hidden_scale * torch.relu(F.linear(g, W))
-        return F.linear(g, self.weights[-1]).squeeze(-1)
+        for h in range(self.depth):
+            g = self.hidden_scale * torch.relu(F.linear(g, self.weights[h]))
+        return F.linear(g, self.weights[self.depth]).squeeze(-1)
 
     def extra_repr(self) -> str:
         return f"d={self.d}, width={self.width}, depth={self.depth}"
