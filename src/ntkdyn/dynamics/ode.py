@@ -20,8 +20,10 @@ Closed forms (``method="closed"``), per mode:
   ``D < 0``), so exactly critical and nearly critical damping are as accurate as the rest.
 * ``bessel`` (scheduled NAG, both variants): ``xi'' + (r/t) xi' + lambda xi = 0``,
   ``xi = xi0 Gamma(nu+1) (2/z)^nu J_nu(z)``, ``nu = (r-1)/2``, ``z = sqrt(lambda) t``; the
-  power series is used for ``z^2 <= 1``. Negative eigenvalues (only from a non-PSD K) give the
-  growing solutions (cosh-type, modified Bessel I_nu) of the same equations.
+  power series is used for ``z^2 <= 1``. Zero modes keep ``xi = xi0`` in every case.
+
+``K`` is validated exactly as by :func:`~ntkdyn.dynamics.discrete.predict_discrete`
+(symmetric, finite, positive semi-definite; rounding-level negative eigenvalues clipped to 0).
 
 ``method="numeric"`` (and every ``kernel_path``) integrates the first-order system in the
 original coordinates with ``scipy.integrate.solve_ivp`` (DOP853). A kernel path
@@ -36,22 +38,20 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate, special
+from scipy import special
 
 from ..optim.rules import ODESpec, Rule, parse
+from ._ode_numeric import KernelPath, solve_numeric
+from .discrete import SYMMETRY_RTOL, _eig
 
 __all__ = ["ODEModes", "ode_envelope", "ode_modes", "predict_ode"]
 
-#: Largest ``|K - K^T|`` accepted, relative to ``max |K|`` (rounding of a computed Gram).
-SYMMETRY_RTOL = 1e-10
 #: The Bessel solution uses its power series where ``|lambda| t^2 <= BESSEL_SERIES_Z2``.
 BESSEL_SERIES_Z2 = 1.0
 #: Series terms: at ``z^2 <= 1`` term k is below ``4^-k / k!^2``, so 14 reach 1e-24.
 BESSEL_SERIES_TERMS = 14
-#: Numeric Bessel start ``t0 = BESSEL_T0_Z / sqrt(||K||)`` (``z0 <= 1e-2``, MATH.md 4).
-BESSEL_T0_Z = 1e-2
-#: Terms of the matrix Frobenius series used to start the numeric Bessel integration.
-FROBENIUS_TERMS = 16
+#: Below this order Gamma(nu+1) (2/z)^nu is formed directly (no overflow for z > 1).
+GAMMA_DIRECT_NU = 100.0
 #: Closed forms are evaluated in chunks of at most this many (time, mode) entries.
 CHUNK_ELEMENTS = 1 << 21
 #: Default solve_ivp tolerances of the numeric path.
@@ -63,7 +63,10 @@ _KINDS = ("flow", "oscillator", "bessel")
 
 @dataclass(frozen=True)
 class ODEModes:
-    """Per-mode ODE solution: ``xi[i, j] = xi_j(times[i])`` for eigenpair ``j`` of K."""
+    """Per-mode ODE solution ``xi[i, j] = xi_j(times[i]) = q_j^T e(times[i])`` (closed form).
+
+    ``loss`` is ``predict_ode``'s curve; ``xi`` shows which modes dominate it.
+    """
 
     times: np.ndarray  # (T,) ODE times
     eigenvalues: np.ndarray  # (n,) of K, ascending
@@ -95,38 +98,49 @@ def predict_ode(
 ) -> np.ndarray:
     """Loss ``L(t) = 1/2 ||e(t)||^2`` of the rule's limiting ODE (MATH.md 4).
 
+    Per eigenmode of K (closed form): ``L(t) = 1/2 sum_j (f(t, lambda_j) q_j^T e0)^2`` with
+    ``f`` the flow, oscillator or Bessel solution of the module docstring.
+
     Args:
-        K: effective kernel (n, n), symmetric and finite, or a record with ``.eigenvalues``
-            (n,) and ``.eigenvectors`` (n, n) such as ``ntkdyn.kernels.Spectrum``. Must be None
-            when ``kernel_path`` is given.
-        e0: (n,) initial residual ``u(0) - y``.
-        rule: an optimizer rule (or its spec string) with a limiting ODE, or an ODESpec.
-        times: (T,) ODE times ``t >= 0`` (see the module docstring for the time scaling).
-        kernel_path: ``(t_samples (S,), K_samples (S, n, n))``: a time-varying kernel H(t),
-            linear between samples, constant outside; always integrated numerically.
-        method: ``"closed"`` (per-mode closed forms) or ``"numeric"`` (solve_ivp, DOP853).
-        rtol, atol: solve_ivp tolerances of the numeric path.
+        K: effective kernel ``c H`` (n, n), symmetric, finite and PSD (validated as by
+            ``predict_discrete``), or a record with ``.eigenvalues`` (n,) and
+            ``.eigenvectors`` (n, n) such as ``ntkdyn.kernels.spectrum(K, vectors=True)``.
+            Must be None when ``kernel_path`` is given.
+        e0: (n,) initial residual ``u(0) - y``; ``e'(0) = 0``.
+        rule: an optimizer rule (or spec string) with a limiting ODE, or an ``ODESpec``.
+            Adam has none (ValueError).
+        times: (T,) ODE times ``t >= 0``, any order (``rule.ode().times(lr, steps)`` maps step
+            indices: ``t = k lr`` for GD, ``t = k sqrt(lr)`` for momentum methods).
+        kernel_path: ``(t_samples (S,), K_samples (S, n, n))``: effective kernels ``c H(t_i)``
+            at strictly increasing ODE times, e.g. sampled during training; linear in between,
+            constant outside. Always integrated numerically.
+        method: ``"closed"`` (per-mode closed forms, evaluated in chunks of
+            ``CHUNK_ELEMENTS`` (time, mode) entries) or ``"numeric"`` (solve_ivp DOP853 in the
+            original coordinates).
+        rtol, atol: solve_ivp tolerances of the numeric path (atol is absolute, in units of e).
 
     Returns:
-        (T,) float64 losses.
+        (T,) float64 losses ``L(t)``.
     """
     spec = _ode_spec(rule)
     if method not in ("closed", "numeric"):
         raise ValueError(f"`method` must be 'closed' or 'numeric', got {method!r}")
     if kernel_path is not None:
         if K is not None:
-            raise ValueError("`K` must be None when `kernel_path` is given (the path is the kernel)")
+            raise ValueError(
+                "`K` must be None when `kernel_path` is given (the path is the kernel)"
+            )
         path = _check_path(kernel_path)
         e0 = _check_e0(e0, path.K.shape[1])
         t = _check_times(times)
-        e = _numeric(spec, path, e0, t, _check_tol("rtol", rtol), _check_tol("atol", atol))
+        e = solve_numeric(spec, path, e0, t, _check_tol("rtol", rtol), _check_tol("atol", atol))
         return 0.5 * np.einsum("ti,ti->t", e, e)
-    lam, Q = _spectrum(K)
+    lam, Q = _eig(K)
     e0 = _check_e0(e0, lam.size)
     t = _check_times(times)
     if method == "numeric":
-        path = _KernelPath(np.zeros(1), ((Q * lam) @ Q.T)[None])
-        e = _numeric(spec, path, e0, t, _check_tol("rtol", rtol), _check_tol("atol", atol))
+        path = KernelPath(np.zeros(1), ((Q * lam) @ Q.T)[None])
+        e = solve_numeric(spec, path, e0, t, _check_tol("rtol", rtol), _check_tol("atol", atol))
         return 0.5 * np.einsum("ti,ti->t", e, e)
     xi0sq = (Q.T @ e0) ** 2
     out = np.empty(t.size)
@@ -144,7 +158,7 @@ def ode_modes(K, e0, rule, times) -> ODEModes:
     ``predict_ode(...)``. Memory is T x n floats.
     """
     spec = _ode_spec(rule)
-    lam, Q = _spectrum(K)
+    lam, Q = _eig(K)
     e0 = _check_e0(e0, lam.size)
     t = _check_times(times)
     xi0 = Q.T @ e0
@@ -163,13 +177,13 @@ def ode_envelope(K, e0, rule, times, *, cap: bool = True) -> np.ndarray:
     spec = _ode_spec(rule)
     if spec.kind != "bessel":
         raise ValueError(f"`rule` must have a Bessel (scheduled Nesterov) ODE, got {spec.kind!r}")
-    lam, Q = _spectrum(K)
+    lam, Q = _eig(K)
     e0 = _check_e0(e0, lam.size)
     t = _check_times(times)
     nu = 0.5 * (spec.r - 1.0)
     log_a2 = 2.0 * (special.gammaln(nu + 1.0) + nu * math.log(2.0) + 0.5 * math.log(2 / math.pi))
     xi0sq = (Q.T @ e0) ** 2
-    z = np.sqrt(np.clip(lam, 0.0, None)) * t[:, None]
+    z = np.sqrt(lam) * t[:, None]
     with np.errstate(divide="ignore", over="ignore"):
         ratio = np.exp(log_a2 - spec.r * np.log(z))
     if cap:
@@ -192,15 +206,14 @@ def _mode_factor(spec: ODESpec, lam: np.ndarray, t: np.ndarray) -> np.ndarray:
 def _oscillator_factor(gamma: float, mass: float, lam, t) -> np.ndarray:
     """``exp(-a t) (cosh(s t) + a t sinh(s t)/(s t))``, ``s = sqrt(D)``, without cancellation."""
     a = gamma / (2.0 * mass)
-    w0sq = lam / mass
-    w0 = np.sqrt(np.abs(w0sq))
-    # a^2 - w0^2 as a product: its sign (the damping case) is then exact near critical.
-    D = np.where(w0sq >= 0, (a - w0) * (a + w0), a * a + w0 * w0)
+    w0sq = lam / mass  # lambda >= 0 (validated)
+    w0 = np.sqrt(w0sq)
+    D = (a - w0) * (a + w0)  # = a^2 - w0^2; sign (damping case) exact to rounding of a, w0
     tt = t[:, None]
     over = D >= 0
     s = np.sqrt(np.where(over, D, 0.0))
     w = np.sqrt(np.where(over, 0.0, -D))
-    # s - a, the slow real root, written without cancellation when a > 0.
+    # s - a, the slow real root, without cancellation when a > 0 (a <= 0: gamma <= 0 grows).
     slow = -w0sq / (a + s) if a > 0 else s - a
     x = 2.0 * s * tt
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -213,9 +226,9 @@ def _oscillator_factor(gamma: float, mass: float, lam, t) -> np.ndarray:
 
 
 def _bessel_factor(nu: float, lam, t) -> np.ndarray:
-    """``Gamma(nu+1) (2/z)^nu J_nu(z)`` (``I_nu`` of ``|z|`` for lambda < 0); series for z^2 <= 1."""
-    zsq = np.outer(t * t, lam)  # signed z^2 = lambda t^2
-    small = np.abs(zsq) <= BESSEL_SERIES_Z2
+    """``Gamma(nu+1) (2/z)^nu J_nu(z)``, ``z^2 = lambda t^2``; power series for ``z^2 <= 1``."""
+    zsq = np.outer(t * t, lam)
+    small = zsq <= BESSEL_SERIES_Z2
     out = np.empty_like(zsq)
     q = -0.25 * zsq[small]
     term = np.ones_like(q)
@@ -224,110 +237,13 @@ def _bessel_factor(nu: float, lam, t) -> np.ndarray:
         term = term * q / (k * (nu + k))
         acc += term
     out[small] = acc
-    log_g = special.gammaln(nu + 1.0)
-    pos = ~small & (zsq > 0)
-    z = np.sqrt(zsq[pos])
-    out[pos] = np.exp(log_g + nu * np.log(2.0 / z)) * special.jv(nu, z)
-    neg = ~small & (zsq < 0)
-    y = np.sqrt(-zsq[neg])
-    with np.errstate(over="ignore"):
-        out[neg] = np.exp(log_g + nu * np.log(2.0 / y) + y) * special.ive(nu, y)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Numeric fallback: the first-order system in the original coordinates.
-
-
-@dataclass(frozen=True)
-class _KernelPath:
-    t: np.ndarray  # (S,) strictly increasing
-    K: np.ndarray  # (S, n, n)
-
-    def piece(self, ta: float, tb: float) -> tuple[float, np.ndarray, np.ndarray]:
-        """``(t_ref, K_ref, slope)`` with ``K(t) = K_ref + (t - t_ref) slope`` on [ta, tb]."""
-        mid = 0.5 * (ta + tb)
-        i = int(np.searchsorted(self.t, mid, side="right")) - 1
-        if i < 0 or i >= self.t.size - 1:  # constant outside the samples
-            j = min(max(i, 0), self.t.size - 1)
-            return float(self.t[j]), self.K[j], np.zeros_like(self.K[j])
-        slope = (self.K[i + 1] - self.K[i]) / (self.t[i + 1] - self.t[i])
-        return float(self.t[i]), self.K[i], slope
-
-
-def _numeric(spec: ODESpec, path: _KernelPath, e0, t, rtol, atol) -> np.ndarray:
-    """``e(t)`` (T, n) from solve_ivp, restarted at every kernel sample."""
-    n = e0.size
-    order = np.argsort(t, kind="stable")
-    ts = t[order]
-    out = np.empty((t.size, n))
-    if spec.kind == "bessel":
-        t_start, y = _bessel_start(spec.r, path, e0, ts)
-        early = ts <= t_start
-        for i in np.nonzero(early)[0]:  # the series is exact to rounding for t <= t0
-            out[order[i]] = _frobenius(spec.r, path, e0, float(ts[i]), n)[0]
+    z = np.sqrt(zsq[~small])
+    if nu < GAMMA_DIRECT_NU:  # a power is rounded once; exp(nu log z) amplifies by nu |log z|
+        coef = special.gamma(nu + 1.0) * np.power(2.0 / z, nu)
     else:
-        t_start, y = 0.0, (e0.copy() if spec.kind == "flow" else np.concatenate([e0, np.zeros(n)]))
-        early = ts <= 0.0
-        out[order[early]] = e0
-    t_end = float(ts[-1]) if ts.size else 0.0
-    cuts = path.t[(path.t > t_start) & (path.t < t_end)]
-    edges = np.concatenate([[t_start], cuts, [t_end]])
-    for ta, tb in zip(edges[:-1], edges[1:]):
-        if tb <= ta:
-            continue
-        sel = np.nonzero((ts > ta) & (ts <= tb))[0]
-        t_ref, K_ref, slope = path.piece(ta, tb)
-        rhs = _rhs(spec, n, t_ref, K_ref, slope)
-        t_eval = np.append(ts[sel], tb)
-        sol = integrate.solve_ivp(
-            rhs, (ta, tb), y, method="DOP853", t_eval=t_eval, rtol=rtol, atol=atol
-        )
-        if sol.status != 0:
-            raise RuntimeError(f"solve_ivp failed on [{ta:g}, {tb:g}]: {sol.message}")
-        out[order[sel]] = sol.y[:n, :-1].T
-        y = sol.y[:, -1]
+        coef = np.exp(special.gammaln(nu + 1.0) + nu * np.log(2.0 / z))
+    out[~small] = coef * special.jv(nu, z)
     return out
-
-
-def _rhs(spec: ODESpec, n: int, t_ref: float, K_ref: np.ndarray, slope: np.ndarray):
-    def kernel(t):
-        return K_ref + (t - t_ref) * slope
-
-    if spec.kind == "flow":
-        return lambda t, e: -kernel(t) @ e
-    if spec.kind == "oscillator":
-        g, m = spec.gamma, spec.mass
-        return lambda t, y: np.concatenate([y[n:], -(g * y[n:] + kernel(t) @ y[:n]) / m])
-    r = spec.r
-    return lambda t, y: np.concatenate([y[n:], -(r / t) * y[n:] - kernel(t) @ y[:n]])
-
-
-def _bessel_start(r: float, path: _KernelPath, e0, ts) -> tuple[float, np.ndarray]:
-    """``t0`` and ``(e, e')(t0)``; t0 stays inside the first linear piece of the path."""
-    norm = float(np.abs(path.K).sum(axis=-1).max())  # bounds |lambda| on the whole path
-    t0 = BESSEL_T0_Z / math.sqrt(norm) if norm > 0 else BESSEL_T0_Z
-    first = path.t[path.t > 0]
-    if first.size:
-        t0 = min(t0, 0.5 * float(first[0]))
-    e, v = _frobenius(r, path, e0, t0, e0.size)
-    return t0, np.concatenate([e, v])
-
-
-def _frobenius(r: float, path: _KernelPath, e0, t: float, n: int):
-    """Series solution of ``e'' + (r/t) e' + (K0 + K1 t) e = 0``, exact on the first piece:
-    ``e = sum_j a_j t^j``, ``a_0 = e0``, ``a_1 = 0``,
-    ``j (j - 1 + r) a_j = -(K0 a_{j-2} + K1 a_{j-3})``. Returns ``(e(t), e'(t))``."""
-    t_ref, K_ref, slope = path.piece(0.0, 2 * t) if t > 0 else path.piece(0.0, 0.0)
-    K0 = K_ref - t_ref * slope
-    a = [e0, np.zeros(n)]
-    e, v = e0.copy(), np.zeros(n)
-    for j in range(2, FROBENIUS_TERMS + 1):
-        prev = K0 @ a[j - 2] + (slope @ a[j - 3] if j >= 3 else 0.0)
-        a.append(-prev / (j * (j - 1 + r)))
-        e += a[j] * t**j
-        v += j * a[j] * t ** (j - 1)
-    return e, v
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +255,9 @@ def _ode_spec(rule) -> ODESpec:
         spec = rule
     else:
         if not isinstance(rule, (Rule, str)):
-            raise ValueError(f"`rule` must be an optimizer rule, spec string or ODESpec, got {rule!r}")
+            raise ValueError(
+                f"`rule` must be an optimizer rule, spec string or ODESpec, got {rule!r}"
+            )
         rule = parse(rule)
         spec = rule.ode()
         if spec is None:
@@ -353,38 +271,21 @@ def _ode_spec(rule) -> ODESpec:
     return spec
 
 
-def _check_kernel(name: str, K, *, batched: bool = False) -> np.ndarray:
+def _check_samples(Ks) -> np.ndarray:
+    """Kernel samples ``(S, n, n)``: finite and symmetric (the same rule as for ``K``)."""
     try:
-        K = np.asarray(K, dtype=np.float64)
+        Ks = np.asarray(Ks, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a numeric array, got {type(K).__name__}") from None
-    nd = 3 if batched else 2
-    if K.ndim != nd or K.shape[-1] != K.shape[-2] or K.shape[-1] == 0:
-        want = "(S, n, n)" if batched else "(n, n)"
-        raise ValueError(f"`{name}` must have shape {want} with n >= 1, got {K.shape}")
-    if not np.all(np.isfinite(K)):
-        raise ValueError(f"`{name}` must be finite, found NaN or inf")
-    asym = float(np.max(np.abs(K - np.swapaxes(K, -1, -2))))
-    if asym > SYMMETRY_RTOL * max(float(np.max(np.abs(K))), np.finfo(float).tiny):
-        raise ValueError(f"`{name}` must be symmetric, max |K - K^T| = {asym:.3g}")
-    return 0.5 * (K + np.swapaxes(K, -1, -2))
-
-
-def _spectrum(K) -> tuple[np.ndarray, np.ndarray]:
-    """``(eigenvalues (n,), eigenvectors (n, n))`` of a matrix or a spectrum record."""
-    if K is None:
-        raise ValueError("`K` must be an (n, n) kernel or a spectrum record, got None")
-    if hasattr(K, "eigenvalues") and hasattr(K, "eigenvectors"):
-        lam = np.asarray(K.eigenvalues, dtype=np.float64)
-        Q = np.asarray(K.eigenvectors, dtype=np.float64)
-        n = lam.size
-        if lam.ndim != 1 or Q.shape != (n, n) or n == 0:
-            raise ValueError(f"`K` spectrum needs eigenvalues (n,), eigenvectors (n, n), got "
-                             f"{lam.shape} and {Q.shape}")
-        if not (np.all(np.isfinite(lam)) and np.all(np.isfinite(Q))):
-            raise ValueError("`K` spectrum must be finite, found NaN or inf")
-        return lam, Q
-    return np.linalg.eigh(_check_kernel("K", K))
+        raise ValueError("`kernel_path` K_samples must be a numeric (S, n, n) array") from None
+    if Ks.ndim != 3 or Ks.shape[1] != Ks.shape[2] or 0 in Ks.shape:
+        raise ValueError(f"`kernel_path` K_samples must have shape (S, n, n), got {Ks.shape}")
+    if not np.all(np.isfinite(Ks)):
+        raise ValueError("`kernel_path` K_samples must be finite; found NaN or inf")
+    KT = np.swapaxes(Ks, 1, 2)
+    asym = float(np.max(np.abs(Ks - KT)))
+    if asym > SYMMETRY_RTOL * float(np.max(np.abs(Ks))):
+        raise ValueError(f"`kernel_path` K_samples must be symmetric: max|K - K^T| = {asym:.3g}")
+    return 0.5 * (Ks + KT)
 
 
 def _check_e0(e0, n: int) -> np.ndarray:
@@ -412,20 +313,23 @@ def _check_times(times) -> np.ndarray:
     return t
 
 
-def _check_path(kernel_path) -> _KernelPath:
+def _check_path(kernel_path) -> KernelPath:
     try:
         ts, Ks = kernel_path
     except (TypeError, ValueError):
         raise ValueError("`kernel_path` must be a pair (t_samples, K_samples)") from None
     ts = np.asarray(ts, dtype=np.float64)
-    Ks = _check_kernel("kernel_path", Ks, batched=True)
+    Ks = _check_samples(Ks)
     if ts.shape != (Ks.shape[0],) or not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
-        raise ValueError(f"`kernel_path` times must be finite, strictly increasing and match "
-                         f"K_samples' first axis ({Ks.shape[0]}), got shape {ts.shape}")
-    return _KernelPath(ts, Ks)
+        raise ValueError(
+            f"`kernel_path` times must be finite, strictly increasing and match "
+            f"K_samples' first axis ({Ks.shape[0]}), got shape {ts.shape}"
+        )
+    return KernelPath(ts, Ks)
 
 
 def _check_tol(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
         raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
     return float(value)
