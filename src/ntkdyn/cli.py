@@ -6,6 +6,7 @@ Every bad input becomes one line on stderr and exit code 2; success exits 0.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import csv
 import json
 import sys
@@ -76,6 +77,19 @@ def _nonneg_int(name):
     return convert
 
 
+def _positive_float(name):
+    def convert(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{name}` must be a number, got {text!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"`{name}` must be a finite number > 0, got {text}")
+        return value
+
+    return convert
+
+
 def _add_data_args(p):
     p.add_argument("--data", required=True, help="synthetic | gaussian | digits[:opts] | "
                    "mnist:PATH | csv:PATH")
@@ -100,7 +114,8 @@ def _print_json(payload) -> None:
 
 
 def _cmd_kernel(args) -> int:
-    from .dynamics.stability import stability_table
+    from .dynamics.stability import stability, stability_table
+    from .optim import GD, NesterovTorch
     from .kernels import deep_relu_ntk, empirical_ntk, spectrum, two_layer_gram
 
     data = _load(args)
@@ -143,8 +158,24 @@ def _cmd_kernel(args) -> int:
             "distance_fro": float(np.linalg.norm(H0 - H)),
             "distance_2": float(np.linalg.norm(H0 - H, 2)),
         }
-    rows = stability_table(c * spec.eigenvalues)
-    out["stability"] = [_row_dict(r) for r in rows]
+    K_eigs = c * spec.eigenvalues
+    rows = stability_table(K_eigs)
+    out["stability"] = [
+        {"optimizer": r.label, "max_stable_lr": r.max_stable_lr, "max_stable_h": r.max_stable_h,
+         "bound": r.bound}
+        for r in rows
+    ]
+    best = stability(K_eigs, GD(1.0))
+    out["optimal"] = {
+        "gd": {"lr": best.gd_lr, "rate": best.gd_rate},
+        "hb": {"lr": best.hb_lr, "beta": best.hb_beta, "rate": best.hb_rate},
+    }
+    if args.lr is not None:
+        nag = stability(K_eigs, NesterovTorch(args.lr, r=args.r))
+        out["nesterov_crossover"] = {
+            "lr": args.lr, "r": args.r, "h0": nag.h_min, "step": nag.crossover_step,
+            "loss_rel": nag.crossover_loss,
+        }
     if args.json:
         _print_json(out)
         return 0
@@ -156,9 +187,19 @@ def _cmd_kernel(args) -> int:
         print(f"  empirical Gram at init (width {e['width']}, seed {e['seed']}): "
               f"lambda_min = {e['lambda_min']:.6g}, lambda_max = {e['lambda_max']:.6g}, "
               f"||H(0) - H^inf||_F = {e['distance_fro']:.4g}, ||.||_2 = {e['distance_2']:.4g}")
-    print(f"  stability with the {args.loss} loss (K = {c:.6g} H):")
+    print(f"  largest stable lr with the {args.loss} loss (K = {c:.6g} H):")
+    print(f"    {'optimizer':<28} {'max lr':>12} {'max h':>9}  bound")
     for r in out["stability"]:
-        print("    " + "  ".join(f"{k} = {_fmt(v)}" for k, v in r.items()))
+        print(f"    {r['optimizer']:<28} {r['max_stable_lr']:>12.6g} {r['max_stable_h']:>9.6g}  "
+              f"{r['bound']}")
+    o = out["optimal"]
+    print(f"  optimal GD: lr = {o['gd']['lr']:.6g}, error factor per step {o['gd']['rate']:.6g}")
+    print(f"  optimal HB: lr = {o['hb']['lr']:.6g}, beta = {o['hb']['beta']:.6g}, "
+          f"error factor per step {o['hb']['rate']:.6g}")
+    if "nesterov_crossover" in out:
+        x = out["nesterov_crossover"]
+        print(f"  scheduled Nesterov (r = {x['r']:g}, lr = {x['lr']:g}, h0 = {x['h0']:.3g}): "
+              f"linear after step ~{x['step']:.4g}, at L/L0 ~ {x['loss_rel']:.3g}")
     return 0
 
 
@@ -195,7 +236,7 @@ def _cmd_predict(args) -> int:
         net = _theory_net(data, args.width, args.seed)
         H = empirical_ntk(net, data.X)
         with torch.no_grad():
-            u0 = net(torch.as_tensor(data.X, dtype=torch.float64)).numpy()
+            u0 = net(torch.tensor(data.X, dtype=torch.float64)).numpy()
         e0 = u0 - data.y
     else:
         H = two_layer_gram(data.X, layer="first")
@@ -292,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also the empirical Gram of a network of this width at init")
     p.add_argument("--seed", type=int, default=0, help="network seed for --width")
     p.add_argument("--loss", choices=["half-sum", "mse"], default="half-sum")
+    p.add_argument("--lr", type=_positive_float("--lr"), default=None,
+                   help="also the scheduled-Nesterov crossover step at this lr")
+    p.add_argument("--r", type=_positive_float("--r"), default=3.0,
+                   help="damping r for the crossover (default 3)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_kernel)
 
@@ -312,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--floor", type=float, default=1e-20, help="relative rounding floor")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_rates)
+
+    if importlib.util.find_spec("ntkdyn.experiments.commands") is not None:
+        from .experiments.commands import register
+
+        register(sub)  # reproduce, sweep, report, export
     return parser
 
 
@@ -328,6 +378,9 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return args.func(args)
+    except BrokenPipeError:  # e.g. `ntkdyn kernel --json | head`
+        sys.stderr.close()
+        return 0
     except (UsageError, ValueError, OSError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"ntkdyn: error: {message}", file=sys.stderr)

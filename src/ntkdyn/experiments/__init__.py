@@ -1,0 +1,41 @@
+"""Experiments: validated configs, sweeps over engine batches, and the results store.
+
+``load_config`` -> ``expand_runs`` (stable run ids) -> ``run_sweep`` (trains in batches and
+commits each batch to ``DIR/results.sqlite``) -> ``Store`` (read, export). Presets of the
+paper's experiments live in ``presets``; the report in ``ntkdyn.report``.
+"""
+
+from .config import (
+    Config,
+    DataCache,
+    ExperimentConfig,
+    OptimizerChoice,
+    RunSpec,
+    config_dict,
+    expand_runs,
+    load_config,
+    run_id,
+)
+from .progress import Progress
+from .store import SCHEMA_VERSION, KernelRecord, RunRecord, Store
+from .sweep import SweepResult, plan_batches, run_sweep
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Config",
+    "DataCache",
+    "ExperimentConfig",
+    "KernelRecord",
+    "OptimizerChoice",
+    "Progress",
+    "RunRecord",
+    "RunSpec",
+    "Store",
+    "SweepResult",
+    "config_dict",
+    "expand_runs",
+    "load_config",
+    "plan_batches",
+    "run_id",
+    "run_sweep",
+]

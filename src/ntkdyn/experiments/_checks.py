@@ -1,0 +1,113 @@
+"""Field checks of config values; every message names the field path in backticks."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+
+def unknown_keys(where: str, table: Mapping, allowed) -> None:
+    """Reject keys not in ``allowed`` (with a did-you-mean hint)."""
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), list(allowed), n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            path = f"{where}.{key}" if where else str(key)
+            raise ValueError(f"`{path}` is not a known key{hint}; allowed keys: {list(allowed)}")
+
+
+def table(where: str, value) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"`{where}` must be a table, got {value!r}")
+    return value
+
+
+def string(where: str, value, *, allowed=None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"`{where}` must be a non-empty string, got {value!r}")
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"`{where}` must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def integer(where: str, value, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{where}` must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def int_list(where: str, value, *, minimum: int) -> tuple[int, ...]:
+    what = "positive ints" if minimum == 1 else f"ints >= {minimum}"
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in value)
+    ):
+        raise ValueError(f"`{where}` must be a non-empty list of {what}, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"`{where}` lists a value twice: {value!r}")
+    return tuple(value)
+
+
+def boolean(where: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"`{where}` must be true or false, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Data specs: validated without loading big files.
+
+
+def data_spec(where: str, spec, n, data_seed: int, normalize: bool) -> str:
+    """Canonical data spec. Embedded sources are small and are loaded (checks option values
+    and ``n``); ``mnist:PATH`` / ``csv:PATH`` are only checked to exist and be readable."""
+    from ..data import _parse_spec  # the loader's own spec grammar
+
+    if not isinstance(spec, str):
+        raise ValueError(f"`{where}` must be a dataset spec string, got {spec!r}")
+    try:
+        source, options, path = _parse_spec(spec)
+    except ValueError as exc:
+        raise ValueError(f"`{where}`: {exc}") from None
+    if path is not None:
+        _readable(where, source, path)
+        return f"{source}:{path}"
+    canonical = source + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+                          if options else "")  # fmt: skip
+    try:
+        load_data(canonical, n, data_seed, normalize)
+    except ValueError as exc:
+        raise ValueError(f"`{where}` {spec!r}: {exc}") from None
+    return canonical
+
+
+def _readable(where: str, source: str, path: str) -> None:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ValueError(f"`{where}` {source} path {path!r} does not exist")
+    try:
+        if p.is_dir():
+            names = os.listdir(p)
+            if source == "mnist" and not any(s.startswith("train-images") for s in names):
+                raise ValueError(
+                    f"`{where}` mnist folder {path!r} holds no 'train-images-idx3-ubyte' file"
+                )
+        else:
+            with p.open("rb") as fh:
+                fh.read(1)
+    except OSError as exc:
+        raise ValueError(
+            f"`{where}` {source} path {path!r} cannot be read: {exc.strerror}"
+        ) from None
+
+
+@lru_cache(maxsize=16)
+def load_data(data: str, n: int | None, data_seed: int, normalize: bool):
+    """``data.load_dataset``, cached (datasets are read-only records)."""
+    from ..data import load_dataset
+
+    return load_dataset(data, n=n, seed=data_seed, normalize=normalize)

@@ -1,0 +1,401 @@
+"""Run a sweep: expand a config, train its runs in engine batches, store each finished batch.
+
+Order of work (DESIGN.md, "Data flow of the main job"; "Reliability rules"):
+
+1. validate everything first (config, data specs, data-driven parameters, devices, the out
+   dir and, when it already holds a store, its schema and config); a bad input raises
+   ValueError naming the field and nothing is created;
+2. create ``DIR/results.sqlite``, write meta (config, environment) and the ``H^inf`` spectra;
+3. group the runs into engine batches: runs sharing ``(mode, data, n, data_seed, loss, steps,
+   dtype, device, diagnostics_every)`` train together in one ``ntkdyn.training.train`` call,
+   split so that total width x max(n, d) stays below :data:`MAX_BATCH_ELEMENTS`. Batches are
+   planned from *all* runs, then finished ones are dropped, so a resumed sweep recomputes
+   exactly the batches it lost (same composition, hence bit-identical curves);
+4. per batch: build each model from ``torch.Generator().manual_seed(seed)``, compute its
+   kernel predictions from the *initial* weights (theory mode: ``K = c H(0)`` and
+   ``K_inf = c H^inf`` with ``e0 = u(W0) - y``, MATH.md 3, 6; the limiting ODE on ``K_inf`` at
+   times ``rule.ode().times(lr, k)``, MATH.md 4), train, and commit the batch in one
+   transaction. A diverged network is stored with status "diverged"; the others are not
+   affected.
+
+Predictions are in the units of the loss minimised: ``predict_discrete`` gives ``1/2 ||e||^2``
+and is multiplied by ``c`` (1 for half-sum, 2/n for mse; MATH.md 0).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config, DataCache, RunSpec, config_dict, expand_runs, load_config
+from .progress import Progress
+from .store import STORE_NAME, KernelRecord, RunRecord, Store
+
+__all__ = [
+    "CUDA_BATCH_ELEMENTS", "MAX_BATCH_ELEMENTS", "SweepResult", "plan_batches", "resolve_device",
+    "run_sweep",
+]  # fmt: skip
+
+#: Bound on total width x max(n, d) of one engine batch on a CPU (float64: 256 MiB per tensor).
+MAX_BATCH_ELEMENTS = 1 << 25
+#: The same on a GPU (2 GiB per tensor): the paper's E2 width sweep (total width 195,000,
+#: d = 784) is one batch, as in DESIGN.md's performance anchor.
+CUDA_BATCH_ELEMENTS = 1 << 28
+
+_BATCH_KEYS = (
+    "mode", "data", "n", "data_seed", "loss", "steps", "dtype", "device", "diagnostics_every",
+)  # fmt: skip
+#: RunResult.diagnostics field -> stored key (store.RunRecord.diagnostics).
+_DIAGNOSTIC_NAMES = {
+    "steps": "step", "lambda_min": "lambda_min", "lambda_max": "lambda_max",
+    "kernel_change": "h_drift", "weight_change": "w_drift", "pattern_change": "flipped",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+        out_dir: the results directory; ``store``: its SQLite file.
+        total: runs in the config; ``skipped``: already finished (``resume``);
+        trained: runs trained now, of which ``diverged`` diverged; ``batches``: engine batches
+        run now; ``elapsed``: wall time in seconds.
+    """
+
+    out_dir: Path
+    store: Path
+    total: int
+    skipped: int
+    trained: int
+    diverged: int
+    batches: int
+    elapsed: float
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers.
+
+
+def _check_out_dir(out_dir) -> Path:
+    """The out dir must be a writable directory, or creatable under a writable directory."""
+    path = Path(out_dir).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"`--out` {str(path)!r} exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"`--out` {str(path)!r} is not writable")
+        return path
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(
+            f"`--out` {str(path)!r} cannot be created: {str(parent)!r} is not a directory"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"`--out` {str(path)!r} cannot be created: {str(parent)!r} is not writable"
+        )
+    return path
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` must be available."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "`device` 'cuda' is requested but CUDA is not available here; use 'auto' or 'cpu'"
+        )
+    return requested
+
+
+def _environment(devices: dict[str, str]) -> dict:
+    import torch
+
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "devices": devices,
+    }
+    if "cuda" in devices.values():
+        env["cuda_device"] = torch.cuda.get_device_name()
+    return env
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+# --------------------------------------------------------------------------------------------
+# Batching.
+
+
+def plan_batches(
+    runs: list[RunSpec],
+    cache: DataCache,
+    *,
+    max_elements: int | None = None,
+    devices: dict[str, str] | None = None,
+) -> list[list[RunSpec]]:
+    """Engine batches: runs with equal batch keys, in first-appearance order, split greedily so
+    that ``sum(width) * max(n, d) <= max_elements`` (a single wider run forms its own batch).
+
+    ``max_elements`` None: :data:`CUDA_BATCH_ELEMENTS` for runs whose device resolves (through
+    ``devices``, requested -> resolved) to cuda, else :data:`MAX_BATCH_ELEMENTS`.
+    """
+    devices = devices or {}
+    groups: dict[tuple, list[RunSpec]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run.config[k] for k in _BATCH_KEYS), []).append(run)
+    batches = []
+    for group in groups.values():
+        ds = cache.dataset(group[0].data_spec)
+        per_unit = max(ds.n, ds.d)
+        bound = max_elements
+        if bound is None:
+            cuda = devices.get(group[0].config["device"]) == "cuda"
+            bound = CUDA_BATCH_ELEMENTS if cuda else MAX_BATCH_ELEMENTS
+        current, size = [], 0
+        for run in group:
+            if current and (size + run.width) * per_unit > bound:
+                batches.append(current)
+                current, size = [], 0
+            current.append(run)
+            size += run.width
+        batches.append(current)
+    return batches
+
+
+# --------------------------------------------------------------------------------------------
+# One batch.
+
+
+@dataclass(frozen=True)
+class _Prediction:
+    discrete: np.ndarray | None = None
+    discrete_inf: np.ndarray | None = None
+    ode: np.ndarray | None = None
+    lambda_min_k: float | None = None
+    lambda_max_k: float | None = None
+    h0: float | None = None
+
+
+def _scaled(spec, c: float):
+    """Spectrum of ``c H`` from that of ``H`` (same eigenvectors)."""
+    from ..kernels import Spectrum
+
+    return Spectrum(spec.eigenvalues * c, spec.eigenvectors, c * spec.lambda_min,
+                    c * spec.lambda_max, spec.condition)  # fmt: skip
+
+
+def _predict(run: RunSpec, model, cache: DataCache, c: float) -> _Prediction:
+    """Kernel predictions from the run's initial network (module docstring, step 4)."""
+    import torch
+
+    from ..dynamics.discrete import predict_discrete
+    from ..dynamics.ode import predict_ode
+    from ..kernels import empirical_ntk, spectrum
+
+    ds = cache.dataset(run.data_spec)
+    net = copy.deepcopy(model).to(torch.float64)  # float64 theory side, even for float32 runs
+    with torch.no_grad():
+        e0 = net(torch.tensor(ds.X, dtype=torch.float64)).numpy() - ds.y
+    k0 = spectrum(c * empirical_ntk(net, np.array(ds.X)), vectors=True)  # writable copy for torch
+    rule, steps = run.rule, run.config["steps"]
+    if not rule.is_linear:
+        return _Prediction(lambda_min_k=k0.lambda_min, lambda_max_k=k0.lambda_max)
+    # c converts 1/2 ||e||^2 into the loss minimised (MATH.md 0)
+    discrete = c * predict_discrete(k0, e0, rule, steps)
+    discrete_inf = ode = None
+    if run.config["mode"] == "theory":  # H^inf is the limit of the theory parameterisation only
+        k_inf = _scaled(cache.spectrum(run.data_spec), c)
+        discrete_inf = c * predict_discrete(k_inf, e0, rule, steps)
+        spec = rule.ode()
+        if spec is not None:
+            times = spec.times(rule.lr, np.arange(steps + 1))
+            ode = c * predict_ode(k_inf, e0, rule, times)
+    return _Prediction(discrete, discrete_inf, ode, k0.lambda_min, k0.lambda_max,
+                       rule.lr * k0.lambda_min)  # fmt: skip
+
+
+def _diagnostics(diag) -> dict | None:
+    if diag is None:
+        return None
+    out = {}
+    for name, key in _DIAGNOSTIC_NAMES.items():
+        value = getattr(diag, name, None)
+        if value is not None:
+            out[key] = np.asarray(value)
+    return out
+
+
+def _train_batch(batch: list[RunSpec], cache: DataCache, devices: dict[str, str]):
+    """Train one batch; returns (records without timing, diverged count)."""
+    import torch
+
+    from ..models import TwoLayerReLU
+    from ..training import train
+
+    first = batch[0].config
+    spec = batch[0].data_spec
+    ds = cache.dataset(spec)
+    c = cache.loss_factor(spec, first["loss"])
+    dtype = torch.float32 if first["dtype"] == "float32" else torch.float64
+    models = [
+        TwoLayerReLU(ds.d, run.width, parameterization=first["mode"], dtype=dtype,
+                     generator=torch.Generator().manual_seed(run.seed))
+        for run in batch
+    ]  # fmt: skip
+    preds = [
+        _predict(run, m, cache, c) if run.config["predict"] else _Prediction()
+        for run, m in zip(batch, models)
+    ]
+    results = train(
+        # writable copies of the (read-only) data: torch warns on read-only arrays
+        models, np.array(ds.X), np.array(ds.y), [run.rule for run in batch], first["steps"],
+        loss=first["loss"],
+        dtype=dtype, device=devices[first["device"]],
+        diagnostics_every=first["diagnostics_every"],
+    )  # fmt: skip
+    records = []
+    for run, res, pred in zip(batch, results, preds):
+        ok = res.status == "ok"
+        records.append({
+            "id": run.id, "experiment": run.experiment, "config": run.config,
+            "status": res.status, "diverged_at": res.diverged_at, "steps": run.config["steps"],
+            "final_loss": float(res.losses[-1]) if ok else None,
+            "losses": np.asarray(res.losses, dtype=np.float64),
+            "diagnostics": _diagnostics(getattr(res, "diagnostics", None)),
+            "pred_discrete": pred.discrete, "pred_discrete_inf": pred.discrete_inf,
+            "pred_ode": pred.ode, "lambda_min_k": pred.lambda_min_k,
+            "lambda_max_k": pred.lambda_max_k, "h0": pred.h0,
+        })  # fmt: skip
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def _reporter(progress, total: int, work: float) -> Callable[[int, float], None] | None:
+    if progress is False:
+        return None
+    if progress is None or progress is True:
+        return Progress(total, work=work)
+    if callable(progress):
+        return progress
+    raise ValueError(f"`progress` must be None, a bool or a callable, got {progress!r}")
+
+
+def run_sweep(
+    config,
+    out_dir,
+    *,
+    resume: bool = False,
+    progress=None,
+    max_batch_elements: int | None = None,
+) -> SweepResult:
+    """Train every run of ``config`` and store it in ``out_dir/results.sqlite``.
+
+    Args:
+        config: a :class:`Config`, a dict, a TOML path or TOML text (``load_config``).
+        out_dir: the results directory (created if needed).
+        resume: keep the finished runs of an existing store of the *same* config and train
+            only the others. Without it, an existing store of the same config is emptied and
+            everything is trained again; a store of a different config is refused either way.
+        progress: None or True: a progress bar / periodic lines on stderr; False: silent; a
+            callable ``f(done_runs, total_runs)`` is called after each committed batch.
+        max_batch_elements: batch size bound; None picks it per device (:func:`plan_batches`).
+
+    Returns:
+        a :class:`SweepResult`.
+    """
+    start = time.perf_counter()
+    config: Config = load_config(config)
+    out = _check_out_dir(out_dir)
+    cache = DataCache()
+    runs = expand_runs(config, cache=cache)
+    devices = {d: resolve_device(d) for d in sorted({r.config["device"] for r in runs})}
+    config_json = json.dumps(config_dict(config), sort_keys=True)
+    store_path = out / STORE_NAME
+    if store_path.exists():
+        with Store(store_path) as existing:  # checks schema_version
+            stored = existing.meta().get("config")
+            if stored is not None and stored != config_json:
+                name = json.loads(stored).get("name", "?")
+                raise ValueError(
+                    f"`--out` {str(out)!r} holds results of a different config ({name!r}); "
+                    "use another --out directory or delete its results.sqlite"
+                )
+    batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
+    spectra = {r.data_spec.key: r.data_spec for r in runs}
+    kernels = [_kernel_record(spec, cache) for spec in spectra.values()]
+    environment = _environment(devices)
+
+    # Validation is over: from here on files are written.
+    out.mkdir(parents=True, exist_ok=True)
+    with Store(store_path) as store:
+        if not resume:
+            store.delete_runs()
+        done = store.finished_ids()
+        meta = store.meta()
+        store.set_meta({
+            "config": config_json, "environment": json.dumps(environment, sort_keys=True),
+            "created": meta.get("created", _now()), "updated": _now(),
+        })  # fmt: skip
+        store.write_kernels(kernels)
+        pending = [[r for r in b if r.id not in done] for b in batches]
+        pending = [b for b in pending if b]
+        skipped = sum(r.id in done for r in runs)
+        total_work = float(sum(r.width * r.config["steps"] for r in runs))
+        done_work = float(sum(r.width * r.config["steps"] for r in runs if r.id in done))
+        # The bar's ETA extrapolates the work of this session only.
+        report = _reporter(progress, len(runs), total_work - done_work)
+        if isinstance(report, Progress):
+            report.update(skipped, 0.0, force=True)  # the starting point (skipped on resume)
+        trained = diverged = 0
+        work = 0.0
+        try:
+            for batch in pending:
+                t0 = time.perf_counter()
+                rows = _train_batch(batch, cache, devices)
+                share, stamp = (time.perf_counter() - t0) / len(batch), _now()
+                store.write_batch([RunRecord(**row, elapsed=share, finished=stamp) for row in rows])
+                trained += len(batch)
+                diverged += sum(row["status"] != "ok" for row in rows)
+                work += sum(r.width * r.config["steps"] for r in batch)
+                if isinstance(report, Progress):
+                    report.update(skipped + trained, work)
+                elif report is not None:
+                    report(skipped + trained, len(runs))
+        finally:
+            if isinstance(report, Progress):
+                report.close()
+    return SweepResult(out, store_path, len(runs), skipped, trained, diverged, len(pending),
+                       time.perf_counter() - start)  # fmt: skip
+
+
+def _kernel_record(spec, cache: DataCache) -> KernelRecord:
+    s = cache.spectrum(spec)
+    return KernelRecord(
+        key=spec.key, data=spec.data, n=cache.dataset(spec).n, data_seed=spec.data_seed,
+        mode=spec.mode, lambda_min=s.lambda_min, lambda_max=s.lambda_max,
+        eigenvalues=np.asarray(s.eigenvalues),
+    )  # fmt: skip
