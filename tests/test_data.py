@@ -108,7 +108,7 @@ def test_gaussian_dimension_option():
 @pytest.fixture(scope="module")
 def digits():
     bunch = load_digits()
-    return bunch.data.astype(float), bunch.target
+    return bunch.data.astype(float) / 16.0, bunch.target  # pixels 0..16 -> [0, 1]
 
 
 def test_digits_full_set(digits):
@@ -118,6 +118,7 @@ def test_digits_full_set(digits):
     np.testing.assert_array_equal(ds.X, X)
     np.testing.assert_array_equal(ds.y, target.astype(float))
     assert set(np.unique(ds.y)) == set(range(10))
+    assert ds.X.min() == 0.0 and ds.X.max() == 1.0  # raw pixels on the same scale as MNIST's
 
 
 def test_digits_two_classes_are_minus_one_and_plus_one(digits):

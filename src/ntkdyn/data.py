@@ -383,7 +383,9 @@ def _digits(n: int | None, seed: int, classes: str | None) -> tuple[np.ndarray, 
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
     bunch = load_digits()
-    X, target = bunch.data.astype(np.float64), bunch.target.astype(np.int64)
+    # pixels 0..16 scaled to [0, 1] like MNIST's /255, so notebook mode (normalize=False)
+    # sees the same input scale as the authors' data
+    X, target = bunch.data.astype(np.float64) / 16.0, bunch.target.astype(np.int64)
     y = target.astype(np.float64)
     if classes is not None:
         wanted = _parse_classes(classes)
