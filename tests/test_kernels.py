@@ -14,6 +14,7 @@ import pytest
 import scipy.linalg
 import torch
 
+import ntkdyn.kernels as kernels_module
 from ntkdyn.kernels import (
     IllConditionedKernelWarning,
     Spectrum,
@@ -255,6 +256,119 @@ def test_ntk_gram_dispatch(test_set):
     np.testing.assert_array_equal(ntk_gram(test_set, depth=3), deep_relu_ntk(test_set, 3))
     with pytest.raises(ValueError, match="`layer`"):
         ntk_gram(test_set, depth=2, layer="second")
+
+
+# --------------------------------------------------------------------------------------------
+# Angles near 0 and pi (parallel, duplicated and antipodal rows).
+
+#: Kernel entries must match a 40-digit reference to this, relative to |x_i||x_j| (times
+#: L + 1 for the deep kernel, whose entries grow to that size): a few eps, as the Gram X X^T
+#: and each recursion step round at eps. arccos(clip(cos)) was off by 5e-9 next to 0 and pi.
+ANGLE_EDGE_RTOL = 2e-15
+#: Parallel rows make the kernel singular: lambda_min must vanish to rounding of lambda_max.
+SINGULAR_RTOL = 1e-14
+
+_KERNELS = {
+    "first": lambda X: two_layer_gram(X, layer="first"),
+    "second": lambda X: two_layer_gram(X, layer="second"),
+    "both": lambda X: two_layer_gram(X, layer="both"),
+    "deep1": lambda X: deep_relu_ntk(X, 1),
+    "deep3": lambda X: deep_relu_ntk(X, 3),
+}
+
+
+def test_antipodal_rows_give_zero(test_set):
+    # x and -x: theta = pi exactly, so H^inf, H^{a,inf} and 2 (H^inf + H^{a,inf}) (the L = 1
+    # NTK) vanish. -2.5 x is antipodal up to the rounding of its entries (theta = pi - O(eps)).
+    n = test_set.shape[0]
+    X = np.vstack([test_set, -test_set, -2.5 * test_set])
+    pairs = np.arange(n)
+    for name in ("first", "second", "both", "deep1"):
+        gram = _KERNELS[name](X)
+        assert np.max(np.abs(gram[pairs, pairs + n])) <= 1e-15, name
+        assert np.max(np.abs(gram[pairs, pairs + 2 * n])) <= 2.5 * ANGLE_EDGE_RTOL, name
+
+
+@pytest.mark.parametrize("name", list(_KERNELS))
+def test_parallel_row_gives_singular_kernel(test_set, name):
+    # One extra row c x_k: parallel to row k, so the kernel has an exact null vector. With
+    # arccos(clip(cos)), cos = 1 - eps gave theta = 1.5e-8 and lambda_min ~ 1e-9 lambda_max.
+    for k in range(test_set.shape[0]):
+        for scale in (1.0, 3.0, 0.7, 2.5):
+            eigenvalues = np.linalg.eigvalsh(
+                _KERNELS[name](np.vstack([test_set, scale * test_set[k : k + 1]]))
+            )
+            assert abs(eigenvalues[0]) <= SINGULAR_RTOL * eigenvalues[-1], (k, scale)
+
+
+def _reference_kernels(X: np.ndarray, depth: int) -> dict[str, np.ndarray]:
+    """MATH.md 1.2, 1.4, 1.5 pair by pair in 40-digit arithmetic (mpmath) on the stored rows,
+    with their norm products."""
+    mpmath = pytest.importorskip("mpmath")
+    n = X.shape[0]
+    out = {k: np.zeros((n, n)) for k in ("first", "second", "deep", "norm")}
+    with mpmath.workdps(40):
+        rows = [[mpmath.mpf(float(v)) for v in x] for x in X]
+        sq = [mpmath.fsum(v * v for v in r) for r in rows]
+        for i in range(n):
+            for j in range(n):
+                dot = mpmath.fsum(a * b for a, b in zip(rows[i], rows[j], strict=True))
+                norm = mpmath.sqrt(sq[i] * sq[j])
+                theta = mpmath.acos(max(-1, min(1, dot / norm)))
+                out["first"][i, j] = dot * (mpmath.pi - theta) / (2 * mpmath.pi)
+                arc = norm * (mpmath.sin(theta) + (mpmath.pi - theta) * mpmath.cos(theta))
+                out["second"][i, j] = arc / (2 * mpmath.pi)
+                sigma, ntk = dot, dot
+                for _ in range(depth):
+                    angle = mpmath.acos(max(-1, min(1, sigma / norm)))
+                    sigma = norm * (mpmath.sin(angle) + (mpmath.pi - angle) * sigma / norm)
+                    sigma /= mpmath.pi
+                    ntk = ntk * (mpmath.pi - angle) / mpmath.pi + sigma
+                out["deep"][i, j] = ntk
+                out["norm"][i, j] = norm
+    return out
+
+
+@pytest.mark.parametrize("spread", [True, False], ids=["with-spread-rows", "all-clustered"])
+def test_kernels_near_zero_and_pi_match_high_precision(spread):
+    # A cluster of rows at angles 0 .. 0.1 from one direction (exact duplicate included),
+    # with negated and rescaled copies: every pair is at theta ~ 0 or ~ pi, through all three
+    # routes (Gram cosine, split-row Gram, row differences). With spread rows, only some rows
+    # take part in the near-pair correction.
+    rng = np.random.default_rng(21)
+    d = 40
+    base = _unit_rows(rng.standard_normal((1, d)))[0]
+    offsets = [0.0, 0.0, 1e-13, 1e-9, 1e-6, 1e-4, 3e-3, 0.1]
+    cluster = np.array([base + t * _unit_rows(rng.standard_normal((1, d)))[0] for t in offsets])
+    parts = [cluster, -1.7 * cluster[::2]]
+    if spread:
+        parts.append(rng.standard_normal((3, d)))
+    X = np.vstack(parts) * rng.uniform(0.5, 2.0, (sum(len(p) for p in parts), 1))
+    depth = 3
+    reference = _reference_kernels(X, depth)
+    norm = reference["norm"]
+    for name, computed in (
+        ("first", two_layer_gram(X, layer="first")),
+        ("second", two_layer_gram(X, layer="second")),
+        ("deep", deep_relu_ntk(X, depth) / (depth + 1)),
+    ):
+        target = reference[name] / (depth + 1 if name == "deep" else 1)
+        error = np.max(np.abs(computed - target) / norm)
+        assert error <= ANGLE_EDGE_RTOL, (name, error)
+        np.testing.assert_array_equal(computed, computed.T)
+
+
+def test_near_pair_row_blocks_do_not_change_the_result(monkeypatch):
+    # Near-duplicates are recomputed from the rows in blocks of _ANGLE_CHUNK_ELEMENTS entries;
+    # one row per block must give the identical kernel.
+    rng = np.random.default_rng(22)
+    X = np.repeat(rng.standard_normal((6, 7)), 4, axis=0) * rng.uniform(0.5, 2, (24, 1))
+    X[::5] *= -1
+    whole = {name: kernel(X) for name, kernel in _KERNELS.items()}
+    monkeypatch.setattr(kernels_module, "_ANGLE_CHUNK_ELEMENTS", 1)
+    for name, kernel in _KERNELS.items():
+        np.testing.assert_array_equal(kernel(X), whole[name])
+        assert np.linalg.eigvalsh(whole[name])[0] >= -SINGULAR_RTOL * np.abs(whole[name]).max()
 
 
 # --------------------------------------------------------------------------------------------

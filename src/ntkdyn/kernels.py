@@ -8,6 +8,7 @@ Theory side: NumPy float64 in and out; ``X`` may be a NumPy array or a torch ten
 * ``ntk_gram``: the analytic entry point (two-layer or deep).
 * ``empirical_ntk``: ``sum_p J_p J_p^T`` of any ``nn.Module`` at its current weights, through
   ``torch.func`` and tiled over rows; closed forms (MATH.md 1.1, 1.4) for ``TwoLayerReLU``.
+  Implemented in the private ``_empirical_ntk`` and re-exported here.
 * ``spectrum``: one symmetric eigendecomposition, returned as a ``Spectrum`` record, with an
   ``IllConditionedKernelWarning`` when ``lambda_min ~ 0`` (no linear-rate guarantee).
 
@@ -18,15 +19,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
-from torch.func import functional_call, grad, vmap
 
-from .models import DeepReLU, TwoLayerReLU
+from ._empirical_ntk import (
+    JACOBIAN_BUDGET_BYTES,  # noqa: F401  (public before the split; not in __all__)
+    NTK_METHODS,
+    _as_matrix,
+    _check_choice,
+    _check_positive_int,
+    empirical_ntk,
+)
 
 __all__ = [
     "LAYERS",
@@ -42,15 +46,21 @@ __all__ = [
 
 #: ``layer`` choices of ``two_layer_gram``: first layer, output layer, both trained.
 LAYERS = ("first", "second", "both")
-#: ``method`` choices of ``empirical_ntk``.
-NTK_METHODS = ("auto", "closed_form", "autodiff")
 
 #: ``K`` counts as symmetric when ``max|K - K^T| <= SYMMETRY_RTOL * max|K|``.
 SYMMETRY_RTOL = 1e-10
 #: ``lambda_min <= ILL_CONDITIONED_RTOL * lambda_max`` triggers ``IllConditionedKernelWarning``.
 ILL_CONDITIONED_RTOL = 1e-10
-#: Memory allowed for the two row blocks of Jacobians held at once by ``empirical_ntk``.
-JACOBIAN_BUDGET_BYTES = 512 * 2**20
+#: Pairs with ``1 - |cos theta| < _DIRECT_ANGLE_TOL`` get their angle from the split rows
+#: (``_near_gaps``), not from the Gram's cosine.
+_DIRECT_ANGLE_TOL = 1e-2
+#: Bits of the high part of split unit rows (``_near_gaps``): products of two high parts and
+#: their partial sums are multiples of ``2^-50`` below 8, so exact in float64.
+_SPLIT_BITS = 25
+#: Squared gaps ``|u -+ v|^2`` below this are recomputed from the rows (near-duplicates).
+_DIRECT_GAP_SQ = 1e-10
+#: Elements of the row-difference blocks formed at once for those.
+_ANGLE_CHUNK_ELEMENTS = 2**22
 
 
 class IllConditionedKernelWarning(UserWarning):
@@ -62,53 +72,98 @@ class IllConditionedKernelWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------------------------
-# Boundary conversion.
-
-
-def _as_matrix(name: str, value: object) -> np.ndarray:
-    """``value`` as a finite, non-empty 2-D float64 array, or ValueError naming ``name``."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a real 2-D array, got {type(value).__name__}") from None
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"`{name}` must be a non-empty 2-D array, got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"`{name}` contains NaN or inf values")
-    return array
-
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}")
-    return str(value)
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return int(value)
-
-
-# --------------------------------------------------------------------------------------------
 # Analytic kernels.
 
 
-def _arc_cosine_terms(S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(sqrt(S_ii S_jj), cos theta_ij, theta_ij)`` of a Gram-like matrix ``S``.
+def _half_angles(
+    X: np.ndarray, S: np.ndarray, root: np.ndarray, norm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(sin(theta_ij / 2), cos(theta_ij / 2))`` for every pair of rows of ``X`` (MATH.md 1.2).
 
-    The cosine is clipped to [-1, 1] and set to exactly 1 on the diagonal, so that
-    ``theta_ii = 0`` exactly (``arccos(1 - eps)`` would be 2e-8). Zero rows get ``cos = 0``;
-    every kernel below multiplies those entries by a zero norm.
+    For unit rows ``u, v``: ``sin(theta/2) = |u - v| / 2``, ``cos(theta/2) = |u + v| / 2``, and
+    ``theta = 2 atan2(sin(theta/2), cos(theta/2))`` is accurate on all of [0, pi], where
+    ``arccos(cos)`` loses half the digits at 0 and pi (``arccos(1 - eps) = 2e-8``). From the
+    Gram, ``|u -+ v|^2 = 2 -+ 2 cos`` cancels only when ``|cos| ~ 1``: for the pairs with
+    ``1 - |cos| < _DIRECT_ANGLE_TOL`` the small one of ``|u -+ v|`` comes from ``_near_gaps``
+    and the other from ``sin^2 + cos^2 = 1``. Elsewhere a Gram error ``delta`` (~eps) moves
+    ``theta`` by at most ``delta / sqrt(2 _DIRECT_ANGLE_TOL)``.
+
+    Diagonal: exactly ``(0, 1)``. Zero rows: ``cos = 0``; every kernel multiplies those entries
+    by a zero norm. ``S = X X^T``, ``root = sqrt(diag S)`` and ``norm = root root^T`` are
+    passed in, already computed.
     """
-    root = np.sqrt(np.clip(np.diag(S), 0.0, None))
-    norm = np.outer(root, root)
+    n = S.shape[0]
     cos = np.divide(S, norm, out=np.zeros_like(S), where=norm > 0)
     np.clip(cos, -1.0, 1.0, out=cos)
-    np.fill_diagonal(cos, np.where(root > 0, 1.0, 0.0))
-    return norm, cos, np.arccos(cos)
+    half_sin = np.sqrt((1.0 - cos) / 2)
+    half_cos = np.sqrt((1.0 + cos) / 2)
+    unit = np.divide(X, root[:, None], out=np.zeros_like(X), where=root[:, None] > 0)
+    for sign, small, other in ((1.0, half_sin, half_cos), (-1.0, half_cos, half_sin)):
+        near = cos > 1.0 - _DIRECT_ANGLE_TOL if sign > 0 else cos < _DIRECT_ANGLE_TOL - 1.0
+        np.fill_diagonal(near, False)
+        rows = np.flatnonzero(near.any(axis=1))
+        if rows.size == 0:
+            continue
+        # Only the rows with a near pair take part: all of them for clustered data (then
+        # slices avoid copying the blocks), a few otherwise.
+        block = (slice(None), slice(None)) if rows.size == n else np.ix_(rows, rows)
+        near = near[block]
+        value = np.sqrt(_near_gaps(unit[rows], near, sign)) / 2
+        for target, update in ((small, value), (other, np.sqrt((1.0 - value) * (1.0 + value)))):
+            part = target[block]  # a view when all rows take part, else a copy
+            np.copyto(part, update, where=near)
+            if rows.size < n:
+                target[block] = part
+    np.fill_diagonal(half_sin, 0.0)
+    np.fill_diagonal(half_cos, 1.0)
+    return half_sin, half_cos
+
+
+def _near_gaps(unit: np.ndarray, near: np.ndarray, sign: float) -> np.ndarray:
+    """``|u_i - sign u_j|^2`` for all pairs of unit rows, without cancellation where ``near``.
+
+    Each row is split as ``u = h + l``, ``h`` on the grid ``2^-_SPLIT_BITS``: ``h_i.h_j`` and
+    its partial sums are multiples of ``2^(-2 _SPLIT_BITS)`` below 8, hence exact in any BLAS
+    order, and with ``T = h l^T + l u^T`` (so ``T + T^T = 2 (u u^T - h h^T)``, entries
+    ``O(|l|) = O(2^-26 sqrt(d))``, relative error eps)
+
+        |u_i -+ u_j|^2 = [|h_i|^2 + |h_j|^2 -+ 2 h_i.h_j] + [T_ii + T_jj -+ (T_ij + T_ji)],
+
+    the first bracket exact: two BLAS products, so many near pairs (clustered data) stay cheap.
+    ``near`` pairs with a gap below ``_DIRECT_GAP_SQ`` (near-duplicates, where even that
+    error matters) take ``u_i -+ u_j`` from the rows. Symmetric by construction.
+    """
+    high = np.ldexp(np.round(np.ldexp(unit, _SPLIT_BITS)), -_SPLIT_BITS)
+    low = unit - high  # exact
+    gap = high @ high.T  # exact, hence exactly symmetric
+    rest = np.hstack([high, low]) @ np.hstack([low, unit]).T
+    rest += rest.T
+    # d_i + d_j added as one outer sum, so both orders round alike.
+    diag_high, diag_rest = np.diag(gap).copy(), np.diag(rest) / 2
+    gap *= -2 * sign
+    gap += np.add.outer(diag_high, diag_high)
+    rest *= -sign
+    rest += np.add.outer(diag_rest, diag_rest)
+    gap += rest
+    close = gap < _DIRECT_GAP_SQ
+    close &= near
+    rows, cols = np.nonzero(close)
+    rows, cols = rows[rows < cols], cols[rows < cols]
+    chunk = max(1, _ANGLE_CHUNK_ELEMENTS // unit.shape[1])
+    for start in range(0, rows.size, chunk):
+        i, j = rows[start : start + chunk], cols[start : start + chunk]
+        diff = unit[i]
+        diff -= sign * unit[j]
+        gap[i, j] = gap[j, i] = np.einsum("ij,ij->i", diff, diff)
+    return np.clip(gap, 0.0, 4.0, out=gap)
+
+
+def _pair_geometry(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(S = X X^T, |x_i||x_j|, sin(theta_ij / 2), cos(theta_ij / 2))`` of ``X``."""
+    S = X @ X.T
+    root = np.sqrt(np.clip(np.diag(S), 0.0, None))
+    norm = np.outer(root, root)
+    return S, norm, *_half_angles(X, S, root, norm)
 
 
 def two_layer_gram(X: object, *, layer: str = "first") -> np.ndarray:
@@ -122,7 +177,9 @@ def two_layer_gram(X: object, *, layer: str = "first") -> np.ndarray:
     * ``"both"``:   their sum.
 
     Both have diagonal ``|x_i|^2 / 2``. These are the limits of ``empirical_ntk`` of a
-    ``TwoLayerReLU("theory")`` with ``W`` (resp. ``a``, both) trained.
+    ``TwoLayerReLU("theory")`` with ``W`` (resp. ``a``, both) trained. The angle is taken as
+    ``theta = 2 atan2(|u - v|, |u + v|)`` of the unit rows (``_half_angles``), accurate to
+    ~eps at 0 and pi too: ``x`` and ``-x`` give exactly 0, parallel rows exactly singular kernels.
 
     Args:
         X: inputs ``(n, d)``.
@@ -133,13 +190,15 @@ def two_layer_gram(X: object, *, layer: str = "first") -> np.ndarray:
     """
     layer = _check_choice("layer", layer, LAYERS)
     X = _as_matrix("X", X)
-    S = X @ X.T
-    norm, cos, theta = _arc_cosine_terms(S)
+    S, norm, half_sin, half_cos = _pair_geometry(X)
+    # pi - theta straight from the half-angles: exactly 0 for antipodal rows.
+    supplement = 2 * np.arctan2(half_cos, half_sin)
     gram = np.zeros_like(S)
     if layer in ("first", "both"):
-        gram += S * (math.pi - theta) / (2 * math.pi)
+        gram += S * supplement / (2 * math.pi)
     if layer in ("second", "both"):
-        gram += norm * (np.sin(theta) + (math.pi - theta) * cos) / (2 * math.pi)
+        # |x_i||x_j| cos theta = x_i.x_j, and sin theta = 2 sin(theta/2) cos(theta/2).
+        gram += (norm * (2 * half_sin * half_cos) + supplement * S) / (2 * math.pi)
     return gram
 
 
@@ -147,7 +206,8 @@ def deep_relu_ntk(X: object, depth: int) -> np.ndarray:
     """Infinite-width NTK of ``models.DeepReLU`` with ``depth`` hidden layers (MATH.md 1.5).
 
     For every pair, vectorised over the ``(n, n)`` matrix: ``Sigma^0 = x.x'``,
-    ``theta_h = arccos(Sigma^{h-1}(x,x') / sqrt(Sigma^{h-1}(x,x) Sigma^{h-1}(x',x')))``,
+    ``theta_h = arccos(Sigma^{h-1}(x,x') / sqrt(Sigma^{h-1}(x,x) Sigma^{h-1}(x',x')))``
+    (carried from layer to layer as ``sin, cos`` of ``theta_h / 2``, accurate near 0 and pi),
 
         Sigma^h     = sqrt(Sigma^{h-1}(x,x) Sigma^{h-1}(x',x')) (sin theta_h
                       + (pi - theta_h) cos theta_h) / pi,
@@ -166,13 +226,24 @@ def deep_relu_ntk(X: object, depth: int) -> np.ndarray:
     """
     depth = _check_positive_int("depth", depth)
     X = _as_matrix("X", X)
-    sigma = X @ X.T
-    theta_ntk = sigma.copy()
-    for _ in range(depth):
-        norm, cos, angle = _arc_cosine_terms(sigma)
-        sigma_dot = (math.pi - angle) / math.pi
-        sigma = norm * (np.sin(angle) + (math.pi - angle) * cos) / math.pi
-        theta_ntk = theta_ntk * sigma_dot + sigma
+    S, norm, half_sin, half_cos = _pair_geometry(X)
+    sigma, theta_ntk = S, S.copy()
+    for h in range(depth):
+        supplement = 2 * np.arctan2(half_cos, half_sin)  # pi - theta_h
+        sin = 2 * half_sin * half_cos
+        # Sigma^{h-1}(x,x) = |x|^2 for every h, so norm cos theta_h = Sigma^{h-1}(x,x').
+        sigma = (norm * sin + supplement * sigma) / math.pi
+        theta_ntk = theta_ntk * (supplement / math.pi) + sigma
+        if h + 1 < depth:
+            # Half-angles of theta_{h+1} = arccos(rho), without forming 1 - rho by cancellation:
+            # pi (1 - rho) = 2 pi sin^2(theta/2) - (sin theta - theta cos theta), both terms
+            # >= 0, the second O(theta^3). rho >= 0 here, so 1 + rho = 2 - (1 - rho) is safe.
+            angle = 2 * np.arctan2(half_sin, half_cos)
+            cos = (half_cos - half_sin) * (half_cos + half_sin)
+            one_minus = (2 * math.pi * half_sin**2 - (sin - angle * cos)) / math.pi
+            np.clip(one_minus, 0.0, 1.0, out=one_minus)
+            half_sin = np.sqrt(one_minus / 2)
+            half_cos = np.sqrt(1.0 - one_minus / 2)
     return theta_ntk
 
 
@@ -188,201 +259,6 @@ def ntk_gram(X: object, *, depth: int | None = None, layer: str = "first") -> np
             f"every layer is trained, got layer={layer!r}"
         )
     return deep_relu_ntk(X, depth)
-
-
-# --------------------------------------------------------------------------------------------
-# Empirical kernels.
-
-
-def _resolve_params(model: nn.Module, params: object) -> dict[str, torch.Tensor]:
-    """The tensors to differentiate with respect to, by name (detached)."""
-    available = dict(model.named_parameters())
-    available.update(model.named_buffers())
-    if params is None:
-        values = {k: p for k, p in model.named_parameters() if p.requires_grad}
-    elif isinstance(params, Mapping):
-        values = dict(params)
-    elif isinstance(params, Sequence) and not isinstance(params, str):
-        values = {}
-        for key in params:
-            if key not in available:
-                raise ValueError(
-                    f"`params` names {key!r}, which is not a parameter or buffer of the model; "
-                    f"allowed: {sorted(available)}"
-                )
-            values[key] = available[key]
-    else:
-        raise ValueError(
-            f"`params` must be None, a sequence of names or a dict name -> tensor, got {params!r}"
-        )
-    for key, value in values.items():
-        if key not in available or not isinstance(value, torch.Tensor):
-            raise ValueError(f"`params` entry {key!r} is not a tensor named like the model's")
-    if not values:
-        raise ValueError("`params` selects no tensor: the model has no trainable parameters")
-    return {k: v.detach() for k, v in values.items()}
-
-
-def _closed_form_for(model: nn.Module, values: dict[str, torch.Tensor]):
-    """The closed-form kernel function for this model and parameter selection, or None."""
-    if isinstance(model, TwoLayerReLU) and set(values) <= {"W", "bias", "a"}:
-        return _closed_form_two_layer
-    if isinstance(model, DeepReLU) and set(values) <= {
-        f"weights.{h}" for h in range(model.depth + 1)
-    }:
-        return _closed_form_deep
-    return None
-
-
-def _closed_form_two_layer(
-    model: TwoLayerReLU, X: torch.Tensor, values: dict[str, torch.Tensor]
-) -> torch.Tensor:
-    """``sum_p J_p J_p^T`` of a two-layer net in closed form (MATH.md 1.1, 1.4).
-
-    With ``z = X W^T + b``, ``A = 1{z > 0}`` (torch's ``relu'(0) = 0``) and scale ``s``:
-    ``W``: ``s^2 [(A diag(a^2) A^T) o (X X^T)]``; ``bias``: ``s^2 A diag(a^2) A^T``;
-    ``a``: ``s^2 relu(z) relu(z)^T``.
-    """
-    W = values.get("W", model.W.detach())
-    a = values.get("a", model.a.detach())
-    bias = values.get("bias", None if model.bias is None else model.bias.detach())
-    z = torch.nn.functional.linear(X, W, bias)
-    scale2 = model.output_scale**2
-    gram = torch.zeros(X.shape[0], X.shape[0], dtype=X.dtype, device=X.device)
-    if "W" in values or "bias" in values:
-        active = (z > 0).to(X.dtype)
-        shared = (active * a.square()) @ active.T
-        if "W" in values:
-            gram += shared * (X @ X.T)
-        if "bias" in values:
-            gram += shared
-    if "a" in values:
-        hidden = torch.relu(z)
-        gram += hidden @ hidden.T
-    return gram * scale2
-
-
-def _closed_form_deep(
-    model: DeepReLU, X: torch.Tensor, values: dict[str, torch.Tensor]
-) -> torch.Tensor:
-    """``sum_p J_p J_p^T`` of ``DeepReLU`` by backpropagating row-wise (MATH.md 1.5).
-
-    ``d f / d W^h = delta^h (g^{h-1})^T`` with ``delta^h = d f / d f^h``, so layer ``h``
-    contributes ``(Delta^h Delta^h^T) o (G^{h-1} G^{h-1}^T)``; the output layer contributes
-    ``G^L G^L^T``; ``delta^h = sqrt(2/m) 1{f^h > 0} o (W^{h+1}^T delta^{h+1})``,
-    ``delta^{L+1} = 1``.
-    """
-    depth = model.depth
-    weights = [values.get(f"weights.{h}", model.weights[h].detach()) for h in range(depth + 1)]
-    hidden, active = [X], []
-    for h in range(depth):
-        pre = torch.nn.functional.linear(hidden[-1], weights[h])
-        active.append((pre > 0).to(X.dtype))
-        hidden.append(model.hidden_scale * torch.relu(pre))
-    gram = torch.zeros(X.shape[0], X.shape[0], dtype=X.dtype, device=X.device)
-    if f"weights.{depth}" in values:
-        gram += hidden[depth] @ hidden[depth].T
-    upstream = weights[depth].expand(X.shape[0], -1)  # d f / d g^L, one row per input
-    for h in range(depth - 1, -1, -1):
-        delta = model.hidden_scale * active[h] * upstream  # d f / d f^{h+1}
-        if f"weights.{h}" in values:
-            gram += (delta @ delta.T) * (hidden[h] @ hidden[h].T)
-        upstream = delta @ weights[h]
-    return gram
-
-
-def _autodiff_ntk(
-    model: nn.Module, X: torch.Tensor, values: dict[str, torch.Tensor], block_rows: int | None
-) -> torch.Tensor:
-    """``sum_p J_p J_p^T`` through per-row gradients (``vmap(grad(...))``), tiled over rows.
-
-    Jacobians are formed for row blocks ``I``, ``J`` two at a time and contracted into
-    ``K[I, J] = J_I J_J^T``, so memory is two blocks, not ``n x #params``.
-    """
-    names = list(values)
-
-    def output(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, p, (x.unsqueeze(0),)).reshape(())
-
-    per_row_grad = vmap(grad(output), in_dims=(None, 0))
-
-    def jacobian(rows: slice) -> torch.Tensor:
-        grads = per_row_grad(values, X[rows])
-        return torch.cat([grads[k].reshape(grads[k].shape[0], -1) for k in names], dim=1)
-
-    n = X.shape[0]
-    if block_rows is None:
-        row_bytes = sum(v.numel() for v in values.values()) * X.element_size()
-        block_rows = max(1, JACOBIAN_BUDGET_BYTES // (2 * row_bytes))
-    blocks = [slice(i, min(i + block_rows, n)) for i in range(0, n, block_rows)]
-    gram = torch.empty(n, n, dtype=X.dtype, device=X.device)
-    for bi, rows_i in enumerate(blocks):
-        jac_i = jacobian(rows_i)
-        gram[rows_i, rows_i] = jac_i @ jac_i.T
-        for rows_j in blocks[bi + 1 :]:
-            block = jac_i @ jacobian(rows_j).T
-            gram[rows_i, rows_j] = block
-            gram[rows_j, rows_i] = block.T
-    return gram
-
-
-def empirical_ntk(
-    model: nn.Module,
-    X: object,
-    *,
-    params: Sequence[str] | Mapping[str, torch.Tensor] | None = None,
-    method: str = "auto",
-    block_rows: int | None = None,
-) -> np.ndarray:
-    """Empirical NTK Gram ``H = sum_p J_p J_p^T``, ``J_p = d f(X) / d p`` (MATH.md 1.1, 1.5).
-
-    Args:
-        model: any ``nn.Module`` mapping ``(n, d)`` to ``n`` outputs (one per row, rows
-            processed independently), e.g. ``TwoLayerReLU`` or ``DeepReLU``.
-        X: inputs ``(n, d)``; converted to the model's dtype and device.
-        params: the tensors the kernel differentiates: None (every parameter with
-            ``requires_grad``: ``W`` for a "theory" ``TwoLayerReLU``, ``W, bias, a`` for a
-            "notebook" one), a sequence of parameter or buffer names (e.g. ``["W", "a"]``
-            for a theory net with both layers trained, MATH.md 1.4), or a dict name -> tensor
-            that also supplies the values to evaluate at.
-        method: ``"auto"`` (closed form for ``TwoLayerReLU`` and ``DeepReLU``, autodiff
-            otherwise), ``"closed_form"`` (those two only) or ``"autodiff"`` (``torch.func``).
-        block_rows: rows per Jacobian block of the autodiff path; None picks the largest block
-            with two blocks within ``JACOBIAN_BUDGET_BYTES``.
-
-    Returns:
-        ``(n, n)`` float64 array (computed in the model's dtype).
-    """
-    if not isinstance(model, nn.Module):
-        # ntkdyn's boundary errors are all ValueErrors naming the field (not TypeError).
-        message = f"`model` must be a torch.nn.Module, got {type(model).__name__}"
-        raise ValueError(message)  # noqa: TRY004
-    method = _check_choice("method", method, NTK_METHODS)
-    if block_rows is not None:
-        block_rows = _check_positive_int("block_rows", block_rows)
-    values = _resolve_params(model, params)
-    reference = next(iter(values.values()))
-    X_np = _as_matrix("X", X)
-    # torch.tensor copies: callers' arrays may be read-only (as_tensor would warn).
-    X_t = torch.tensor(X_np, dtype=reference.dtype, device=reference.device)
-    closed_form = _closed_form_for(model, values)
-    if method == "closed_form" and closed_form is None:
-        raise ValueError(
-            "`method` 'closed_form' needs a TwoLayerReLU (params among W, bias, a) or a DeepReLU "
-            f"(params weights.*), got {type(model).__name__} with params {sorted(values)}"
-        )
-    with torch.no_grad():
-        probe = model(X_t[:1])
-    if probe.numel() != 1:
-        raise ValueError(
-            f"`model` must return one output per row, got shape {tuple(probe.shape)} for one row"
-        )
-    if closed_form is not None and method != "autodiff":
-        with torch.no_grad():
-            gram = closed_form(model, X_t, values)
-    else:
-        gram = _autodiff_ntk(model, X_t, values, block_rows)
-    return gram.detach().cpu().numpy().astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------
