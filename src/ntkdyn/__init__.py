@@ -12,6 +12,7 @@ The public API, one obvious spelling each (README.md has a tour):
   ``Adam``; ``parse("hb:lr=0.1,beta=0.9")``
 - theory: ``predict_discrete``, ``predict_ode``, ``stability``, ``predicted_rate``, ``fit_rate``
 - training: ``train`` (many networks at once)
+- experiments: ``load_config``, ``expand_runs``, ``run_sweep``, ``Store``
 """
 
 from .data import Dataset, DegenerateDataWarning, load_dataset, validate_dataset
@@ -39,6 +40,8 @@ from .optim import (
     parse,
 )
 from .rates import fit_rate, predicted_rate
+from .training import Diagnostics, RunResult, train
+from .experiments import Store, expand_runs, load_config, run_sweep
 
 __version__ = "0.1.0"
 
@@ -46,6 +49,7 @@ __all__ = [
     "GD",
     "Adam",
     "Dataset",
+    "Diagnostics",
     "DeepReLU",
     "DegenerateDataWarning",
     "HeavyBall",
@@ -56,20 +60,26 @@ __all__ = [
     "NesterovSC",
     "NesterovTorch",
     "Rule",
+    "RunResult",
     "Spectrum",
+    "Store",
     "TwoLayerReLU",
     "deep_relu_ntk",
     "empirical_ntk",
+    "expand_runs",
     "fit_rate",
+    "load_config",
     "load_dataset",
     "ntk_gram",
     "parse",
     "predict_discrete",
     "predict_ode",
     "predicted_rate",
+    "run_sweep",
     "spectrum",
     "stability",
     "stability_table",
+    "train",
     "two_layer_gram",
     "validate_dataset",
 ]

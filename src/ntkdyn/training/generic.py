@@ -1,0 +1,122 @@
+"""Generic path: a batch of identical-architecture ``nn.Module`` networks through torch.func.
+
+The networks' tensors are stacked along a new leading axis (one entry per network) and one
+``torch.func.vmap`` over ``functional_call`` evaluates all of them; ``grad_and_value`` gives every
+network's gradient and loss in the same call. The optimizer update is the same per-network
+elementwise update as the two-layer fast path (``updates``), with the leading axis indexing
+networks. Trained tensors are the parameters with ``requires_grad``; other parameters and
+buffers are carried along unchanged. The model must map ``X (n, d)`` to outputs ``(n,)``.
+
+The empirical Gram at checkpoints is ``H = sum_p J_p J_p^T`` with ``J_p = jacrev`` of the
+outputs with respect to every trained tensor (MATH.md 1.5).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch.func import functional_call, grad_and_value, jacrev, vmap
+
+from .result import _to_host
+from .updates import make_update
+
+__all__ = ["GenericEnsemble"]
+
+
+class GenericEnsemble:
+    """A batch of networks of one architecture (same class, names and shapes), see module doc.
+
+    Args:
+        models: the networks (read only; their tensors are copied).
+        rules: one rule per network, all linear or all Adam.
+        X, y: ``(n, d)`` inputs and ``(n,)`` targets in the training dtype and device.
+        steps: number of optimizer steps.
+        loss: ``"half-sum"`` or ``"mse"``.
+    """
+
+    def __init__(self, models, rules, X, y, *, steps, loss):
+        self.N = len(models)
+        self.dtype, self.device = X.dtype, X.device
+        template = models[0]
+        self.trained = [k for k, p in template.named_parameters() if p.requires_grad]
+        constant = [k for k, p in template.named_parameters() if not p.requires_grad]
+        constant += [k for k, _ in template.named_buffers()]
+
+        param_names = {k for k, _ in template.named_parameters()}
+
+        def stack(name):
+            get = (
+                (lambda m: m.get_parameter(name))
+                if name in param_names
+                else (lambda m: m.get_buffer(name))
+            )
+            stacked = torch.stack([get(m).detach() for m in models]).to(self.device)
+            return stacked.to(self.dtype) if stacked.is_floating_point() else stacked
+
+        self.update = make_update(list(rules), steps, self.dtype, self.device)
+        self.regs = [self.update.registers_for(stack(k).contiguous()) for k in self.trained]
+        self.params = {k: r.param for k, r in zip(self.trained, self.regs)}
+        self.params0 = {k: v.clone() for k, v in self.params.items()}
+        self.constant = {k: stack(k) for k in constant}
+        base = copy.deepcopy(template).to("meta")
+        mean = loss == "mse"
+
+        def output(params, consts):
+            return functional_call(base, (params, consts), (X,))
+
+        def loss_fn(params, consts):
+            e = output(params, consts) - y
+            return (e * e).mean() if mean else 0.5 * (e * e).sum()
+
+        self._output = output
+        self._loss = vmap(loss_fn)
+        self._grad_and_loss = vmap(grad_and_value(loss_fn))
+        self._jacobian = vmap(jacrev(output))
+        self.grads = None
+        self._H0 = None
+
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of the first network's output on X (the engine checks it is ``(n,)``)."""
+        params = {k: v[0] for k, v in self.params.items()}
+        consts = {k: v[0] for k, v in self.constant.items()}
+        return tuple(self._output(params, consts).shape)
+
+    def forward(self, need_grad: bool = True) -> torch.Tensor:
+        """Losses ``(N,)`` at the current parameters (and their gradients if ``need_grad``)."""
+        if not need_grad:
+            return self._loss(self.params, self.constant)
+        grads, losses = self._grad_and_loss(self.params, self.constant)
+        self.grads = [grads[k] for k in self.trained]
+        return losses
+
+    def step(self, k: int, frozen: torch.Tensor) -> None:
+        """Optimizer step ``k`` with the gradients of the last :meth:`forward`, in place."""
+        self.update.apply(k, self.regs, self.grads, None, frozen)
+
+    def diagnostics(self) -> dict:
+        """Per-network Gram (float64) and weight change at the current parameters."""
+        jac = self._jacobian(self.params, self.constant)
+        H = 0
+        for k in self.trained:
+            J = jac[k].reshape(self.N, jac[k].shape[1], -1).to(torch.float64)
+            H = H + J @ J.transpose(1, 2)
+        if self._H0 is None:
+            self._H0 = H
+        sq = sum(
+            ((self.params[k] - self.params0[k]).to(torch.float64) ** 2).reshape(self.N, -1).sum(1)
+            for k in self.trained
+        )
+        return {"gram": H, "gram0": self._H0, "weight_change": sq.sqrt(), "pattern_change": None}
+
+    def final_params(self, models) -> list[dict[str, torch.Tensor]]:
+        """Final ``state_dict`` of every network (CPU tensors, training dtype)."""
+        tensors = {**self.params, **self.constant}
+        out = []
+        for j, model in enumerate(models):
+            state = {}
+            for key, value in model.state_dict().items():
+                source = tensors[key][j] if key in tensors else value.detach().to(self.dtype)
+                state[key] = _to_host(source)
+            out.append(state)
+        return out

@@ -1,0 +1,97 @@
+"""The step loop shared by both batch kinds: losses on the device, divergence masks, checkpoints.
+
+A batch object provides ``N``, ``dtype``, ``device``, ``forward(need_grad) -> (N,) losses``,
+``step(k, frozen)``, ``diagnostics() -> dict`` and ``final_params(models)``. The loop never
+synchronises with the host inside a step: losses go into a ``(steps + 1, N)`` device buffer,
+divergence is detected with device-side masks, and the host only reads at checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .result import DIVERGENCE_FACTOR, Diagnostics
+
+__all__ = ["BatchRun", "run_batch"]
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """Raw output of :func:`run_batch` for N networks (turned into RunResults by the engine)."""
+
+    losses: np.ndarray  # (steps + 1, N) float64
+    diverged_at: list  # per network: step or None
+    diagnostics: list  # per network: Diagnostics (None when no checkpoints were asked for)
+
+
+def _spectra(diag: dict) -> dict:
+    """Eigen-summaries of the per-network Grams ``(N, n, n)``; NaN where a Gram is not finite."""
+    H, H0 = diag["gram"], diag["gram0"]
+    ok = torch.isfinite(H).flatten(1).all(1)
+    clean = lambda A: torch.where(ok[:, None, None], A, torch.zeros_like(A))
+    lam = torch.linalg.eigvalsh(clean(H))
+    if H is H0:  # the first checkpoint: H(0) - H(0) = 0, no eigendecomposition needed
+        change = torch.zeros_like(lam[:, 0])
+    else:
+        change = torch.linalg.eigvalsh(clean(H - H0)).abs().amax(-1)
+    nan = torch.full_like(change, float("nan"))
+    out = {
+        "lambda_min": torch.where(ok, lam[:, 0], nan),
+        "lambda_max": torch.where(ok, lam[:, -1], nan),
+        "kernel_change": torch.where(ok, change, nan),
+        "weight_change": diag["weight_change"],
+        "pattern_change": diag["pattern_change"],
+    }
+    return {k: None if v is None else v.detach().cpu().double().numpy() for k, v in out.items()}
+
+
+def run_batch(batch, steps: int, checkpoints: set[int], progress=None, offset=0, total=None):
+    """Train ``batch`` for ``steps`` steps; returns a :class:`BatchRun`.
+
+    Divergence (result.py): at step t a live network with a non-finite loss or a loss above
+    ``DIVERGENCE_FACTOR * max(L_0, tiny)`` is recorded with that loss, frozen (its increments
+    are masked to 0 from step t + 1 on) and its later losses are NaN.
+    """
+    N, dtype, device = batch.N, batch.dtype, batch.device
+    losses = torch.empty(steps + 1, N, dtype=dtype, device=device)
+    alive = torch.ones(N, dtype=torch.bool, device=device)
+    diverged_at = torch.full((N,), -1, dtype=torch.long, device=device)
+    nan = torch.tensor(float("nan"), dtype=dtype, device=device)
+    tiny = torch.finfo(dtype).tiny
+    every = max(1, steps // 100)
+    records = []
+    for t in range(steps + 1):
+        L = batch.forward(need_grad=t < steps)
+        if t == 0:
+            threshold = L.clamp_min(tiny) * DIVERGENCE_FACTOR
+        losses[t] = torch.where(alive, L, nan)
+        newly = alive & ~(torch.isfinite(L) & (L <= threshold))
+        diverged_at = torch.where(newly, t, diverged_at)
+        alive = alive & ~newly
+        if t in checkpoints:
+            records.append((t, _spectra(batch.diagnostics())))
+        if t < steps:
+            batch.step(t + 1, ~alive)
+        if progress is not None and (t % every == 0 or t == steps):
+            progress(offset + t, total if total is not None else steps)
+
+    div = [None if k < 0 else int(k) for k in diverged_at.cpu().tolist()]
+    losses = losses.cpu().double().numpy()
+    if not records:
+        return BatchRun(losses=losses, diverged_at=div, diagnostics=[None] * N)
+    steps_arr = np.array([t for t, _ in records])
+    diagnostics = []
+    names = ["lambda_min", "lambda_max", "kernel_change", "weight_change", "pattern_change"]
+    if records[0][1]["pattern_change"] is None:
+        names.remove("pattern_change")
+    table = {name: np.array([r[name] for _, r in records]) for name in names}  # (c, N)
+    for j in range(N):
+        # Diagnostics after the divergence step describe frozen parameters: report NaN.
+        dead = np.zeros(len(records), bool) if div[j] is None else steps_arr > div[j]
+        values = {name: np.where(dead, np.nan, table[name][:, j]) for name in names}
+        values.setdefault("pattern_change", None)
+        diagnostics.append(Diagnostics(steps=steps_arr.copy(), **values))
+    return BatchRun(losses=losses, diverged_at=div, diagnostics=diagnostics)

@@ -1,0 +1,192 @@
+"""Per-network optimizer rules as one elementwise update over a whole batch (no network loop).
+
+Every parameter tensor of a batch has a leading axis whose entries belong to networks: hidden
+units of the width-concatenated two-layer ensemble (``index`` maps unit -> network) or the
+networks themselves (the generic path, ``index=None``). Each network has its own rule, so every
+coefficient is a per-entry column broadcast along the other axes.
+
+* Linear rules (``ntkdyn.optim.rules``): the register machine
+  ``z_k = A_k z_{k-1} - lr b_k g`` with ``A_k[0, 0] = 1`` and ``A_k[r, 0] = 0``, so register 0
+  (the parameters) receives the increment ``inc = sum_{c >= 1} A_k[0, c] z_c - lr b_k[0] g`` and
+  the auxiliary registers ``z_r' = sum_{c >= 1} A_k[r, c] z_c - lr b_k[r] g`` start at 0. The
+  batch is padded to the largest register count s; every network's ``(A_k, lr b_k)`` for all
+  steps is uploaded once as a ``(steps, columns, N)`` table and gathered per step on the device.
+  Only the (r, c) entries that are non-zero somewhere in the batch cost an operation.
+* Adam (``rules.Adam``) mirrors ``torch.optim.Adam``'s default single-tensor step operation for
+  operation: ``m <- lerp(m, g, 1 - beta1)``, ``v <- beta2 v + ((1 - beta2) g) g``,
+  ``p <- p + (-lr / (1 - beta1^k)) m / (sqrt(v) / sqrt(1 - beta2^k) + eps)``; the bias
+  corrections are computed in Python floats exactly as torch does.
+
+A frozen (diverged) network's increments are masked to exactly 0 with ``masked_fill`` (never by
+multiplying with 0, which would turn an inf into NaN), so its parameters stay those of the step
+at which it was frozen and nothing of it reaches any other network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..optim.rules import Adam, LinearRule
+
+__all__ = ["AdamUpdate", "LinearUpdate", "Registers", "make_update"]
+
+
+class Registers:
+    """A parameter tensor (register 0), its auxiliary registers and scratch buffers."""
+
+    def __init__(self, param: torch.Tensor, aux: int):
+        self.param = param
+        self.aux = [torch.zeros_like(param) for _ in range(aux)]
+        self._scratch = None
+
+    @property
+    def scratch(self) -> list[torch.Tensor]:
+        """Work buffers, allocated once on first use: fresh multi-MB allocations every step
+        cost more than the arithmetic on CPU (page faults)."""
+        if self._scratch is None:
+            self._scratch = [torch.empty_like(self.param) for _ in range(len(self.aux) + 1)]
+        return self._scratch
+
+
+def _columns(coefs: torch.Tensor, ndim: int) -> list[torch.Tensor]:
+    """The rows of a ``(columns, L)`` coefficient block, shaped to broadcast over ``ndim`` axes."""
+    shape = (-1,) + (1,) * (ndim - 1)
+    return [row.view(shape) for row in coefs]
+
+
+class LinearUpdate:
+    """The linear rules of a batch, one per network, as one padded register machine."""
+
+    def __init__(self, rules: list[LinearRule], steps: int, dtype, device):
+        n_nets = len(rules)
+        s = max(rule.registers for rule in rules)
+        A = np.zeros((steps, n_nets, s, s))
+        b = np.zeros((steps, n_nets, s))
+        for j, rule in enumerate(rules):
+            r = rule.registers
+            Aj, bj = rule.schedule(steps)
+            A[:, j, :r, :r] = Aj
+            b[:, j, :r] = rule.lr * bj
+        if steps and (np.any(A[:, :, 0, 0] != 1.0) or np.any(A[:, :, 1:, 0] != 0.0)):
+            raise ValueError(
+                "`rules` must keep register 0 as the parameters (A_k[0, 0] = 1, A_k[r, 0] = 0), "
+                "as every rule of ntkdyn.optim.rules does"
+            )
+        self.registers = s
+        used = lambda arr: bool(np.any(arr != 0.0))
+        columns = [-b[:, :, 0]]
+        self._inc_terms = []  # (aux register c, column)
+        for c in range(1, s):
+            if used(A[:, :, 0, c]):
+                self._inc_terms.append((c, len(columns)))
+                columns.append(A[:, :, 0, c])
+        self._aux_terms = []  # per aux register r: ([(c, column)], grad column or None)
+        for r in range(1, s):
+            terms = []
+            for c in range(1, s):
+                if used(A[:, :, r, c]):
+                    terms.append((c, len(columns)))
+                    columns.append(A[:, :, r, c])
+            grad_col = None
+            if used(b[:, :, r]):
+                grad_col = len(columns)
+                columns.append(-b[:, :, r])
+            self._aux_terms.append((terms, grad_col))
+        table = np.stack(columns, axis=1) if steps else np.zeros((0, len(columns), n_nets))
+        self._table = torch.as_tensor(table, dtype=dtype, device=device)
+
+    def registers_for(self, param: torch.Tensor) -> Registers:
+        return Registers(param, self.registers - 1)
+
+    def coefficients(self, k, index, frozen):
+        """Step ``k``'s ``(columns, L)`` coefficients and ``(L,)`` frozen mask per leading entry."""
+        coefs = self._table[k - 1]
+        if index is not None:
+            coefs = coefs.index_select(1, index)
+            frozen = frozen.index_select(0, index)
+        return coefs, frozen
+
+    def apply(self, k, regs, grads, index, frozen) -> None:
+        """Step ``k >= 1`` in place for every ``Registers`` in ``regs`` with gradients ``grads``.
+
+        ``index`` maps the leading axis to networks (None: the leading axis is the network);
+        ``frozen`` is an ``(N,)`` bool tensor of networks whose parameters must not move.
+        """
+        coefs, frozen = self.coefficients(k, index, frozen)
+        for reg, g in zip(regs, grads):
+            nd = g.ndim
+            col = _columns(coefs, nd).__getitem__
+            inc = reg.scratch[0]
+            torch.mul(g, col(0), out=inc)
+            for c, i in self._inc_terms:
+                inc.addcmul_(reg.aux[c - 1], col(i))
+            for r, (terms, grad_col) in enumerate(self._aux_terms, start=1):
+                new = reg.scratch[r]
+                if terms:
+                    (c0, i0), rest = terms[0], terms[1:]
+                    torch.mul(reg.aux[c0 - 1], col(i0), out=new)
+                    for c, i in rest:
+                        new.addcmul_(reg.aux[c - 1], col(i))
+                    if grad_col is not None:
+                        new.addcmul_(g, col(grad_col))
+                elif grad_col is not None:
+                    torch.mul(g, col(grad_col), out=new)
+                else:
+                    new.zero_()
+            # The new auxiliary registers become current by swapping buffers (no copy).
+            for r in range(1, self.registers):
+                reg.aux[r - 1], reg.scratch[r] = reg.scratch[r], reg.aux[r - 1]
+            inc.masked_fill_(frozen.view((-1,) + (1,) * (nd - 1)), 0.0)
+            reg.param.add_(inc)
+
+
+class AdamUpdate:
+    """Adam rules of a batch (per-network lr, betas, eps), elementwise like torch.optim.Adam."""
+
+    def __init__(self, rules: list[Adam], steps: int, dtype, device):
+        const = np.array([[1.0 - r.beta1, r.beta2, 1.0 - r.beta2, r.eps] for r in rules]).T
+        self._const = torch.as_tensor(const, dtype=dtype, device=device)
+        per_step = np.empty((steps, 2, len(rules)))
+        for j, rule in enumerate(rules):
+            for k in range(1, steps + 1):
+                step = float(k)  # torch keeps the step count as a float tensor
+                bias_correction1 = 1 - rule.beta1**step
+                bias_correction2 = 1 - rule.beta2**step
+                per_step[k - 1, 0, j] = -(rule.lr / bias_correction1)
+                per_step[k - 1, 1, j] = bias_correction2**0.5
+        self._table = torch.as_tensor(per_step, dtype=dtype, device=device)
+        self.registers = 3
+
+    def registers_for(self, param: torch.Tensor) -> Registers:
+        return Registers(param, 2)
+
+    def apply(self, k, regs, grads, index, frozen) -> None:
+        """Step ``k >= 1`` in place (same arguments as :meth:`LinearUpdate.apply`)."""
+        coefs = torch.cat([self._const, self._table[k - 1]], dim=0)
+        if index is not None:
+            coefs = coefs.index_select(1, index)
+            frozen = frozen.index_select(0, index)
+        for reg, g in zip(regs, grads):
+            nd = g.ndim
+            col = _columns(coefs, nd).__getitem__
+            exp_avg, exp_avg_sq = reg.aux
+            tmp, denom = reg.scratch[0], reg.scratch[1]
+            exp_avg.lerp_(g, col(0))
+            torch.mul(g, col(2), out=tmp)
+            exp_avg_sq.mul_(col(1)).addcmul_(tmp, g)
+            torch.sqrt(exp_avg_sq, out=denom)
+            denom.div_(col(5)).add_(col(3))
+            torch.mul(exp_avg, col(4), out=tmp)
+            tmp.div_(denom)
+            tmp.masked_fill_(frozen.view((-1,) + (1,) * (nd - 1)), 0.0)
+            reg.param.add_(tmp)
+
+
+def make_update(rules, steps: int, dtype, device):
+    """The batch update for ``rules``: all linear, or all Adam (the engine groups them)."""
+    if all(isinstance(r, LinearRule) for r in rules):
+        return LinearUpdate(rules, steps, dtype, device)
+    if all(isinstance(r, Adam) for r in rules):
+        return AdamUpdate(rules, steps, dtype, device)
+    raise ValueError("a batch must hold only linear rules or only Adam rules")
