@@ -127,7 +127,7 @@ def test_notebook_kernel_grows_linearly_with_width():
     same at m and 4m (digits pixels in [0, 1], n = 60), so widths / 4 with lr x 4 keep
     h_max = lr lambda_max(K)."""
     ds = load_dataset("digits", n=60, seed=0, normalize=False)
-    X = np.array(ds.X) / 16.0  # pixels in [0, 1]
+    X = np.array(ds.X)  # the loader scales pixels to [0, 1]
     widths, seeds = (500, 2000), (0, 1, 2, 3)
     per_width = []
     for m in widths:
