@@ -133,7 +133,7 @@ def test_predict_with_width_uses_network_init(tmp_path, capsys):
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, argv, field):
-    code, out, err = _run(capsys, *argv)
+    code, _, err = _run(capsys, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import ALL_RULES, LINEAR_RULES, rule_params
 
 import ntkdyn
+from helpers import ALL_RULES, LINEAR_RULES, rule_params
 from ntkdyn.optim import (
     GD,
     HeavyBall,

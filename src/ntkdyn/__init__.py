@@ -17,6 +17,7 @@ The public API, one obvious spelling each (README.md has a tour):
 
 from .data import Dataset, DegenerateDataWarning, load_dataset, validate_dataset
 from .dynamics import predict_discrete, predict_ode, stability, stability_table
+from .experiments import Store, expand_runs, load_config, run_sweep
 from .kernels import (
     IllConditionedKernelWarning,
     Spectrum,
@@ -41,7 +42,6 @@ from .optim import (
 )
 from .rates import fit_rate, predicted_rate
 from .training import Diagnostics, RunResult, train
-from .experiments import Store, expand_runs, load_config, run_sweep
 
 __version__ = "0.1.0"
 
@@ -49,9 +49,9 @@ __all__ = [
     "GD",
     "Adam",
     "Dataset",
-    "Diagnostics",
     "DeepReLU",
     "DegenerateDataWarning",
+    "Diagnostics",
     "HeavyBall",
     "HigherOrderMomentum",
     "HigherOrderMomentumNotebook",

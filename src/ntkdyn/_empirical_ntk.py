@@ -229,7 +229,7 @@ def empirical_ntk(
     if not isinstance(model, nn.Module):
         # ntkdyn's boundary errors are all ValueErrors naming the field (not TypeError).
         message = f"`model` must be a torch.nn.Module, got {type(model).__name__}"
-        raise ValueError(message)  # noqa: TRY004
+        raise ValueError(message)
     method = _check_choice("method", method, NTK_METHODS)
     if block_rows is not None:
         block_rows = _check_positive_int("block_rows", block_rows)

@@ -6,8 +6,8 @@ Every bad input becomes one line on stderr and exit code 2; success exits 0.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import csv
+import importlib.util
 import json
 import sys
 import warnings
@@ -115,8 +115,8 @@ def _print_json(payload) -> None:
 
 def _cmd_kernel(args) -> int:
     from .dynamics.stability import stability, stability_table
-    from .optim import GD, NesterovTorch
     from .kernels import deep_relu_ntk, empirical_ntk, spectrum, two_layer_gram
+    from .optim import GD, NesterovTorch
 
     data = _load(args)
     if args.depth is None:

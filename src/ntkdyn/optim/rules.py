@@ -34,18 +34,18 @@ from typing import ClassVar
 import numpy as np
 
 __all__ = [
-    "Rule",
-    "LinearRule",
     "GD",
+    "RULES",
+    "Adam",
     "HeavyBall",
-    "Nesterov",
-    "NesterovTorch",
-    "NesterovSC",
     "HigherOrderMomentum",
     "HigherOrderMomentumNotebook",
-    "Adam",
+    "LinearRule",
+    "Nesterov",
+    "NesterovSC",
+    "NesterovTorch",
     "ODESpec",
-    "RULES",
+    "Rule",
     "parse",
 ]
 
@@ -138,7 +138,7 @@ class Rule:
         parts = [f"lr={self.lr!r}"] + [f"{k}={v!r}" for k, v in self.params.items()]
         return f"{self.name}:" + ",".join(parts)
 
-    def with_lr(self, lr: float) -> "Rule":
+    def with_lr(self, lr: float) -> Rule:
         """The same rule with another learning rate."""
         return type(self)(lr, **self.params)
 
@@ -488,7 +488,7 @@ RULES: dict[str, type[Rule]] = {
 }
 
 
-def parse(spec: "str | Rule") -> Rule:
+def parse(spec: str | Rule) -> Rule:
     """Build a rule from a spec such as ``"hb:lr=0.1,beta=0.9"`` (a Rule passes through).
 
     Names: gd, hb, nesterov, nesterov-torch, nesterov-sc, hom, hom-notebook, adam.

@@ -22,7 +22,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise TypeError(f"`rule` must be a LinearRule, got {type(rule).__name__}")
         self.rule = rule
         self.k = 0
-        super().__init__(params, dict(lr=rule.lr))
+        super().__init__(params, {"lr": rule.lr})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -40,7 +40,6 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if "registers" not in state:
                     state["registers"] = [torch.zeros_like(p) for _ in range(s - 1)]
                 _apply(A, b, lr, p, state["registers"], p.grad)
-        return None
 
 
 def _apply(A, b, lr, p, regs, g) -> None:

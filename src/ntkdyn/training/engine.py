@@ -53,7 +53,7 @@ def _check_models(models) -> list[nn.Module]:
         if not isinstance(m, nn.Module):
             # ValueError naming the field: the project's boundary convention (STYLE.md 6)
             message = f"`models[{i}]` must be an nn.Module, got {type(m).__name__}"
-            raise ValueError(message)  # noqa: TRY004
+            raise ValueError(message)
     return list(models)
 
 
@@ -219,7 +219,7 @@ def train(
     )
     if not isinstance(diagnostics, bool):
         message = f"`diagnostics` must be True or False, got {diagnostics!r}"
-        raise ValueError(message)  # noqa: TRY004
+        raise ValueError(message)
     if progress is not None and not callable(progress):
         raise ValueError(f"`progress` must be a callable(done, total) or None, got {progress!r}")
     dtype = _resolve_dtype(dtype, models)
