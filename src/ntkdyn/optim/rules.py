@@ -1,27 +1,8 @@
-"""Every optimizer described once, as data.
+"""Every optimizer described once, as data (conventions: ``ntkdyn.optim.base``).
 
-Conventions (MATH.md sections 0 and 2; stated here once and tested against torch.optim):
-
-* A linear rule is a *register machine*. Its state is ``z = (z_0, z_1, ..., z_{s-1})``:
-  register 0 holds the parameters the model sees (the point where the gradient is taken and
-  the loss is reported), the other registers are displacement-like buffers that start at 0.
-  Step ``k = 1, 2, ...`` is
-
-      z_k = A_k z_{k-1} - lr * b_k * g(z_{k-1, 0})
-
-  with ``A_k[0, 0] = 1`` and ``A_k[r, 0] = 0`` for ``r >= 1`` (updates are increments, so no
-  register ever stores a second copy of the parameters; this keeps float32 training exact).
-* On the quadratic ``F(e) = 1/2 e^T K e`` each eigenmode with ``h = lr * lambda_j(K)`` evolves
-  by the per-mode matrix ``M_k(h) = A_k - h b_k e_0^T`` (MATH.md 3). The torch optimizer, the
-  training engine, the discrete predictor and the stability analysis are all derived from
-  ``(A_k, b_k)``; the limiting ODE and closed-form stability limits are declared per family.
-* Step counting starts at ``k = 1``. Scheduled Nesterov uses ``beta_k = (k - 1) / (k + r - 1)``,
-  so ``beta_1 = 0`` (the first step is a gradient step).
-* ``nesterov`` is the textbook two-sequence NAG (Su, Boyd, Candes). ``nesterov-torch`` is
-  ``torch.optim.SGD(nesterov=True)`` with ``mu_k`` written into the param group before step k:
-  a *different* algorithm when mu varies (extrapolation coefficient ``mu_k^2 / mu_{k-1}``).
-* Time: GD's ODE time is ``t = k lr``; every momentum method uses ``t = k sqrt(lr)``.
-* Adam has no linear description: ``is_linear`` is False and the linear views are absent.
+GD, Heavy Ball, textbook and torch-style scheduled Nesterov, constant-momentum Nesterov, exact
+and notebook higher-order momentum (each a register machine ``z_k = A_k z_{k-1} - lr b_k g``),
+and Adam (nonlinear, declared so). ``parse`` builds any of them from a spec string.
 """
 
 from __future__ import annotations
@@ -32,6 +13,8 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
+
+from .base import LinearRule, ODESpec, Rule, _check_positive, _check_unit, _momentum_matrices
 
 __all__ = [
     "GD",
@@ -48,149 +31,6 @@ __all__ = [
     "Rule",
     "parse",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# Limiting ODE descriptions (what ``dynamics.ode`` solves). Frozen records, no behaviour.
-
-
-@dataclass(frozen=True)
-class ODESpec:
-    """The limiting ODE of a rule, per eigenmode ``lambda`` of K.
-
-    kind "flow":        e' = -K e,                              time t = k * lr
-    kind "oscillator":  mass e'' + gamma e' + K e = 0,          time t = k * sqrt(lr)
-    kind "bessel":      e'' + (r / t) e' + K e = 0,             time t = k * sqrt(lr)
-    All start from e(0) = e0, e'(0) = 0.
-    """
-
-    kind: str
-    time_scale: str  # "lr" or "sqrt_lr"
-    gamma: float = 0.0
-    mass: float = 1.0
-    r: float = 0.0
-
-    def times(self, lr: float, steps: np.ndarray) -> np.ndarray:
-        """ODE time of step indices ``steps`` for learning rate ``lr``."""
-        scale = lr if self.time_scale == "lr" else math.sqrt(lr)
-        return np.asarray(steps, dtype=np.float64) * scale
-
-
-# --------------------------------------------------------------------------------------------
-# Validation helpers (boundary checks with messages that name the field).
-
-
-def _check_lr(lr: float) -> float:
-    try:
-        lr = float(lr)
-    except (TypeError, ValueError):
-        raise ValueError(f"`lr` must be a positive number, got {lr!r}") from None
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}")
-    return lr
-
-
-def _check_unit(name: str, value: float, *, low: float = 0.0, closed_low: bool = True) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number in [{low:g}, 1), got {value!r}") from None
-    ok_low = value >= low if closed_low else value > low
-    if not math.isfinite(value) or not ok_low or value >= 1:
-        bracket = "[" if closed_low else "("
-        raise ValueError(f"`{name}` must lie in {bracket}{low:g}, 1), got {value!r}")
-    return value
-
-
-def _check_positive(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number > 0, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
-    return value
-
-
-# --------------------------------------------------------------------------------------------
-# Base classes.
-
-
-@dataclass(frozen=True)
-class Rule:
-    """An optimizer with a learning rate. Abstract: use one of the final subclasses."""
-
-    lr: float
-    name: ClassVar[str] = ""
-    is_linear: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lr", _check_lr(self.lr))
-
-    @property
-    def params(self) -> dict[str, float]:
-        """Hyperparameters other than lr, as a plain dict (for records and specs)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "lr"}
-
-    @property
-    def spec(self) -> str:
-        """Canonical spec string; ``parse(rule.spec) == rule``."""
-        parts = [f"lr={self.lr!r}"] + [f"{k}={v!r}" for k, v in self.params.items()]
-        return f"{self.name}:" + ",".join(parts)
-
-    def with_lr(self, lr: float) -> Rule:
-        """The same rule with another learning rate."""
-        return type(self)(lr, **self.params)
-
-    def torch(self, params, **kwargs):
-        """A ``torch.optim.Optimizer`` whose plain ``step()`` calls give this rule's iterates."""
-        from .torch import make_optimizer
-
-        return make_optimizer(self, params, **kwargs)
-
-    # Views that a nonlinear rule lacks (declared, not probed).
-    def ode(self) -> ODESpec | None:
-        return None
-
-    def max_stable_h(self) -> float | None:
-        """Largest stable ``h = lr * lambda_max(K)`` (closed form), or None if unknown."""
-        return None
-
-
-@dataclass(frozen=True)
-class LinearRule(Rule):
-    """A rule that is a register machine ``z_k = A_k z_{k-1} - lr b_k g`` (module docstring)."""
-
-    is_linear: ClassVar[bool] = True
-    registers: ClassVar[int] = 1
-    #: first step from which (A_k, b_k) no longer depend on k; None if they always do.
-    constant_from: ClassVar[int | None] = 1
-
-    def step_matrices(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(A_k, b_k)`` for step ``k >= 1``: float64 arrays of shapes (s, s) and (s,)."""
-        raise NotImplementedError
-
-    def schedule(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(A, b)`` for steps 1..steps stacked: shapes (steps, s, s) and (steps, s)."""
-        s = self.registers
-        A = np.empty((steps, s, s))
-        b = np.empty((steps, s))
-        for k in range(1, steps + 1):
-            A[k - 1], b[k - 1] = self.step_matrices(k)
-        return A, b
-
-    def mode_matrix(self, k: int, h) -> np.ndarray:
-        """Per-mode matrices ``M_k(h) = A_k - h b_k e_0^T`` for an array of h: (..., s, s)."""
-        A, b = self.step_matrices(k)
-        h = np.asarray(h, dtype=np.float64)
-        M = np.broadcast_to(A, h.shape + A.shape).copy()
-        M[..., :, 0] -= h[..., None] * b
-        return M
-
-
-def _momentum_matrices(beta: float, b0: float, b1: float):
-    A = np.array([[1.0, beta], [0.0, beta]])
-    return A, np.array([b0, b1])
 
 
 # --------------------------------------------------------------------------------------------
