@@ -109,77 +109,6 @@ class Claim:
         }
 
 
-def fmt_number(x, digits: int = 3) -> str:
-    """Short number for evidence strings (``n/a`` for None)."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a" if x is None else repr(float(x))
-    return f"{x:.{digits}g}"
-
-
-def run_name(a: RunAnalysis) -> str:
-    """``label (m=width, seed s)`` of a run for evidence strings."""
-    return f"{a.label} (m={a.width}, seed {a.seed})"
-
-
-def _combine(verdicts: list[str]) -> str:
-    if not verdicts:
-        return "inconclusive"
-    if "refuted" in verdicts:
-        return "refuted"
-    if "inconclusive" in verdicts:
-        return "inconclusive"
-    return "supported"
-
-
-# --------------------------------------------------------------------------------------------
-# Kernel drift from the diagnostics.
-
-
-def _lambda_min_path(a: RunAnalysis, lo: float, hi: float) -> np.ndarray | None:
-    """lambda_min(H(t)) at the diagnostics checkpoints with lo <= step <= hi (None if absent)."""
-    d = a.record.diagnostics
-    if not d or "step" not in d or "lambda_min" not in d:
-        return None
-    steps, lam = np.asarray(d["step"], float), np.asarray(d["lambda_min"], float)
-    sel = (steps >= lo) & (steps <= hi) & np.isfinite(lam)
-    return lam[sel] if sel.any() else None
-
-
-def _drift(a: RunAnalysis, lo: float, hi: float) -> float:
-    d = a.record.diagnostics
-    path = _lambda_min_path(a, lo, hi)
-    if path is None:
-        return 0.0
-    lam0 = float(np.asarray(d["lambda_min"], float)[0])
-    return float(np.max(np.abs(path / lam0 - 1.0))) if lam0 > 0 else 0.0
-
-
-# --------------------------------------------------------------------------------------------
-# C1, C2, C4, C5.
-
-
-def drift_factors(a: RunAnalysis, lo: float, hi: float) -> tuple[list[float], float]:
-    """Ratios ``log q(lambda) / log q(lambda_min(K(0)))`` of the predicted per-step rate over
-    the range of ``c lambda_min(H(t))`` seen in the fit window, and that range's relative size.
-
-    The rule's own mode matrices give ``log q`` (MATH.md 3), so the sensitivity is exact for
-    every rule: ~1 for GD (rate proportional to h0), square-root-like near HB's critical
-    damping, ~0 for complex roots.
-    """
-    path = _lambda_min_path(a, lo, hi)
-    p = a.predicted
-    if path is None or p is None or not p.rate_per_step or a.record.lambda_max_k is None:
-        return [1.0], 0.0
-    lam0 = float(np.asarray(a.record.diagnostics["lambda_min"], float)[0])
-    c = a.c
-    factors = [1.0]
-    for lam in (float(path.min()), float(path.max())):
-        if lam > 0:
-            q = predicted_rate(a.rule, [c * lam, a.record.lambda_max_k]).rate_per_step
-            factors.append(q / p.rate_per_step)
-    return factors, _drift(a, lo, hi) if lam0 > 0 else 0.0
-
-
 def _linear_run(a: RunAnalysis) -> tuple[str, str]:
     name = run_name(a)
     if not a.ok:
@@ -381,24 +310,6 @@ def _nag_claim(cid: str, runs: list[RunAnalysis]) -> Claim:
 
 # --------------------------------------------------------------------------------------------
 # C6.
-
-
-def _slope(widths, values) -> float:
-    x, y = np.log(np.asarray(widths, float)), np.log(np.asarray(values, float))
-    return float(np.polyfit(x, y, 1)[0])
-
-
-def width_errors(runs: list[RunAnalysis], attr: str = "abs_err") -> dict[str, dict[int, float]]:
-    """Rule spec -> {width: median over seeds of the error ``attr``} (finite values only)."""
-    table: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for a in runs:
-        v = getattr(a, attr)
-        if v is not None and math.isfinite(v) and v > 0:
-            table[a.rule.spec][a.width].append(v)
-    return {
-        spec: {m: float(np.median(v)) for m, v in sorted(ws.items())}
-        for spec, ws in sorted(table.items())
-    }
 
 
 def _c6(runs: list[RunAnalysis]) -> Claim:

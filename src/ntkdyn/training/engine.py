@@ -109,9 +109,16 @@ def _resolve_device(device, models) -> torch.device:
     return found.pop() if found else torch.device("cpu")
 
 
+def _as_tensor(a) -> torch.Tensor:
+    # Dataset arrays are read-only; torch warns on sharing them, so copy those (small) arrays
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        a = np.array(a)
+    return torch.as_tensor(a).detach()
+
+
 def _check_data(X, y, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    X = torch.as_tensor(X).detach().to(dtype=dtype, device=device)
-    y = torch.as_tensor(y).detach().to(dtype=dtype, device=device)
+    X = _as_tensor(X).to(dtype=dtype, device=device)
+    y = _as_tensor(y).to(dtype=dtype, device=device)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"`X` must be a non-empty (n, d) matrix, got shape {tuple(X.shape)}")
     if y.shape != (X.shape[0],):
