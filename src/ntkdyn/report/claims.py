@@ -42,7 +42,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rates import fit_rate, predicted_rate
+from ..rates import fit_rate
+from ._evidence import (
+    combine,
+    drift_factors,
+    fmt_number,
+    lambda_min_path,
+    power_law_fit,
+    rate_band,
+    run_name,
+    width_errors,
+)
 from .summary import RunAnalysis
 
 __all__ = [
@@ -109,6 +119,34 @@ class Claim:
         }
 
 
+def _from_runs(cid: str, chosen, evaluate, missing: str, *, decided_only: bool = False) -> Claim:
+    """A claim judged run by run: the runs' verdicts combined and their evidence joined.
+
+    ``decided_only``: runs that cannot decide (inconclusive) are reported but not counted.
+    """
+    if not chosen:
+        return Claim(
+            cid,
+            STATEMENTS[cid],
+            "inconclusive",
+            f"no {missing} runs of kind '{CURVES}' in the store",
+        )
+    results = [evaluate(a) for a in chosen]
+    verdicts = [v for v, _ in results]
+    if decided_only:
+        verdicts = [v for v in verdicts if v != "inconclusive"]
+    return Claim(cid, STATEMENTS[cid], combine(verdicts), "; ".join(t for _, t in results))
+
+
+def _widened(low: float, high: float) -> tuple[float, float]:
+    """The band ``[low, high]`` of (negative) per-step rates widened by ``RATE_RTOL``."""
+    return low * (1 + RATE_RTOL), high * (1 - RATE_RTOL)
+
+
+# --------------------------------------------------------------------------------------------
+# C1, C2, C4, C5.
+
+
 def _linear_run(a: RunAnalysis) -> tuple[str, str]:
     name = run_name(a)
     if not a.ok:
@@ -131,14 +169,13 @@ def _linear_run(a: RunAnalysis) -> tuple[str, str]:
         text += f", predicted log q = {fmt_number(a.predicted.rate_per_step, 4)}"
     if ref is None:
         return "supported", text + " (no kernel reference to compare the rate with)"
-    factors, drift = drift_factors(a, f.window.t_first, f.window.t_end)
-    band = sorted(ref * x for x in factors)
-    lo, hi = band[0] * (1 + RATE_RTOL), band[-1] * (1 - RATE_RTOL)  # rates are negative
+    band = rate_band(a, ref, f.window.t_first, f.window.t_end)
+    lo, hi = _widened(band.low, band.high)
     ok = lo <= f.rate <= hi
     text += (
         f"; {ref_name} {fmt_number(ref, 4)}/step, deviation {abs(f.rate / ref - 1):.1%}; "
-        f"lambda_min(H(t)) moved up to {drift:.1%} in the window, so the predicted rate "
-        f"spans {fmt_number(band[0], 4)}..{fmt_number(band[-1], 4)}, +-{RATE_RTOL:.0%}: "
+        f"lambda_min(H(t)) moved up to {band.drift:.1%} in the window, so the predicted rate "
+        f"spans {fmt_number(band.low, 4)}..{fmt_number(band.high, 4)}, +-{RATE_RTOL:.0%}: "
         f"{'inside' if ok else 'outside'}"
     )
     return ("supported" if ok else "refuted"), text
@@ -149,17 +186,7 @@ def _linear_claim(cid: str, runs: list[RunAnalysis]) -> Claim:
     chosen = sorted(
         (a for a in runs if a.rule.name in names), key=lambda a: (a.rule.spec, a.width, a.seed)
     )
-    if not chosen:
-        return Claim(
-            cid,
-            STATEMENTS[cid],
-            "inconclusive",
-            f"no {'/'.join(names)} runs of kind '{CURVES}' in the store",
-        )
-    results = [_linear_run(a) for a in chosen]
-    return Claim(
-        cid, STATEMENTS[cid], _combine([v for v, _ in results]), "; ".join(t for _, t in results)
-    )
+    return _from_runs(cid, chosen, _linear_run, "/".join(names))
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,11 +297,11 @@ def _c7_run(a: RunAnalysis) -> tuple[str, str]:
     k = np.arange(f.window.start, f.window.stop, dtype=float)
     k = k[k > 0]
     c = a.c
-    path = _lambda_min_path(a, f.window.t_first, f.window.t_end)
+    path = lambda_min_path(a, f.window.t_first, f.window.t_end)
     lr = a.rule.lr
     hs = [h0] if path is None else [lr * c * float(path.min()), lr * c * float(path.max()), h0]
     slopes = [_late_slope(r, h, k) for h in hs]
-    lo, hi = min(slopes) * (1 + RATE_RTOL), max(slopes) * (1 - RATE_RTOL)
+    lo, hi = _widened(min(slopes), max(slopes))
     ok = lo <= f.rate <= hi
     text = (
         f"{name}: r/h0 = {kx:.0f}; linear on k = {f.window.start}-{f.window.stop - 1}, "
@@ -290,22 +317,9 @@ def _nag_claim(cid: str, runs: list[RunAnalysis]) -> Claim:
         (a for a in runs if a.rule.name in _NAG),
         key=lambda a: (a.rule.r, a.rule.spec, a.width, a.seed),
     )
-    if not chosen:
-        return Claim(
-            cid,
-            STATEMENTS[cid],
-            "inconclusive",
-            f"no scheduled Nesterov runs of kind '{CURVES}' in the store",
-        )
     evaluate = _c3_run if cid == "C3" else _c7_run
-    results = [evaluate(a) for a in chosen]
-    verdicts = [v for v, _ in results]
-    if cid == "C7":  # unreachable runs are reported, not counted, when others decide
-        decided = [v for v in verdicts if v != "inconclusive"]
-        verdict = _combine(decided) if decided else "inconclusive"
-    else:
-        verdict = _combine(verdicts)
-    return Claim(cid, STATEMENTS[cid], verdict, "; ".join(t for _, t in results))
+    # C7: runs that cannot reach the crossover are reported, not counted, when others decide
+    return _from_runs(cid, chosen, evaluate, "scheduled Nesterov", decided_only=cid == "C7")
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +341,7 @@ def _c6(runs: list[RunAnalysis]) -> Claim:
             verdicts.append("inconclusive")
             parts.append(f"{label[spec]}: errors at only {len(widths)} widths")
             continue
-        s = _slope(widths, list(errs.values()))
+        s = power_law_fit(widths, list(errs.values())).slope
         ok = lo <= s <= hi
         verdicts.append("supported" if ok else "refuted")
         vals = "/".join(fmt_number(v, 2) for v in errs.values())
@@ -340,7 +354,7 @@ def _c6(runs: list[RunAnalysis]) -> Claim:
         if len(rel) >= C6_MIN_WIDTHS:
             text += (
                 f"; rel. to envelope {'/'.join(fmt_number(v, 2) for v in rel.values())}, slope "
-                f"{_slope(list(rel), list(rel.values())):.2f}"
+                f"{power_law_fit(list(rel), list(rel.values())).slope:.2f}"
             )
         parts.append(text)
     if not parts:
@@ -353,7 +367,7 @@ def _c6(runs: list[RunAnalysis]) -> Claim:
     return Claim(
         "C6",
         STATEMENTS["C6"],
-        _combine(verdicts),
+        combine(verdicts),
         "; ".join(parts) + " (median over seeds; theory slope -1/2)",
     )
 
