@@ -73,14 +73,29 @@ def test_kernel_text_output(capsys):
 def test_predict_writes_the_library_prediction(tmp_path, capsys, loss):
     out = tmp_path / "curve.csv"
     code, _, err = _run(
-        capsys, "predict", "--data", "gaussian:d=5", "--n", "20", "--optimizer",
-        "hb:lr=0.1,beta=0.8", "--steps", "200", "--loss", loss, "--ode", "--out", str(out),
+        capsys,
+        "predict",
+        "--data",
+        "gaussian:d=5",
+        "--n",
+        "20",
+        "--optimizer",
+        "hb:lr=0.1,beta=0.8",
+        "--steps",
+        "200",
+        "--loss",
+        loss,
+        "--ode",
+        "--out",
+        str(out),
     )
     assert code == 0, err
     table = _read(out)
     data = load_dataset("gaussian:d=5", n=20)
     c = 1.0 if loss == "half-sum" else 2.0 / 20
-    expected = predict_discrete(c * two_layer_gram(data.X), -data.y, parse("hb:lr=0.1,beta=0.8"), 200)
+    expected = predict_discrete(
+        c * two_layer_gram(data.X), -data.y, parse("hb:lr=0.1,beta=0.8"), 200
+    )
     np.testing.assert_allclose(table["loss"], c * expected, rtol=1e-14, atol=0)
     np.testing.assert_array_equal(table["step"], np.arange(201))
     assert table["ode_loss"][0] == pytest.approx(table["loss"][0], rel=1e-14)
@@ -90,8 +105,18 @@ def test_predict_writes_the_library_prediction(tmp_path, capsys, loss):
 def test_predict_then_rates_classifies(tmp_path, capsys):
     out = tmp_path / "gd.csv"
     code, _, _ = _run(
-        capsys, "predict", "--data", "gaussian:d=5", "--n", "20", "--optimizer", "gd:lr=0.5",
-        "--steps", "2000", "--out", str(out),
+        capsys,
+        "predict",
+        "--data",
+        "gaussian:d=5",
+        "--n",
+        "20",
+        "--optimizer",
+        "gd:lr=0.5",
+        "--steps",
+        "2000",
+        "--out",
+        str(out),
     )
     assert code == 0
     code, text, _ = _run(capsys, "rates", str(out), "--json")
@@ -105,8 +130,22 @@ def test_predict_then_rates_classifies(tmp_path, capsys):
 def test_predict_with_width_uses_network_init(tmp_path, capsys):
     out = tmp_path / "w.csv"
     code, _, _ = _run(
-        capsys, "predict", "--data", "gaussian:d=5", "--n", "20", "--optimizer", "gd:lr=0.1",
-        "--steps", "5", "--width", "256", "--seed", "3", "--out", str(out),
+        capsys,
+        "predict",
+        "--data",
+        "gaussian:d=5",
+        "--n",
+        "20",
+        "--optimizer",
+        "gd:lr=0.1",
+        "--steps",
+        "5",
+        "--width",
+        "256",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
     )
     assert code == 0
     table = _read(out)
@@ -122,12 +161,48 @@ def test_predict_with_width_uses_network_init(tmp_path, capsys):
         (["kernel", "--data", "digits", "--n", "5000"], "n"),
         (["kernel"], "--data"),
         (["kernel", "--data", "digits", "--lr", "-1"], "--lr"),
-        (["predict", "--data", "digits", "--optimizer", "adam:lr=0.1", "--steps", "3",
-          "--out", "x.csv"], "--optimizer"),
-        (["predict", "--data", "digits", "--optimizer", "hb:lr=0.1,beta=1.2", "--steps", "3",
-          "--out", "x.csv"], "beta"),
-        (["predict", "--data", "digits", "--optimizer", "gd:lr=0.1", "--steps", "-3",
-          "--out", "x.csv"], "--steps"),
+        (
+            [
+                "predict",
+                "--data",
+                "digits",
+                "--optimizer",
+                "adam:lr=0.1",
+                "--steps",
+                "3",
+                "--out",
+                "x.csv",
+            ],
+            "--optimizer",
+        ),
+        (
+            [
+                "predict",
+                "--data",
+                "digits",
+                "--optimizer",
+                "hb:lr=0.1,beta=1.2",
+                "--steps",
+                "3",
+                "--out",
+                "x.csv",
+            ],
+            "beta",
+        ),
+        (
+            [
+                "predict",
+                "--data",
+                "digits",
+                "--optimizer",
+                "gd:lr=0.1",
+                "--steps",
+                "-3",
+                "--out",
+                "x.csv",
+            ],
+            "--steps",
+        ),
         (["rates", "/no/such/curve.csv"], "CURVE"),
         (["frobnicate"], "frobnicate"),
     ],

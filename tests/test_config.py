@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -86,7 +87,13 @@ def test_toml_text_dict_and_file_give_the_same_config(tmp_path):
     assert load_config(str(path)) == a
     exp = a.experiments[0]
     assert (exp.data, exp.n, exp.steps, exp.mode, exp.loss, exp.dtype, exp.device) == (
-        "gaussian:d=5", 10, 50, "theory", "half-sum", "float64", "auto"
+        "gaussian:d=5",
+        10,
+        50,
+        "theory",
+        "half-sum",
+        "float64",
+        "auto",
     )
     assert exp.predict is True  # theory mode default
     # the grid is a product with lr first, in the order the values are given
@@ -501,3 +508,67 @@ def test_cli_missing_config_file(tmp_path, capsys):
     rc, _, err = _run_cli(["sweep", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")],
                           capsys)  # fmt: skip
     assert rc == 2 and "`CONFIG`" in err and not (tmp_path / "o").exists()
+
+
+def test_lists_of_data_and_modes_expand_into_experiments():
+    """Grids over datasets and parameterisations: one experiment per combination."""
+    from ntkdyn.experiments.config import load_config as load
+
+    cfg = load(
+        {
+            "name": "grid",
+            "experiment": [
+                {
+                    "id": "G",
+                    "title": "grid",
+                    "data": ["gaussian:d=5", "synthetic"],
+                    "mode": ["theory", "notebook"],
+                    "widths": [8],
+                    "steps": [5, 7],
+                    "optimizers": ["gd:lr=0.01"],
+                }
+            ],
+        }
+    )
+    ids = [e.id for e in cfg.experiments]
+    assert ids == [f"G-{j}" for j in range(1, 9)]
+    combos = {(e.data, e.mode, e.steps) for e in cfg.experiments}
+    assert len(combos) == 8
+    assert cfg.experiments[-1].title == "grid (data=synthetic, mode=notebook, steps=7)"
+    single = load(
+        {
+            "name": "one",
+            "experiment": [
+                {
+                    "id": "S",
+                    "data": ["synthetic"],
+                    "widths": [8],
+                    "steps": 5,
+                    "optimizers": ["gd:lr=0.1"],
+                }
+            ],
+        }
+    )
+    assert [e.id for e in single.experiments] == ["S"]
+
+
+@pytest.mark.parametrize(
+    "key,value,field",
+    [
+        ("data", [], "experiment[0].data"),
+        ("mode", ["theory", "notebok"], "experiment[0].mode"),
+    ],
+)
+def test_bad_grid_lists_name_the_field(key, value, field):
+    from ntkdyn.experiments.config import load_config as load
+
+    table = {
+        "id": "B",
+        "data": "synthetic",
+        "widths": [8],
+        "steps": 5,
+        "optimizers": ["gd:lr=0.1"],
+        key: value,
+    }
+    with pytest.raises(ValueError, match=re.escape(f"`{field}")):
+        load({"name": "bad", "experiment": [table]})

@@ -205,6 +205,7 @@ def test_resume_skips_finished_runs(tiny, monkeypatch):
     cfg, out, _ = tiny
     calls = []
     real_train = ntkdyn.training.train
+
     def counting_train(*args, **kwargs):
         calls.append(1)
         return real_train(*args, **kwargs)
@@ -286,7 +287,9 @@ def test_a_diverging_run_does_not_disturb_its_batch(tmp_path):
 
 
 def test_batches_group_by_key_and_respect_the_size_bound():
-    text = TINY + """
+    text = (
+        TINY
+        + """
 [[experiment]]
 id = "U"
 data = "gaussian:d=5"
@@ -295,6 +298,7 @@ widths = [64]
 steps = 100
 optimizers = ["gd:lr=0.5"]
 """
+    )
     cache = DataCache()
     runs = expand_runs(text, cache=cache)
     batches = plan_batches(runs, cache)
@@ -509,8 +513,9 @@ def test_cli_reproduce_wiring(tmp_path, monkeypatch, capsys):
 
     def get_preset(name, *, data=None, dtype=None, device=None):
         calls["preset"] = (name, data, dtype, device)
-        return load_config(TINY.replace("steps = 200", "steps = 5").replace(
-            "widths = [64, 128]", "widths = [16]"))
+        return load_config(
+            TINY.replace("steps = 200", "steps = 5").replace("widths = [64, 128]", "widths = [16]")
+        )
 
     def build_report(out_dir):
         calls["report"] = out_dir
@@ -519,8 +524,9 @@ def test_cli_reproduce_wiring(tmp_path, monkeypatch, capsys):
                    "evidence": "rate"}]  # fmt: skip
         (out_dir / "summary.json").write_text(json.dumps({"claims": claims}))
 
-    monkeypatch.setitem(sys.modules, "ntkdyn.experiments.presets",
-                        types.SimpleNamespace(get_preset=get_preset))
+    monkeypatch.setitem(
+        sys.modules, "ntkdyn.experiments.presets", types.SimpleNamespace(get_preset=get_preset)
+    )
     report = types.SimpleNamespace(build_report=build_report)
     monkeypatch.setitem(sys.modules, "ntkdyn.report", report)
     out = tmp_path / "repro"

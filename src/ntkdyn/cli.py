@@ -91,8 +91,9 @@ def _positive_float(name):
 
 
 def _add_data_args(p):
-    p.add_argument("--data", required=True, help="synthetic | gaussian | digits[:opts] | "
-                   "mnist:PATH | csv:PATH")
+    p.add_argument(
+        "--data", required=True, help="synthetic | gaussian | digits[:opts] | mnist:PATH | csv:PATH"
+    )
     p.add_argument("--n", type=_positive_int("--n"), default=None, help="number of rows")
     p.add_argument("--data-seed", type=int, default=0, help="seed of generated/subsampled data")
 
@@ -161,8 +162,12 @@ def _cmd_kernel(args) -> int:
     K_eigs = c * spec.eigenvalues
     rows = stability_table(K_eigs)
     out["stability"] = [
-        {"optimizer": r.label, "max_stable_lr": r.max_stable_lr, "max_stable_h": r.max_stable_h,
-         "bound": r.bound}
+        {
+            "optimizer": r.label,
+            "max_stable_lr": r.max_stable_lr,
+            "max_stable_h": r.max_stable_h,
+            "bound": r.bound,
+        }
         for r in rows
     ]
     best = stability(K_eigs, GD(1.0))
@@ -173,33 +178,46 @@ def _cmd_kernel(args) -> int:
     if args.lr is not None:
         nag = stability(K_eigs, NesterovTorch(args.lr, r=args.r))
         out["nesterov_crossover"] = {
-            "lr": args.lr, "r": args.r, "h0": nag.h_min, "step": nag.crossover_step,
+            "lr": args.lr,
+            "r": args.r,
+            "h0": nag.h_min,
+            "step": nag.crossover_step,
             "loss_rel": nag.crossover_loss,
         }
     if args.json:
         _print_json(out)
         return 0
     print(f"{what} on {data.name}: n = {data.n}, d = {data.d}")
-    print(f"  lambda_min = {spec.lambda_min:.6g}   lambda_max = {spec.lambda_max:.6g}   "
-          f"condition = {spec.condition:.6g}")
+    print(
+        f"  lambda_min = {spec.lambda_min:.6g}   lambda_max = {spec.lambda_max:.6g}   "
+        f"condition = {spec.condition:.6g}"
+    )
     if "empirical" in out:
         e = out["empirical"]
-        print(f"  empirical Gram at init (width {e['width']}, seed {e['seed']}): "
-              f"lambda_min = {e['lambda_min']:.6g}, lambda_max = {e['lambda_max']:.6g}, "
-              f"||H(0) - H^inf||_F = {e['distance_fro']:.4g}, ||.||_2 = {e['distance_2']:.4g}")
+        print(
+            f"  empirical Gram at init (width {e['width']}, seed {e['seed']}): "
+            f"lambda_min = {e['lambda_min']:.6g}, lambda_max = {e['lambda_max']:.6g}, "
+            f"||H(0) - H^inf||_F = {e['distance_fro']:.4g}, ||.||_2 = {e['distance_2']:.4g}"
+        )
     print(f"  largest stable lr with the {args.loss} loss (K = {c:.6g} H):")
     print(f"    {'optimizer':<28} {'max lr':>12} {'max h':>9}  bound")
     for r in out["stability"]:
-        print(f"    {r['optimizer']:<28} {r['max_stable_lr']:>12.6g} {r['max_stable_h']:>9.6g}  "
-              f"{r['bound']}")
+        print(
+            f"    {r['optimizer']:<28} {r['max_stable_lr']:>12.6g} {r['max_stable_h']:>9.6g}  "
+            f"{r['bound']}"
+        )
     o = out["optimal"]
     print(f"  optimal GD: lr = {o['gd']['lr']:.6g}, error factor per step {o['gd']['rate']:.6g}")
-    print(f"  optimal HB: lr = {o['hb']['lr']:.6g}, beta = {o['hb']['beta']:.6g}, "
-          f"error factor per step {o['hb']['rate']:.6g}")
+    print(
+        f"  optimal HB: lr = {o['hb']['lr']:.6g}, beta = {o['hb']['beta']:.6g}, "
+        f"error factor per step {o['hb']['rate']:.6g}"
+    )
     if "nesterov_crossover" in out:
         x = out["nesterov_crossover"]
-        print(f"  scheduled Nesterov (r = {x['r']:g}, lr = {x['lr']:g}, h0 = {x['h0']:.3g}): "
-              f"linear after step ~{x['step']:.4g}, at L/L0 ~ {x['loss_rel']:.3g}")
+        print(
+            f"  scheduled Nesterov (r = {x['r']:g}, lr = {x['lr']:g}, h0 = {x['h0']:.3g}): "
+            f"linear after step ~{x['step']:.4g}, at L/L0 ~ {x['loss_rel']:.3g}"
+        )
     return 0
 
 
@@ -257,8 +275,10 @@ def _cmd_predict(args) -> int:
                 columns[key] = columns[key] * c
     _write_csv(Path(args.out), columns)
     final = columns["loss"][-1]
-    print(f"wrote {args.out}: {rule.spec}, {args.steps} steps, {args.loss} loss "
-          f"{columns['loss'][0]:.6g} -> {final:.6g}")
+    print(
+        f"wrote {args.out}: {rule.spec}, {args.steps} steps, {args.loss} loss "
+        f"{columns['loss'][0]:.6g} -> {final:.6g}"
+    )
     return 0
 
 
@@ -327,16 +347,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("kernel", help="NTK Gram spectrum and stable learning rates")
     _add_data_args(p)
-    p.add_argument("--depth", type=_positive_int("--depth"), default=None,
-                   help="deep ReLU NTK with this many hidden layers (default: two-layer H^inf)")
-    p.add_argument("--width", type=_positive_int("--width"), default=None,
-                   help="also the empirical Gram of a network of this width at init")
+    p.add_argument(
+        "--depth",
+        type=_positive_int("--depth"),
+        default=None,
+        help="deep ReLU NTK with this many hidden layers (default: two-layer H^inf)",
+    )
+    p.add_argument(
+        "--width",
+        type=_positive_int("--width"),
+        default=None,
+        help="also the empirical Gram of a network of this width at init",
+    )
     p.add_argument("--seed", type=int, default=0, help="network seed for --width")
     p.add_argument("--loss", choices=["half-sum", "mse"], default="half-sum")
-    p.add_argument("--lr", type=_positive_float("--lr"), default=None,
-                   help="also the scheduled-Nesterov crossover step at this lr")
-    p.add_argument("--r", type=_positive_float("--r"), default=3.0,
-                   help="damping r for the crossover (default 3)")
+    p.add_argument(
+        "--lr",
+        type=_positive_float("--lr"),
+        default=None,
+        help="also the scheduled-Nesterov crossover step at this lr",
+    )
+    p.add_argument(
+        "--r",
+        type=_positive_float("--r"),
+        default=3.0,
+        help="damping r for the crossover (default 3)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_kernel)
 
@@ -344,8 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--optimizer", required=True, help="e.g. hb:lr=0.1,beta=0.9")
     p.add_argument("--steps", type=_nonneg_int("--steps"), required=True)
-    p.add_argument("--width", type=_positive_int("--width"), default=None,
-                   help="use H(0) and e0 of a theory-mode network of this width")
+    p.add_argument(
+        "--width",
+        type=_positive_int("--width"),
+        default=None,
+        help="use H(0) and e0 of a theory-mode network of this width",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss", choices=["half-sum", "mse"], default="half-sum")
     p.add_argument("--ode", action="store_true", help="add the limiting ODE's curve")
@@ -392,4 +432,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -46,6 +46,7 @@ def export_runs(runs: Sequence, directory: Path, format: str) -> list[Path]:
         return paths
     return _export_parquet(directory, run_cols, run_rows, _CURVE_COLUMNS, runs)
 
+
 def _run_summary(r) -> dict:
     row = {c: getattr(r, c) for c in _RUN_FIELDS_CSV}
     row.update({c: r.config.get(c) for c in _CONFIG_FIELDS_CSV if c != "steps"})

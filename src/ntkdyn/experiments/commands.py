@@ -23,10 +23,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "reproduce", help="run a preset (the paper's experiments) and write the report"
     )
-    p.add_argument("--preset", choices=_PRESETS, default="quick",
-                   help="quick (default, a few minutes on a CPU) | paper | theory")
-    p.add_argument("--out", default=DEFAULT_OUT,
-                   help=f"results directory (default ./{DEFAULT_OUT})")
+    p.add_argument(
+        "--preset",
+        choices=_PRESETS,
+        default="quick",
+        help="quick (default, a few minutes on a CPU) | paper | theory",
+    )
+    p.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"results directory (default ./{DEFAULT_OUT})"
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument("--dtype", choices=["float32", "float64"], default=None)
     p.add_argument("--data", default=None, help="dataset override, e.g. mnist:PATH or digits")

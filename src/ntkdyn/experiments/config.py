@@ -24,6 +24,10 @@ A config (DESIGN.md, "ntkdyn sweep CONFIG.toml")::
     lr = [0.1, 0.01]
     beta = [0.0, 0.6, "critical"]       # predict / diagnostics_every may be overridden here
 
+Grids over datasets, parameterisations, sizes, steps, loss, dtype and device: any of
+``data, mode, n, data_seed, loss, steps, dtype, device`` may be a list; the experiment then
+expands into one experiment per combination, ids ``ID-1, ID-2, ...`` (:func:`_expand_table`).
+
 Data-driven parameter values (strings), resolved per experiment from ``K = c H^inf`` of its
 data (MATH.md 0, 4, 6), and recorded as numbers (rounded to :data:`RESOLVED_DIGITS`
 significant digits, so the run id does not hang on the last bit of an eigensolver):
@@ -204,6 +208,9 @@ def config_dict(config: Config) -> dict:
 # --------------------------------------------------------------------------------------------
 # Loading.
 
+#: Experiment keys that may also be lists: the experiment expands into their product.
+GRID_KEYS = ("data", "mode", "n", "data_seed", "loss", "steps", "dtype", "device")
+
 
 def load_config(source) -> Config:
     """Validate a config given as a ``Config``, a dict, a TOML file path or TOML text."""
@@ -262,12 +269,41 @@ def _config(raw: Mapping) -> Config:
     experiments, seen = [], {}
     for i, table in enumerate(tables):
         where = f"experiment[{i}]"
-        exp = _experiment(where, {**defaults, **check.table(where, table)})
-        if exp.id in seen:
-            raise ValueError(f"`{where}.id` {exp.id!r} is already used by `{seen[exp.id]}`")
-        seen[exp.id] = where
-        experiments.append(exp)
+        for t in _expand_table(where, {**defaults, **check.table(where, table)}):
+            exp = _experiment(where, t)
+            if exp.id in seen:
+                raise ValueError(f"`{where}.id` {exp.id!r} is already used by `{seen[exp.id]}`")
+            seen[exp.id] = where
+            experiments.append(exp)
     return Config(name=name, experiments=tuple(experiments), description=description)
+
+
+def _expand_table(where: str, table: dict) -> list[dict]:
+    """One experiment table per combination of the :data:`GRID_KEYS` given as lists.
+
+    ``data = ["gaussian:d=5", "digits"]`` with ``mode = ["theory", "notebook"]`` gives four
+    experiments ``ID-1 .. ID-4`` (product order, first key slowest), each titled with the
+    values it fixes; a single combination keeps the id.
+    """
+    axes = [(key, table[key]) for key in GRID_KEYS if isinstance(table.get(key), list)]
+    if not axes:
+        return [table]
+    if "id" not in table:
+        raise ValueError(f"`{where}.id` is required")
+    base_id = check.string(f"{where}.id", table["id"])
+    for key, values in axes:
+        if not values:
+            raise ValueError(f"`{where}.{key}` is an empty list: give at least one value")
+    combos = list(itertools.product(*(values for _, values in axes)))
+    tables = []
+    for j, combo in enumerate(combos, 1):
+        t = {**table, **dict(zip((key for key, _ in axes), combo))}
+        if len(combos) > 1:
+            varied = ", ".join(f"{key}={value}" for (key, _), value in zip(axes, combo))
+            t["id"] = f"{base_id}-{j}"
+            t["title"] = f"{table.get('title', '')} ({varied})".strip()
+        tables.append(t)
+    return tables
 
 
 def _experiment(where: str, t: Mapping) -> ExperimentConfig:
