@@ -411,12 +411,18 @@ def _version() -> str:
     return f"ntkdyn {__version__}"
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    # a user of the command needs the message, not the library line that raised it
+    print(f"ntkdyn: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
             return args.func(args)
     except BrokenPipeError:  # e.g. `ntkdyn kernel --json | head`
         sys.stderr.close()
