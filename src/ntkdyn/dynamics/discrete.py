@@ -172,16 +172,21 @@ def _check_rule(rule) -> LinearRule:
     return rule
 
 
-def _check_steps(steps) -> int:
-    if isinstance(steps, bool):
-        raise ValueError(f"`steps` must be an integer >= 0, got {steps!r}")
+def _check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (bools and floats refused), else ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
     try:
-        steps = operator.index(steps)
+        value = operator.index(value)
     except TypeError:
-        raise ValueError(f"`steps` must be an integer >= 0, got {steps!r}") from None
-    if steps < 0:
-        raise ValueError(f"`steps` must be an integer >= 0, got {steps}")
-    return steps
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _check_steps(steps) -> int:
+    return _check_int("steps", steps, 0)
 
 
 def _check_e0(e0, n: int) -> np.ndarray:

@@ -24,7 +24,6 @@ to ``L/L_0 ~ A_r^2 e^-r (sqrt(h_0) / r)^r`` (``A_r = Gamma(nu+1) 2^nu sqrt(2/pi)
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +38,7 @@ from ..optim.rules import (
     NesterovSC,
     NesterovTorch,
 )
-from .discrete import _check_rule, _eig
+from .discrete import _check_int, _check_rule, _eig
 
 __all__ = [
     "StabilityReport",
@@ -124,15 +123,7 @@ def _matrix_step(rule: LinearRule, k) -> int:
                 "(constant_from is None); pass the step whose matrix to use"
             )
         return rule.constant_from
-    if isinstance(k, bool):
-        raise ValueError(f"`k` must be an integer >= 1, got {k!r}")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise ValueError(f"`k` must be an integer >= 1, got {k!r}") from None
-    if k < 1:
-        raise ValueError(f"`k` must be an integer >= 1, got {k}")
-    return k
+    return _check_int("k", k, 1)
 
 
 def spectral_radius(rule, h, *, k: int | None = None) -> np.ndarray:
