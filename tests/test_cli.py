@@ -19,6 +19,15 @@ def _run(capsys, *argv):
     return code, out, err
 
 
+GAUSSIAN = ("--data", "gaussian:d=5", "--n", "20")  # MATH.md 6's data set
+
+
+def _predict(capsys, out, optimizer, steps, *extra):
+    """``ntkdyn predict`` on the MATH.md 6 data set; returns the exit code."""
+    argv = ["predict", *GAUSSIAN, "--optimizer", optimizer, "--steps", str(steps)]
+    return _run(capsys, *argv, *extra, "--out", str(out))[0]
+
+
 def _read(path):
     with open(path) as fh:
         rows = list(csv.reader(fh))
@@ -72,24 +81,8 @@ def test_kernel_text_output(capsys):
 @pytest.mark.parametrize("loss", ["half-sum", "mse"])
 def test_predict_writes_the_library_prediction(tmp_path, capsys, loss):
     out = tmp_path / "curve.csv"
-    code, _, err = _run(
-        capsys,
-        "predict",
-        "--data",
-        "gaussian:d=5",
-        "--n",
-        "20",
-        "--optimizer",
-        "hb:lr=0.1,beta=0.8",
-        "--steps",
-        "200",
-        "--loss",
-        loss,
-        "--ode",
-        "--out",
-        str(out),
-    )
-    assert code == 0, err
+    code = _predict(capsys, out, "hb:lr=0.1,beta=0.8", 200, "--loss", loss, "--ode")
+    assert code == 0
     table = _read(out)
     data = load_dataset("gaussian:d=5", n=20)
     c = 1.0 if loss == "half-sum" else 2.0 / 20
@@ -104,20 +97,7 @@ def test_predict_writes_the_library_prediction(tmp_path, capsys, loss):
 
 def test_predict_then_rates_classifies(tmp_path, capsys):
     out = tmp_path / "gd.csv"
-    code, _, _ = _run(
-        capsys,
-        "predict",
-        "--data",
-        "gaussian:d=5",
-        "--n",
-        "20",
-        "--optimizer",
-        "gd:lr=0.5",
-        "--steps",
-        "2000",
-        "--out",
-        str(out),
-    )
+    code = _predict(capsys, out, "gd:lr=0.5", 2000)
     assert code == 0
     code, text, _ = _run(capsys, "rates", str(out), "--json")
     assert code == 0
@@ -129,24 +109,7 @@ def test_predict_then_rates_classifies(tmp_path, capsys):
 
 def test_predict_with_width_uses_network_init(tmp_path, capsys):
     out = tmp_path / "w.csv"
-    code, _, _ = _run(
-        capsys,
-        "predict",
-        "--data",
-        "gaussian:d=5",
-        "--n",
-        "20",
-        "--optimizer",
-        "gd:lr=0.1",
-        "--steps",
-        "5",
-        "--width",
-        "256",
-        "--seed",
-        "3",
-        "--out",
-        str(out),
-    )
+    code = _predict(capsys, out, "gd:lr=0.1", 5, "--width", "256", "--seed", "3")
     assert code == 0
     table = _read(out)
     # e0 = u(W0) - y differs from -y, so L0 differs from 1/2 ||y||^2 = 10
