@@ -224,7 +224,9 @@ def empirical_ntk(
             with two blocks within ``JACOBIAN_BUDGET_BYTES``.
 
     Returns:
-        ``(n, n)`` float64 array (computed in the model's dtype).
+        ``(n, n)`` float64 array (computed in the model's dtype), exactly symmetric: a Gram is
+        symmetric, but ``J J^T`` in floating point is only symmetric up to the BLAS's
+        summation order, so the result is symmetrised here.
     """
     if not isinstance(model, nn.Module):
         # ntkdyn's boundary errors are all ValueErrors naming the field (not TypeError).
@@ -255,4 +257,5 @@ def empirical_ntk(
             gram = closed_form(model, X_t, values)
     else:
         gram = _autodiff_ntk(model, X_t, values, block_rows)
-    return gram.detach().cpu().numpy().astype(np.float64)
+    gram = gram.detach().cpu().numpy().astype(np.float64)
+    return (gram + gram.T) / 2.0
