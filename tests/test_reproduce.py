@@ -25,7 +25,7 @@ FINDING_VERDICTS = {"reproduced", "not reproduced", "inconclusive"}
 
 def _tiny_quick() -> dict:
     raw = preset_dict("quick")
-    keep = {"T-curves", "T-width", "E2", "E3"}
+    keep = {"T-gd", "T-nag-r", "T-point", "E2", "E3"}
     raw["experiment"] = [e for e in raw["experiment"] if e["id"] in keep]
     for e in raw["experiment"]:
         e["widths"] = sorted({max(16, w // 16) for w in e["widths"]})[:3]

@@ -88,10 +88,10 @@ def test_schema_version_and_wal(tmp_path):
     con = sqlite3.connect(path)  # WAL mode is a property of the file
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with con:
-        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.close()
     for readonly in (False, True):
-        with pytest.raises(ValueError, match=r"`schema_version` of store .* is '2'"):
+        with pytest.raises(ValueError, match=r"`schema_version` of store .* is '1'"):
             Store(path, readonly=readonly)
 
 

@@ -2,35 +2,47 @@
 
 Each preset is a plain dict in the TOML schema of :mod:`.config` and goes through
 ``config.load_config``, so it is validated exactly like a user's file. Experiments carry a
-``kind`` that the report understands: ``theory-curves`` and ``theory-width`` (claims C1-C7) and
-``E1`` .. ``E6`` (PAPER.md's notebook experiments, findings).
+``kind`` that the report understands: ``theory-ladder``, ``theory-curves`` and
+``theory-point`` (claims C1-C7, docs/verdicts.md) and ``E1`` .. ``E6`` (the notebook's
+experiments, findings).
 
 Theory experiments (all presets): MATH.md 6's setting, ``gaussian:d=5``, n = 20, unit rows,
 labels +-1, half-sum loss, float64, lr = 0.1 (``h_max = 0.196``, ``h0 = 0.0045``), HB and
 NAG-SC at the critical ``beta = 1 - 2 sqrt(lambda_0 lr) = 0.8662``, HOM at
 ``(beta - 0.2, 0.2)``, scheduled Nesterov as torch implements it (``nesterov-torch``, the
-authors' variant) with r in {2, 3, 8}. Step counts follow from the spectrum (lambda_0 =
-0.0447): GD needs ~3000 steps to fall ~13 decades (``(1 - h0)^{2k}``), the crossover of
-scheduled Nesterov ``k_x = r/h0`` is 447 / 670 / 1788 steps for r = 2 / 3 / 8 and C7 needs
-``4 k_x`` (r = 8 meets the float64 fit floor first: C7 reports it as inconclusive, MATH.md 7.2);
-HB, NAG-SC and HOM reach the 1e-20 fit floor within ~450 steps (500 are run); the width-error
-metric needs the prediction to reach 1e-4 L_0, i.e. ~440 GD steps (500 are run).
+authors' variant). The kernel claims are limits in width: every rule of C1, C2, C4, C5 and
+C7 runs on a width ladder (:data:`QUICK_LADDER`, 1.8 decades, 3 seeds in ``quick``;
+:data:`FULL_LADDER`, 5 seeds, otherwise). Step counts follow from the spectrum (lambda_0 =
+0.0447): GD's window [250, 1000] is deep in its linear phase; the crossover of scheduled
+Nesterov ``k_x = r/h0`` is 447 / 670 / 1788 steps for r = 2 / 3 / 8 and C7 needs ``4 k_x``
+above the float64 floor: with lambda_min(H(0)) over the ladder's seeds that is up to 2000
+steps for r = 2 (2100 are run) and 3000 for r = 3 (3100 at one width); r = 8 meets the floor
+first, so C7 reports it as not decidable (MATH.md 7.2); HB, NAG-SC and HOM
+reach the 1e-20 floor within ~450 steps (500 are run). The point tests run underdamped HB and
+NAG-SC (beta 0.95) and HOM (0.75, 0.2), whose rates barely depend on lambda_min, at
+m = 4096 for 1000 steps (they reach the floor near k = 900).
+The quick ladder stops at 32768 for time: at n = 20 the engine costs about 0.2 us per hidden
+unit and step on a 2-core CPU, and the theory part of ``quick`` is ~5e8 unit-steps.
 
-Notebook miniatures (``quick``): PAPER.md's E1-E6 in the authors' parameterisation
+Notebook miniatures (``quick``): docs/paper.md's E1-E6 in the authors' parameterisation
 (``mode = "notebook"``, MSELoss mean, float32, torch seed 218) on scikit-learn's digits with
 n = 60 rows (the size of the authors' own "small" variant; d = 64), pixels in [0, 1]
 (the loader's raw-pixel mode, ``normalize = False``; digits' 0..16 divided by 16). In this
 parameterisation the effective kernel ``K = (2/n) H`` grows with the width: measured
 ``lambda_max(K) ~ 3.7 m`` on digits for n = 60..200 and m = 500..2000, independent of n
-because ``lambda_max(H)`` grows like n (MATH.md 7.1). So the authors' widths are divided by
-:data:`MINI_WIDTH_DIVISOR` and their learning rates multiplied by it, which keeps
-``h_max = lr lambda_max(K)`` of every network (no n-correction is needed). Epochs: 200 for the
-width sweeps (E2, E4, "loss at epoch 200" as in the paper), :data:`MINI_EPOCHS` for the curves
-(the authors ran 5000). E4 averages :data:`MINI_E4_SEEDS` seeds (the paper: 10).
+because ``lambda_max(H)`` grows like n (docs/mathematics.md 7.1). So the authors' widths are
+divided by :data:`MINI_WIDTH_DIVISOR` and their learning rates multiplied by it, which keeps
+``h_max = lr lambda_max(K)`` of every network (no n-correction is needed; at the widest E2/E4
+widths h_max ~ 1.5 exceeds scheduled Nesterov's stable limit 4/3, which the E4 finding reports).
+Epochs: 200 for the width sweeps (E2, E4, "loss at epoch 200" as in the paper),
+:data:`MINI_EPOCHS` for the curves E1, E3, E5 (the authors ran 5000) and the authors' 5000 for
+E6, whose (0.2, 0.8) run blew up near epoch 3800 (same h_max, so a comparable epoch scale).
+E2 and E4 average :data:`MINI_E4_SEEDS` seeds (the paper: 1 and 10), enough for the standard
+errors the findings judge an interior minimum against.
 
 ``paper``: E1-E6 at the notebook's sizes (n = 600 rows of ``mnist:PATH`` if given, else
-digits; the authors' widths, lr, epochs and 10 seeds for E4), plus the theory experiments at
-MATH.md 6's widths (256 .. 16384, 3 seeds); meant for a GPU.
+digits; the authors' widths, lr and epochs, their 10 E4 seeds for E2 and E4), plus the
+theory experiments at MATH.md 6's widths (256 .. 16384, 3 seeds); meant for a GPU.
 ``theory``: the theory experiments at full size and E1-E6 in the paper's own setting (theory
 parameterisation, unit rows, MSELoss with the factor explicit, float64, prediction overlays);
 lr is set through ``h_max = lr lambda_max(K)``: 1.0 for the curves, 0.5 for the width sweeps
@@ -42,10 +54,12 @@ from __future__ import annotations
 from .config import Config, load_config
 
 __all__ = [
+    "FULL_LADDER",
     "MINI_E4_SEEDS",
     "MINI_EPOCHS",
     "MINI_WIDTH_DIVISOR",
     "PRESETS",
+    "QUICK_LADDER",
     "get_preset",
     "preset_dict",
 ]  # fmt: skip
@@ -53,17 +67,23 @@ __all__ = [
 PRESETS = ("quick", "paper", "theory")
 #: quick: the authors' widths / 4 and learning rates x 4 (h_max unchanged, module docstring).
 MINI_WIDTH_DIVISOR = 4
-#: quick: epochs of the E1/E3/E5/E6 curves (the authors: 5000).
+#: quick: epochs of the E1/E3/E5 curves (the authors: 5000; E6 always runs their 5000).
 MINI_EPOCHS = 1000
-#: quick: seeds averaged in E4 (the authors: 10).
-MINI_E4_SEEDS = 3
+#: quick: seeds of the width sweeps E2 and E4 (the authors: 1 and 10); a standard error needs
+#: >= 2, and 4 keep the two sweeps under a CPU minute.
+MINI_E4_SEEDS = 4
 #: MATH.md 6's theory setting.
 _THEORY = {"mode": "theory", "data": "gaussian:d=5", "n": 20, "data_seed": 0,
            "loss": "half-sum", "dtype": "float64", "predict": True}  # fmt: skip
 _LR = 0.1
-#: The authors' torch seed (PAPER.md).
+#: The width of the point tests: modest, where lambda-sensitive rates still deviate 10-20%.
+_POINT_WIDTH = 4096
+#: Width ladders (>= 4 widths over >= 1.5 decades) and seeds of the kernel claims.
+QUICK_LADDER = [512, 2048, 8192, 32768]
+FULL_LADDER = [1024, 4096, 16384, 65536]
+#: The authors' torch seed (docs/paper.md).
 _AUTHORS_SEED = 218
-#: PAPER.md's settings: width, lr, epochs and grids of E1-E6.
+#: docs/paper.md's settings: width, lr, epochs and grids of E1-E6.
 _AUTHORS = {
     "curve_width": 3000, "curve_lr": 1e-4, "curve_epochs": 5000, "width_lr": 5e-5,
     "width_epochs": 200, "e2_widths": list(range(2000, 8001, 500)),
@@ -71,31 +91,40 @@ _AUTHORS = {
 }  # fmt: skip
 
 
-def _theory_experiments(*, width_grid: list[int], width_seeds: list[int]) -> list[dict]:
-    """Claims C1-C7: long curves at one width, and the width sweep of C6 (module docstring)."""
-    crit = "critical"
+def _theory_experiments(*, ladder: list[int], seeds: list[int]) -> list[dict]:
+    """Claims C1-C7 (module docstring): width ladders, scheduled Nesterov at one width, and
+    the underdamped point tests."""
+    crit, one = "critical", [ladder[-2]]
+    ladder_exp = {**_THEORY, "kind": "theory-ladder", "widths": ladder, "seeds": seeds}
     return [
-        {**_THEORY, "id": "T-curves", "kind": "theory-curves", "widths": [4096], "seeds": [0],
-         "steps": 3000, "diagnostics_every": 100,
-         "title": "Theory: GD and scheduled Nesterov (torch, r = 2, 3, 8), m = 4096, lr 0.1",
-         "optimizers": [f"gd:lr={_LR}"] + [f"nesterov-torch:lr={_LR},r={r}" for r in (2, 3, 8)]},
-        {**_THEORY, "id": "T-momentum", "kind": "theory-curves", "widths": [4096], "seeds": [0],
-         "steps": 500, "diagnostics_every": 25,
-         "title": "Theory: HB, NAG-SC (critical beta) and HOM (beta - 0.2, 0.2), m = 4096",
+        {**ladder_exp, "id": "T-gd", "steps": 1000, "diagnostics_every": 50,
+         "title": "Theory: GD, width ladder", "optimizers": [f"gd:lr={_LR}"]},
+        {**ladder_exp, "id": "T-nag", "steps": 2100, "diagnostics_every": 100,
+         "title": "Theory: scheduled Nesterov (torch, r = 2), width ladder",
+         "optimizers": [f"nesterov-torch:lr={_LR},r=2"]},
+        {**ladder_exp, "id": "T-momentum", "steps": 500, "diagnostics_every": 25,
+         "title": "Theory: HB, NAG-SC (critical beta) and HOM (beta - 0.2, 0.2), width ladder",
          "optimizers": [f"hb:lr={_LR},beta={crit}", f"nesterov-sc:lr={_LR},beta={crit}",
                         f"hom:lr={_LR},b1={crit},b2=0.2"]},
-        {**_THEORY, "id": "T-width", "kind": "theory-width", "widths": width_grid,
-         "seeds": width_seeds, "steps": 500, "diagnostics_every": 25,
-         "title": "Theory: prediction error vs width (GD, HB, NAG r = 3)",
-         "optimizers": [f"gd:lr={_LR}", f"hb:lr={_LR},beta={crit}",
-                        f"nesterov-torch:lr={_LR},r=3"]},
+        {**_THEORY, "id": "T-nag-r", "kind": "theory-curves", "widths": one, "seeds": seeds,
+         "steps": 3100, "diagnostics_every": 100,
+         "title": f"Theory: scheduled Nesterov (torch, r = 3, 8), m = {one[0]}",
+         "optimizers": [f"nesterov-torch:lr={_LR},r={r}" for r in (3, 8)]},
+        {**_THEORY, "id": "T-point", "kind": "theory-point", "widths": [_POINT_WIDTH],
+         "seeds": seeds, "steps": 1000, "diagnostics_every": 50,
+         "title": f"Theory: underdamped HB, NAG-SC (beta 0.95) and HOM (0.75, 0.2), "
+                  f"m = {_POINT_WIDTH}",
+         "optimizers": [f"hb:lr={_LR},beta=0.95", f"nesterov-sc:lr={_LR},beta=0.95",
+                        f"hom:lr={_LR},b1=0.75,b2=0.2"]},
     ]  # fmt: skip
 
 
 def _paper_experiments(
     base: dict, *, scale: int, curve_epochs: int, e4_seeds: list[int], lr_of, note: str
 ) -> list[dict]:
-    """E1-E6 with widths / scale and lr from ``lr_of(authors_lr, kind)``."""
+    """E1-E6 with widths / scale and lr from ``lr_of(authors_lr, kind)``; E2 uses E4's seeds
+    (one seed cannot separate an interior minimum from seed noise) and E6 the authors' 5000
+    epochs (their (0.2, 0.8) blow-up came near epoch 3800)."""
     a = _AUTHORS
     m = a["curve_width"] // scale
     lr_c, lr_w = lr_of(a["curve_lr"], "curve"), lr_of(a["width_lr"], "width")
@@ -107,8 +136,9 @@ def _paper_experiments(
     return [
         {**curves, "id": "E1", "kind": "E1", "optimizers": [f"gd:lr={lr_c}"],
          "title": f"E1: GD loss vs epoch{note}"},
-        {**sweep, "id": "E2", "kind": "E2", "widths": e2, "seeds": seed,
-         "title": f"E2: HB loss at epoch {a['width_epochs']} vs width{note}",
+        {**sweep, "id": "E2", "kind": "E2", "widths": e2, "seeds": e4_seeds,
+         "title": f"E2: HB loss at epoch {a['width_epochs']} vs width, mean of "
+                  f"{len(e4_seeds)} seeds{note}",
          "grid": [{"optimizer": "hb", "lr": [lr_w], "beta": [0.0, 0.6, 0.9]}]},
         {**curves, "id": "E3", "kind": "E3", "title": f"E3: HB loss vs epoch{note}",
          "grid": [{"optimizer": "hb", "lr": [lr_c], "beta": [0.2, 0.5, 0.8]}]},
@@ -119,7 +149,7 @@ def _paper_experiments(
         {**curves, "id": "E5", "kind": "E5", "title": f"E5: NAG loss vs epoch with GD{note}",
          "optimizers": [f"gd:lr={lr_c}"],
          "grid": [{"optimizer": "nesterov-torch", "lr": [lr_c], "r": [2.0, 3.0, 6.0, 8.0]}]},
-        {**curves, "id": "E6", "kind": "E6",
+        {**curves, "id": "E6", "kind": "E6", "steps": a["curve_epochs"],
          "title": f"E6: higher-order momentum with GD and HB 0.2{note}",
          "optimizers": [f"gd:lr={lr_c}", f"hb:lr={lr_c},beta=0.2"],
          "grid": [{"optimizer": _hom(base), "lr": [lr_c], "b1": [0.2], "b2": [0.2, 0.5, 0.8]}]},
@@ -143,7 +173,7 @@ def preset_dict(name: str = "quick", *, data: str | None = None) -> dict:
         raise ValueError(f"`preset` must be one of {list(PRESETS)}, got {name!r}")
     if name == "quick":
         k = MINI_WIDTH_DIVISOR
-        experiments = _theory_experiments(width_grid=[256, 1024, 4096], width_seeds=[0, 1])
+        experiments = _theory_experiments(ladder=QUICK_LADDER, seeds=[0, 1, 2])
         experiments += _paper_experiments(
             _notebook_base(data, 60), scale=k, curve_epochs=MINI_EPOCHS,
             e4_seeds=list(range(MINI_E4_SEEDS)), lr_of=lambda lr, _: lr * k,
@@ -154,9 +184,7 @@ def preset_dict(name: str = "quick", *, data: str | None = None) -> dict:
             "setting and notebook-mode miniatures of PAPER.md's E1-E6."
         )
     elif name == "paper":
-        experiments = _theory_experiments(
-            width_grid=[256, 1024, 4096, 16384], width_seeds=[0, 1, 2]
-        )
+        experiments = _theory_experiments(ladder=FULL_LADDER, seeds=[0, 1, 2, 3, 4])
         experiments += _paper_experiments(
             _notebook_base(data, 600), scale=1, curve_epochs=_AUTHORS["curve_epochs"],
             e4_seeds=_AUTHORS["e4_seeds"], lr_of=lambda lr, _: lr, note="",
@@ -166,9 +194,7 @@ def preset_dict(name: str = "quick", *, data: str | None = None) -> dict:
         base = {"mode": "theory", "data": data or "digits", "n": 600, "data_seed": 0,
                 "loss": "mse", "dtype": "float64", "predict": True}  # fmt: skip
         h = {"curve": 1.0, "width": 0.5}  # h_max = lr lambda_max(K) (module docstring)
-        experiments = _theory_experiments(
-            width_grid=[256, 1024, 4096, 16384], width_seeds=[0, 1, 2]
-        )
+        experiments = _theory_experiments(ladder=FULL_LADDER, seeds=[0, 1, 2, 3, 4])
         experiments += _paper_experiments(
             base, scale=1, curve_epochs=_AUTHORS["curve_epochs"], e4_seeds=_AUTHORS["e4_seeds"],
             lr_of=lambda lr, kind: f"hmax={h[kind]}", note=" (theory mode)",

@@ -7,6 +7,9 @@ Layout (schema version :data:`SCHEMA_VERSION`):
 * ``runs``: one row per finished run, keyed by the stable run id. Curves are float64
   little-endian BLOBs of ``steps + 1`` values in the units of the loss actually minimised
   (half-sum ``1/2 ||e||^2``; mse ``1/n ||e||^2``); predictions are in the same units, or NULL.
+  Every run also keeps its kernel model at initialisation: the eigenvalues of ``K = c H(0)``
+  and the initial residual's coordinates ``xi_0 = Q^T e_0`` in that eigenbasis, from which
+  the exact kernel prediction of any rule can be recomputed (``ntkdyn.verdicts``).
 * ``kernels``: eigenvalues of ``H^inf`` (no loss factor) per data key.
 
 Writers commit one transaction per finished batch, so a killed sweep loses at most the batch
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 #: Version of the table layout below; a store with another version is refused.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 #: File name of the store inside a results directory.
 STORE_NAME = "results.sqlite"
 #: Milliseconds a connection waits for a lock held by another process.
@@ -61,6 +64,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lambda_min_k REAL,
     lambda_max_k REAL,
     h0 REAL,
+    kernel_eigenvalues BLOB,
+    kernel_modes BLOB,
     elapsed REAL,
     finished TEXT NOT NULL
 );
@@ -80,9 +85,11 @@ CREATE TABLE IF NOT EXISTS kernels (
 _RUN_COLUMNS = (
     "id", "experiment", "config", "status", "diverged_at", "steps", "final_loss", "losses",
     "diagnostics", "pred_discrete", "pred_discrete_inf", "pred_ode", "lambda_min_k",
-    "lambda_max_k", "h0", "elapsed", "finished",
+    "lambda_max_k", "h0", "kernel_eigenvalues", "kernel_modes", "elapsed", "finished",
 )  # fmt: skip
 _CURVES = ("losses", "pred_discrete", "pred_discrete_inf", "pred_ode")
+#: Every float64 array column: the curves and the kernel model at initialisation.
+_ARRAYS = _CURVES + ("kernel_eigenvalues", "kernel_modes")
 
 
 def encode_curve(values) -> bytes | None:
@@ -121,6 +128,8 @@ class RunRecord:
         pred_ode: the limiting ODE with ``c H^inf`` at the run's step times, or None.
         lambda_min_k, lambda_max_k: extreme eigenvalues of ``K = c H(0)``.
         h0: ``lr * lambda_min_k`` (linear rules only).
+        kernel_eigenvalues: ascending eigenvalues of ``K = c H(0)`` (``(n,)``), or None.
+        kernel_modes: ``xi_0 = Q^T e_0``, the initial residual in that eigenbasis, or None.
         elapsed: this run's share of its batch's wall time, seconds.
         finished: UTC ISO time at which its batch was committed.
     """
@@ -140,6 +149,8 @@ class RunRecord:
     lambda_min_k: float | None = None
     lambda_max_k: float | None = None
     h0: float | None = None
+    kernel_eigenvalues: np.ndarray | None = None
+    kernel_modes: np.ndarray | None = None
     elapsed: float | None = None
     finished: str = ""
 
@@ -166,7 +177,7 @@ class RunRecord:
             "config": json.dumps(self.config, sort_keys=True, separators=(",", ":")),
             "diagnostics": diagnostics,
             "final_loss": _real(self.final_loss),
-            **{name: encode_curve(getattr(self, name)) for name in _CURVES},
+            **{name: encode_curve(getattr(self, name)) for name in _ARRAYS},
         }
         return tuple(values[c] if c in values else getattr(self, c) for c in _RUN_COLUMNS)
 
@@ -199,7 +210,7 @@ def _run_from_row(row: sqlite3.Row) -> RunRecord:
         values["diagnostics"] = {
             k: np.asarray(v) for k, v in json.loads(values["diagnostics"]).items()
         }
-    for name in _CURVES:
+    for name in _ARRAYS:
         values[name] = decode_curve(values[name])
     return RunRecord(**values)
 

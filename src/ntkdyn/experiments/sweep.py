@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -123,9 +124,40 @@ def resolve_device(requested: str) -> str:
 
 
 def _environment(devices: dict[str, str]) -> dict:
+    """Provenance stored in the meta: versions, platform, devices and the source revision.
+
+    ``git_commit`` is ``HEAD`` of the checkout holding the ntkdyn package and ``git_dirty``
+    whether the package tree has uncommitted (or untracked) changes; both are None when git is
+    missing, fails, or the package is not tracked by a checkout (an installed wheel). Never
+    raises: provenance must not fail a sweep.
+    """
+    import subprocess
+
     import torch
 
+    from .. import __version__
+
+    package = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10,
+                check=False, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = dirty = None
+    if git("ls-files", "--", "__init__.py"):  # the package itself is tracked here
+        commit = git("rev-parse", "HEAD") or None
+        status = git("status", "--porcelain", "--", ".") if commit else None
+        dirty = None if status is None else bool(status)
     env = {
+        "ntkdyn": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -136,6 +168,7 @@ def _environment(devices: dict[str, str]) -> dict:
     }
     if "cuda" in devices.values():
         env["cuda_device"] = torch.cuda.get_device_name()
+        env["cuda"] = torch.version.cuda
     return env
 
 
@@ -154,8 +187,13 @@ def plan_batches(
     max_elements: int | None = None,
     devices: dict[str, str] | None = None,
 ) -> list[list[RunSpec]]:
-    """Engine batches: runs with equal batch keys, in first-appearance order, split greedily so
-    that ``sum(width) * max(n, d) <= max_elements`` (a single wider run forms its own batch).
+    """Engine batches: runs with equal batch keys and the same optimizer family, in
+    first-appearance order, split greedily so that ``sum(width) * max(n, d) <= max_elements``
+    (a single wider run forms its own batch).
+
+    One family per batch: on a 2-core AMD EPYC a float32 batch mixing GD with HB (or HOM)
+    slowed from ~2 ms to ~100 ms per step after a few hundred steps (the families alone stay
+    fast; cause not yet found), which made the 5000-epoch E6 take many minutes.
 
     ``max_elements`` None: :data:`CUDA_BATCH_ELEMENTS` for runs whose device resolves (through
     ``devices``, requested -> resolved) to cuda, else :data:`MAX_BATCH_ELEMENTS`.
@@ -163,7 +201,8 @@ def plan_batches(
     devices = devices or {}
     groups: dict[tuple, list[RunSpec]] = {}
     for run in runs:
-        groups.setdefault(tuple(run.config[k] for k in _BATCH_KEYS), []).append(run)
+        key = tuple(run.config[k] for k in _BATCH_KEYS) + (run.rule.name,)
+        groups.setdefault(key, []).append(run)
     batches = []
     for group in groups.values():
         ds = cache.dataset(group[0].data_spec)
@@ -195,6 +234,8 @@ class _Prediction:
     lambda_min_k: float | None = None
     lambda_max_k: float | None = None
     h0: float | None = None
+    kernel_eigenvalues: np.ndarray | None = None
+    kernel_modes: np.ndarray | None = None
 
 
 def _scaled(spec, c: float):
@@ -206,7 +247,8 @@ def _scaled(spec, c: float):
 
 
 def _predict(run: RunSpec, model, cache: DataCache, c: float) -> _Prediction:
-    """Kernel predictions from the run's initial network (module docstring, step 4)."""
+    """The run's kernel model at initialisation (``K = c H(0)`` and ``e_0`` in its eigenbasis,
+    always) and, when the config asks for them, its predictions (module docstring, step 4)."""
     import torch
 
     from ..dynamics.discrete import predict_discrete
@@ -217,10 +259,17 @@ def _predict(run: RunSpec, model, cache: DataCache, c: float) -> _Prediction:
     net = copy.deepcopy(model).to(torch.float64)  # float64 theory side, even for float32 runs
     with torch.no_grad():
         e0 = net(torch.tensor(ds.X, dtype=torch.float64)).numpy() - ds.y
-    k0 = spectrum(c * empirical_ntk(net, np.array(ds.X)), vectors=True)  # writable copy for torch
+    with warnings.catch_warnings():  # an ill-conditioned kernel is reported by the verdicts
+        warnings.simplefilter("ignore")
+        k0 = spectrum(c * empirical_ntk(net, np.array(ds.X)), vectors=True)
     rule, steps = run.rule, run.config["steps"]
-    if not rule.is_linear:
-        return _Prediction(lambda_min_k=k0.lambda_min, lambda_max_k=k0.lambda_max)
+    model_at_init = {
+        "lambda_min_k": k0.lambda_min, "lambda_max_k": k0.lambda_max,
+        "h0": rule.lr * k0.lambda_min if rule.is_linear else None, "kernel_eigenvalues": np.array(k0.eigenvalues),
+        "kernel_modes": k0.eigenvectors.T @ e0,
+    }  # fmt: skip
+    if not (rule.is_linear and run.config["predict"]):
+        return _Prediction(**model_at_init)
     # c converts 1/2 ||e||^2 into the loss minimised (MATH.md 0)
     discrete = c * predict_discrete(k0, e0, rule, steps)
     discrete_inf = ode = None
@@ -231,8 +280,7 @@ def _predict(run: RunSpec, model, cache: DataCache, c: float) -> _Prediction:
         if spec is not None:
             times = spec.times(rule.lr, np.arange(steps + 1))
             ode = c * predict_ode(k_inf, e0, rule, times)
-    return _Prediction(discrete, discrete_inf, ode, k0.lambda_min, k0.lambda_max,
-                       rule.lr * k0.lambda_min)  # fmt: skip
+    return _Prediction(discrete, discrete_inf, ode, **model_at_init)
 
 
 def _diagnostics(diag) -> dict | None:
@@ -263,10 +311,7 @@ def _train_batch(batch: list[RunSpec], cache: DataCache, devices: dict[str, str]
                      generator=torch.Generator().manual_seed(run.seed))
         for run in batch
     ]  # fmt: skip
-    preds = [
-        _predict(run, m, cache, c) if run.config["predict"] else _Prediction()
-        for run, m in zip(batch, models)
-    ]
+    preds = [_predict(run, m, cache, c) for run, m in zip(batch, models)]
     results = train(
         # writable copies of the (read-only) data: torch warns on read-only arrays
         models, np.array(ds.X), np.array(ds.y), [run.rule for run in batch], first["steps"],
@@ -286,6 +331,7 @@ def _train_batch(batch: list[RunSpec], cache: DataCache, devices: dict[str, str]
             "pred_discrete": pred.discrete, "pred_discrete_inf": pred.discrete_inf,
             "pred_ode": pred.ode, "lambda_min_k": pred.lambda_min_k,
             "lambda_max_k": pred.lambda_max_k, "h0": pred.h0,
+            "kernel_eigenvalues": pred.kernel_eigenvalues, "kernel_modes": pred.kernel_modes,
         })  # fmt: skip
     return records
 

@@ -88,7 +88,7 @@ def build_report(out_dir, *, figures: bool = True) -> dict:
     folder = out_dir / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     shown = []
-    for fig in figures_for(analyses, experiments, kernels):
+    for fig in figures_for(analyses, experiments, kernels, claims):
         shown.append((fig.name, _save(fig, folder), fig.caption))
         fig.figure.clear()
     page = render_html(summary, shown, experiments)

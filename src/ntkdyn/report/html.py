@@ -1,9 +1,23 @@
 """One self-contained ``report.html``: inline CSS, figures as base64 PNG data URIs, no script,
 no external resource, every string from the store or the config HTML-escaped.
 
-The page is a pure function of the summary (``summary.build_summary``) and the figure PNGs:
-header (config name, environment), claims table, notebook findings, fitted vs predicted rates,
-all runs (collapsed), figures with captions.
+The page is a pure function of the summary (``summary.build_summary``), the figure PNGs and the
+experiments' config tables, and reads like a verdict sheet:
+
+1. *Verdicts at a glance*: claims C1-C7, then the notebook findings E1-E6 (id linking to its
+   section, coloured verdict, statement, one-line criterion);
+2. one section per claim: statement, hypothesis, criterion, pre-registered tolerances, verdict
+   with its reason, evidence; its figures beside the per-width table (median and spread of the
+   judged quantity), then the per-run table (collapsed when long);
+3. one section per finding: statement, the paper's numbers, criterion, constants, verdict,
+   evidence, its figures and its table (the union of the row dicts' keys as columns);
+4. *Figures* not shown with a claim or finding, with captions (every figure appears once);
+5. fitted vs predicted rates and all runs (collapsed);
+6. environment and provenance (ntkdyn version, git commit and whether the tree was dirty,
+   torch, numpy, devices, the experiments' dtypes, platform, python) and the experiments.
+
+Every key of a claim or finding except ``id``, ``verdict`` and ``statement`` is optional, so
+summaries written by older versions still render.
 
 Rendering check (also a test, ``tests/test_report.py``, skipped without ``chromium``): copy the
 report, add ``<script>`` that sets ``data-images-ok`` on ``<body>`` to the number of ``<img>``
@@ -15,214 +29,372 @@ file:///.../copy.html``; both counts must be equal and >= 8.
 
 from __future__ import annotations
 
-import base64
-import html
-import math
+from ._html_parts import (
+    CSS,
+    VERDICT_COLORS,
+    Anchors,
+    badge,
+    esc,
+    facts,
+    figure,
+    generic_table,
+    num,
+    table,
+    tone,
+    value,
+)
 
 __all__ = ["VERDICT_COLORS", "render_html"]
 
-VERDICT_COLORS = {
-    "supported": "#1b7f3b", "reproduced": "#1b7f3b",
-    "refuted": "#b3261e", "not reproduced": "#b3261e",
-    "inconclusive": "#8a6d00",
-}  # fmt: skip
-
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;
-max-width:1100px;padding:0 1em;color:#1d1d1f;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;width:100%;font-size:.86em;margin:.6em 0}
-th,td{border:1px solid #d0d0d0;padding:.3em .45em;vertical-align:top;text-align:left}
-th{background:#f3f3f5}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.verdict{font-weight:600;white-space:nowrap}.env td:first-child{font-weight:600;width:14em}
-figure{margin:1.2em 0;padding:.6em;border:1px solid #e3e3e3;border-radius:4px}
-figure img{max-width:100%;height:auto;display:block;margin:auto}
-figcaption{font-size:.85em;color:#444;margin-top:.4em}.muted{color:#666;font-size:.85em}
-"""
+_NONE = "&ndash;"
+#: Fragment ids of the page's sections, in order (the contents line).
+_SECTIONS = ("verdicts", "claims", "findings", "figures", "rates", "runs", "environment")
 
 
-def _e(value) -> str:
-    """HTML-escape any value (quotes too, so it is safe inside attributes)."""
-    return html.escape("" if value is None else str(value), quote=True)
+class _Figures:
+    """The figures of the page, each rendered at its first placement only."""
+
+    def __init__(self, shown, anchors: Anchors):
+        self.items = {name: (png, caption) for name, png, caption in shown}
+        self.order = [name for name, _, _ in shown]
+        self.anchors = anchors
+        self.placed: dict[str, tuple[str, str]] = {}  # name -> (label, section anchor)
+
+    def take(self, names, label: str, section: str) -> tuple[list[str], list[str]]:
+        """(figures to show here, links to figures already shown elsewhere); absent names are
+        skipped."""
+        shown, links = [], []
+        for name in dict.fromkeys(str(n) for n in names or ()):
+            if name not in self.items:
+                continue
+            fid = self.anchors("fig", name)
+            if name in self.placed:
+                where, sec = self.placed[name]
+                links.append(
+                    f'<a href="#{esc(fid)}">{esc(name)}</a> (shown with '
+                    f'<a href="#{esc(sec)}">{esc(where)}</a>)'
+                )
+                continue
+            self.placed[name] = (label, section)
+            png, caption = self.items[name]
+            shown.append(figure(fid, name, png, caption))
+        return shown, links
+
+    def rest(self) -> list[str]:
+        return self.take([n for n in self.order if n not in self.placed], "Figures", "figures")[0]
 
 
-def _num(value, digits: int = 4) -> str:
-    if value is None:
-        return "&ndash;"
-    if isinstance(value, float) and not math.isfinite(value):
-        return _e(repr(value))
-    if isinstance(value, (int, float)):
-        return _e(f"{value:.{digits}g}")
-    return _e(value)
+def _link(anchor: str, text) -> str:
+    return f'<a href="#{esc(anchor)}">{esc(text)}</a>'
 
 
-def _verdict(v: str) -> str:
-    color = VERDICT_COLORS.get(v, "#333")
-    return f'<td class="verdict" style="color:{color}">{_e(v)}</td>'
-
-
-def _table(head: list[str], rows: list[str]) -> str:
-    th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _claims(claims) -> str:
-    if not claims:
-        return '<p class="muted">No claims evaluated.</p>'
+def _glance(items, anchor_of, kind: str) -> str:
     rows = [
-        f"<tr><td>{_e(c['id'])}</td><td>{_e(c['statement'])}</td>{_verdict(c['verdict'])}"
-        f"<td>{_e(c['evidence'])}</td></tr>"
-        for c in claims
+        f'<tr><td class="id">{_link(anchor_of(x), x["id"])}</td>'
+        f'<td class="vcell">{badge(x["verdict"])}</td><td>{esc(x["statement"])}</td>'
+        f"<td>{esc(x.get('criterion')) or _NONE}</td></tr>"
+        for x in items
     ]
-    return _table(["claim", "statement", "verdict", "evidence"], rows)
+    return table([kind, "verdict", "statement", "criterion"], rows, "glance")
 
 
-def _findings(findings) -> str:
-    if not findings:
-        return '<p class="muted">No notebook-mode experiments (kinds E1-E6) in this store.</p>'
-    rows = [
-        f"<tr><td>{_e(f['id'])}</td><td>{_e(f['statement'])}</td><td>{_e(f['paper'])}</td>"
-        f"{_verdict(f['verdict'])}<td>{_e(f['evidence'])}</td></tr>"
-        for f in findings
+def _tolerances(tol) -> str:
+    if not isinstance(tol, dict) or not tol:
+        return ""
+    return ", ".join(f"<code>{esc(k)} = {value(v, 6)}</code>" for k, v in tol.items())
+
+
+def _verdict_line(x: dict) -> str:
+    reason = x.get("reason")
+    return badge(x["verdict"]) + (f" {esc(reason)}" if reason else "")
+
+
+def _by_width(rows, quantity) -> str:
+    rows = [r for r in rows or () if isinstance(r, dict)]
+    if not rows:
+        return ""
+    body = [
+        f'<tr><td class="num">{num(r.get("width"))}</td><td class="num">{num(r.get("n"))}</td>'
+        f'<td class="num">{num(r.get("median"))}</td>'
+        f'<td class="num">{num(r.get("low"))} .. {num(r.get("high"))}</td></tr>'
+        for r in rows
     ]
-    return _table(["exp.", "finding", "paper", "verdict", "measured"], rows)
+    q = f'<p class="muted">{esc(quantity)}</p>' if quantity else ""
+    return "<h4>Per width</h4>" + q + table(["width", "seeds", "median", "spread"], body)
+
+
+def _per_run(rows, quantity) -> str:
+    rows = [r for r in rows or () if isinstance(r, dict)]
+    if not rows:
+        return ""
+    body = [
+        f'<tr><td class="num">{num(r.get("width"))}</td><td class="num">{num(r.get("seed"))}</td>'
+        f'<td>{esc(r.get("spec"))}</td><td class="num">{num(r.get("measured"))}</td>'
+        f'<td class="num">{num(r.get("reference"))}</td>'
+        f'<td class="num">{num(r.get("deviation"), 3)}</td>'
+        f'<td class="vcell">{badge(r.get("verdict"))}</td><td>{esc(r.get("note"))}</td></tr>'
+        for r in rows
+    ]
+    head = ["width", "seed", "optimizer", "measured", "reference", "deviation", "verdict", "note"]
+    q = f'<p class="muted">{esc(quantity)}</p>' if quantity else ""
+    is_open = " open" if len(rows) <= 8 else ""
+    return (
+        f"<details{is_open}><summary>Per run ({len(rows)})</summary>{q}{table(head, body)}"
+        "</details>"
+    )
+
+
+def _columns(figs: list[str], links: list[str], side: str) -> str:
+    """Figures beside the side content (a narrow table); either may be missing."""
+    if links:
+        side += f'<p class="muted">See also: {"; ".join(links)}.</p>'
+    if not figs:
+        return side
+    if not side:
+        return "".join(figs)
+    figs_html = f'<div class="figs">{"".join(figs)}</div>'
+    return f'<div class="cols">{figs_html}<div class="side">{side}</div></div>'
+
+
+def _claim(c: dict, anchor: str, figures: _Figures) -> str:
+    head = facts(
+        [
+            ("Hypothesis", esc(c.get("hypothesis"))),
+            ("Criterion", esc(c.get("criterion"))),
+            ("Tolerances", _tolerances(c.get("tolerances"))),
+            ("Verdict", _verdict_line(c)),
+            ("Evidence", esc(c.get("evidence"))),
+        ]
+    )
+    figs, links = figures.take(c.get("figures"), str(c["id"]), anchor)
+    quantity = c.get("quantity")
+    body = _columns(figs, links, _by_width(c.get("by_width"), quantity))
+    return (
+        f'<section class="item t-{tone(c["verdict"])}" id="{esc(anchor)}">'
+        f"<h3>{esc(c['id'])} &middot; {esc(c['statement'])}</h3>{head}{body}"
+        f"{_per_run(c.get('runs'), quantity)}</section>"
+    )
+
+
+def _finding_figures(f: dict, figures: _Figures, experiments: dict) -> list[str]:
+    """The finding's figures: its ``figures`` key, else those of its experiment (a figure is
+    named ``<experiment>_<what>``; the longest matching experiment id owns it)."""
+    if f.get("figures") is not None:
+        return list(f["figures"])
+    exp = f.get("experiment")
+    if not exp:
+        return []
+    ids = sorted(set(experiments) | {str(exp)}, key=len, reverse=True)
+
+    def owner(name: str):
+        return next((e for e in ids if name.startswith(f"{e}_")), None)
+
+    return [n for n in figures.order if owner(n) == exp]
+
+
+def _finding(f: dict, anchor: str, figures: _Figures, experiments: dict) -> str:
+    head = facts(
+        [
+            ("Experiment", esc(f.get("experiment"))),
+            ("Paper", esc(f.get("paper"))),
+            ("Criterion", esc(f.get("criterion"))),
+            ("Constants", _tolerances(f.get("constants"))),
+            ("Verdict", _verdict_line(f)),
+            ("Evidence", esc(f.get("evidence"))),
+        ]
+    )
+    names = _finding_figures(f, figures, experiments)
+    figs, links = figures.take(names, str(f["id"]), anchor)
+    rows = [r for r in f.get("table") or () if isinstance(r, dict)]
+    tab = generic_table(rows)
+    narrow = len({k for r in rows for k in r}) <= 5
+    body = _columns(figs, links, tab if narrow else "") + ("" if narrow else tab)
+    return (
+        f'<section class="item t-{tone(f["verdict"])}" id="{esc(anchor)}">'
+        f"<h3>{esc(f['id'])} &middot; {esc(f['statement'])}</h3>{head}{body}</section>"
+    )
 
 
 def _fit_cell(fit) -> str:
     if not fit or fit.get("kind") is None:
-        return "<td>&ndash;</td>"
+        return f"<td>{_NONE}</td>"
     kind = fit["kind"]
     if kind == "linear":
-        return f"<td>linear, {_num(fit.get('rate'))}/step</td>"
+        return f"<td>linear, {num(fit.get('rate'))}/step</td>"
     if kind == "sublinear":
-        return f"<td>sublinear, p = {_num(fit.get('exponent'), 3)}</td>"
-    return f"<td>{_e(kind)}</td>"
+        return f"<td>sublinear, p = {num(fit.get('exponent'), 3)}</td>"
+    return f"<td>{esc(kind)}</td>"
 
 
 def _rates(runs, kinds: dict) -> str:
-    chosen = [r for r in runs if kinds.get(r["experiment"]) == "theory-curves"]
+    chosen = [r for r in runs if kinds.get(r.get("experiment")) == "theory-curves"]
     if not chosen:
-        chosen = [r for r in runs if r.get("predicted", {}).get("kind")]
+        chosen = [r for r in runs if (r.get("predicted") or {}).get("kind")]
     if not chosen:
         return '<p class="muted">No runs with a rate prediction.</p>'
     rows = []
     for r in chosen:
         p = r.get("predicted") or {}
         pe = r.get("prediction_error") or {}
-        pred = "&ndash;"
+        pred = _NONE
         if p.get("kind") == "linear":
-            pred = f"linear, log q = {_num(p.get('rate'))}/step"
+            pred = f"linear, log q = {num(p.get('rate'))}/step"
         elif p.get("kind") == "sublinear":
-            pred = (
-                f"t^-{_num(p.get('exponent'), 3)} (ODE); eventually log q = {_num(p.get('rate'))}"
-            )
+            pred = f"t^-{num(p.get('exponent'), 3)} (ODE); eventually log q = {num(p.get('rate'))}"
         rows.append(
-            f"<tr><td>{_e(r['experiment'])}</td><td>{_e(r['spec'])}</td>"
-            f"<td class='num'>{_num(r['width'])}</td><td class='num'>{_num(r['seed'])}</td>"
+            f"<tr><td>{esc(r.get('experiment'))}</td><td>{esc(r.get('spec'))}</td>"
+            f'<td class="num">{num(r.get("width"))}</td><td class="num">{num(r.get("seed"))}</td>'
             f"{_fit_cell(r.get('fit'))}{_fit_cell(r.get('fit_kernel'))}<td>{pred}</td>"
-            f"<td class='num'>{_num(pe.get('abs'), 3)}</td>"
-            f"<td class='num'>{_num(pe.get('rel'), 3)}</td></tr>"
+            f'<td class="num">{num(pe.get("abs"), 3)}</td>'
+            f'<td class="num">{num(pe.get("rel"), 3)}</td></tr>'
         )
-    return _table(
-        [
-            "experiment",
-            "optimizer",
-            "width",
-            "seed",
-            "measured (network)",
-            "kernel model H(0), same fit",
-            "predicted",
-            "abs err",
-            "rel err",
-        ],
-        rows,
+    head = ["experiment", "optimizer", "width", "seed", "measured (network)",
+            "kernel model H(0), same fit", "predicted", "abs err", "rel err"]  # fmt: skip
+    note = (
+        '<p class="muted">Rates are slopes of log L per optimizer step; abs/rel errors compare '
+        "the network's loss with the kernel-model prediction on H(0).</p>"
     )
+    return f"<details><summary>{len(rows)} runs</summary>{note}{table(head, rows)}</details>"
 
 
 def _all_runs(runs) -> str:
     rows = [
-        f"<tr><td>{_e(r['id'])}</td><td>{_e(r['experiment'])}</td><td>{_e(r['spec'])}</td>"
-        f"<td class='num'>{_num(r['width'])}</td><td class='num'>{_num(r['seed'])}</td>"
-        f"<td>{_e(r['status'])}</td><td class='num'>{_num(r['steps'])}</td>"
-        f"<td class='num'>{_num(r.get('final_loss'), 4)}</td>{_fit_cell(r.get('fit'))}</tr>"
+        f"<tr><td>{esc(r.get('id'))}</td><td>{esc(r.get('experiment'))}</td>"
+        f"<td>{esc(r.get('spec'))}</td><td class='num'>{num(r.get('width'))}</td>"
+        f"<td class='num'>{num(r.get('seed'))}</td><td>{esc(r.get('status'))}</td>"
+        f"<td class='num'>{num(r.get('steps'))}</td>"
+        f"<td class='num'>{num(r.get('final_loss'))}</td>{_fit_cell(r.get('fit'))}</tr>"
         for r in runs
     ]
-    table = _table(
-        ["id", "experiment", "optimizer", "width", "seed", "status", "steps", "final loss", "fit"],
-        rows,
-    )
-    return f"<details><summary>{len(runs)} runs</summary>{table}</details>"
+    head = ["id", "experiment", "optimizer", "width", "seed", "status", "steps", "final loss",
+            "fit"]  # fmt: skip
+    return f"<details><summary>{len(runs)} runs</summary>{table(head, rows)}</details>"
 
 
-def _environment(summary) -> str:
+def _settings(experiments: dict, key: str) -> str:
+    """``value (experiment ids)`` for a config key over the experiments, e.g. their dtypes."""
+    users: dict[str, list[str]] = {}
+    for eid, e in sorted(experiments.items()):
+        vals = e.get(key)
+        for v in vals if isinstance(vals, (list, tuple)) else [vals]:
+            if v is not None:
+                users.setdefault(str(v), []).append(str(eid))
+    return "; ".join(f"{esc(v)} ({esc(', '.join(ids))})" for v, ids in sorted(users.items()))
+
+
+def _devices(env: dict, experiments: dict) -> str:
+    devices = env.get("devices")
+    if isinstance(devices, dict) and devices:
+        text = ", ".join(f"{esc(k)} &rarr; {esc(v)}" for k, v in sorted(devices.items()))
+    else:
+        text = _settings(experiments, "device")
+        text = f"{text} (as requested)" if text else ""
+    if env.get("cuda_device"):
+        text += f"; {esc(env['cuda_device'])}"
+    return text
+
+
+_NOT_RECORDED = '<span class="muted">not recorded</span>'
+_DIRTY = {True: "yes", False: "no", None: "unknown"}
+
+
+def _environment(summary: dict, experiments: dict) -> str:
     env = summary.get("environment") or {}
-    rows = [f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted(env.items())]
+    commit = env.get("git_commit")
+    rows = [
+        ("ntkdyn version", esc(env["ntkdyn"]) if "ntkdyn" in env else _NOT_RECORDED),
+        ("git commit", (esc(commit) if commit else "none (git missing or not a checkout)")
+         if "git_commit" in env else _NOT_RECORDED),
+        ("uncommitted changes", esc(_DIRTY.get(env["git_dirty"], env["git_dirty"]))
+         if "git_dirty" in env else _NOT_RECORDED),
+        ("torch", esc(env["torch"]) if "torch" in env else _NOT_RECORDED),
+        ("numpy", esc(env["numpy"]) if "numpy" in env else _NOT_RECORDED),
+        ("device(s)", _devices(env, experiments) or _NOT_RECORDED),
+        ("dtype(s)", _settings(experiments, "dtype") or _NOT_RECORDED),
+        ("platform", esc(env["platform"]) if "platform" in env else _NOT_RECORDED),
+        ("python", esc(env["python"]) if "python" in env else _NOT_RECORDED),
+    ]  # fmt: skip
+    shown = {"ntkdyn", "git_commit", "git_dirty", "torch", "numpy", "devices", "cuda_device",
+             "platform", "python"}  # fmt: skip
+    rows += [(str(k), value(v)) for k, v in sorted(env.items()) if k not in shown]
     k = summary.get("kernel")
     if k:
-        rows.append(
-            f"<tr><td>kernel H^inf ({_e(k.get('key'))})</td><td>n = {_num(k.get('n'))}, "
-            f"lambda_min = {_num(k.get('lambda_min'))}, lambda_max = "
-            f"{_num(k.get('lambda_max'))}</td></tr>"
+        spectrum = (
+            f"n = {num(k.get('n'))}, lambda_min = {num(k.get('lambda_min'))}, "
+            f"lambda_max = {num(k.get('lambda_max'))}"
         )
-    return f'<table class="env"><tbody>{"".join(rows)}</tbody></table>'
-
-
-def _figures(figures) -> str:
-    parts = []
-    for name, png, caption in figures:
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(
-            f'<figure id="fig-{_e(name)}"><img src="data:image/png;base64,{data}" '
-            f'alt="{_e(name)}"><figcaption><b>{_e(name)}</b>: {_e(caption)}'
-            "</figcaption></figure>"
-        )
-    return "\n".join(parts) or '<p class="muted">No figures.</p>'
+        rows.append((f"kernel H^inf ({k.get('key')})", spectrum))
+    body = "".join(f"<tr><td>{esc(a)}</td><td>{b}</td></tr>" for a, b in rows)
+    env_table = f'<table class="env"><tbody>{body}</tbody></table>'
+    exp_rows = [
+        f"<tr><td>{esc(eid)}</td><td>{esc(e.get('kind'))}</td><td>{esc(e.get('mode'))}</td>"
+        f"<td>{value(e.get('data'))}</td><td>{value(e.get('dtype'))}</td>"
+        f"<td>{value(e.get('device'))}</td><td>{esc(e.get('title'))}</td></tr>"
+        for eid, e in sorted(experiments.items())
+    ]
+    exps = table(["experiment", "kind", "mode", "data", "dtype", "device", "title"], exp_rows)
+    return env_table + "<h3>Experiments</h3>" + exps
 
 
 def render_html(summary: dict, figures, experiments: dict | None = None) -> str:
-    """The report page.
+    """The report page (module docstring).
 
     Args:
         summary: the summary.json payload.
         figures: ``(name, png_bytes, caption)`` triples in display order.
-        experiments: experiment id -> config table (for ``kind`` and ``title``).
+        experiments: experiment id -> config table (``kind``, ``title``, ``dtype``, ...).
     """
     experiments = experiments or {}
     kinds = {eid: e.get("kind") for eid, e in experiments.items()}
     name = summary.get("config") or "ntkdyn results"
-    exp_rows = [
-        f"<tr><td>{_e(eid)}</td><td>{_e(e.get('kind'))}</td><td>{_e(e.get('mode'))}</td>"
-        f"<td>{_e(e.get('title'))}</td></tr>"
-        for eid, e in sorted(experiments.items())
-    ]
+    claims = [c for c in summary.get("claims") or () if isinstance(c, dict)]
+    findings = [f for f in summary.get("findings") or () if isinstance(f, dict)]
+    runs = summary.get("runs") or []
+    anchors = Anchors()
+    figs = _Figures(figures, anchors)
+
+    def claim_at(c: dict) -> str:
+        return anchors("claim", c["id"])
+
+    def finding_at(f: dict) -> str:
+        return anchors("finding", f["id"])
+
     body = [
-        f"<h1>ntkdyn report: {_e(name)}</h1>",
+        f"<h1>ntkdyn report: {esc(name)}</h1>",
         (
             '<p class="muted">Bu, Xu &amp; Chen (AISTATS 2021), "A Dynamical View on Optimization '
             'Algorithms of Overparameterized Neural Networks": claims checked against finite '
-            "networks and their exact kernel predictions (MATH.md).</p>"
+            f"networks and their exact kernel predictions. {len(runs)} stored runs in "
+            f"{len(experiments)} experiments.</p>"
         ),
-        "<h2>Environment</h2>",
-        _environment(summary),
-        "<h2>Claims</h2>",
-        _claims(summary.get("claims", [])),
-        "<h2>Notebook-mode findings (PAPER.md E1-E6)</h2>",
-        _findings(summary.get("findings", [])),
-        "<h2>Fitted vs predicted rates</h2>",
-        (
-            '<p class="muted">Rates are slopes of log L per optimizer step (MATH.md 5 classifier); '
-            "abs/rel errors are MATH.md 6's metrics against the H(0) prediction.</p>"
-        ),
-        _rates(summary.get("runs", []), kinds),
-        "<h2>Experiments</h2>",
-        _table(["id", "kind", "mode", "title"], exp_rows),
-        "<h2>Runs</h2>",
-        _all_runs(summary.get("runs", [])),
-        "<h2>Figures</h2>",
-        _figures(figures),
+        '<p class="muted">Contents: '
+        + " &middot; ".join(f'<a href="#{a}">{a}</a>' for a in _SECTIONS)
+        + "</p>",
+        '<h2 id="verdicts">Verdicts at a glance</h2>',
+        _glance(claims, claim_at, "claim") if claims else '<p class="muted">No claims.</p>',
+        _glance(findings, finding_at, "finding")
+        if findings
+        else '<p class="muted">No notebook-mode experiments (kinds E1-E6) in this store.</p>',
+        '<h2 id="claims">Claims</h2>',
+        *[_claim(c, claim_at(c), figs) for c in claims],
+        '<h2 id="findings">Notebook findings</h2>',
+        *[_finding(f, finding_at(f), figs, experiments) for f in findings],
+    ]
+    if not findings:
+        body.append('<p class="muted">No notebook findings.</p>')
+    rest = figs.rest()
+    body += [
+        '<h2 id="figures">Figures</h2>',
+        "\n".join(rest) or '<p class="muted">Every figure is shown with its claim or finding.</p>',
+        '<h2 id="rates">Fitted vs predicted rates</h2>',
+        _rates(runs, kinds),
+        '<h2 id="runs">All runs</h2>',
+        _all_runs(runs),
+        '<h2 id="environment">Environment and provenance</h2>',
+        _environment(summary, experiments),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>ntkdyn report: {_e(name)}</title><style>{_CSS}</style></head>"
+        f"<title>ntkdyn report: {esc(name)}</title><style>{CSS}</style></head>"
         f"<body>\n{chr(10).join(body)}\n</body></html>\n"
     )

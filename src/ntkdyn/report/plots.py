@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from matplotlib.figure import Figure
 
 from ..experiments.config import data_key
+from .claims import is_scheduled_nesterov
 from .plots_paper import (
     curves_figure,
     hb_semilog_figure,
@@ -26,6 +27,7 @@ from .plots_paper import (
 )
 from .plots_theory import (
     crossover_figure,
+    deviation_figure,
     kernel_drift_figure,
     overlay_figure,
     rates_figure,
@@ -36,6 +38,7 @@ __all__ = [
     "NamedFigure",
     "crossover_figure",
     "curves_figure",
+    "deviation_figure",
     "figures_for",
     "hb_semilog_figure",
     "hom_figure",
@@ -66,10 +69,15 @@ _CAPTIONS = {
                "(dash-dot; MATH.md 3-4).",
     "nag_loglog": "Scheduled Nesterov, loss vs epoch on log-log axes with GD (PAPER.md "
                   "NAG_Epoch); dotted lines are k^-r guides.",
-    "crossover": "C7: k^r L_k / L_0 of scheduled Nesterov. Flat while L ~ k^-r; after the "
-                 "crossover k = r/h0 (dotted) it falls like (1-h0)^k (dashed).",
-    "rates": "Fitted per-step rate of each network vs the same fit on its kernel prediction "
-             "(dots) and the predicted asymptotic log q (open squares).",
+    "crossover": "C7: k^r E_k / L_0 of scheduled Nesterov (E: envelope of L). A pure k^-r law "
+                 "would be flat; at a fixed step it falls slowly before the crossover k = r/h0 "
+                 "(dotted) and like (1-h0)^k after it (dashed).",
+    "rates": "Point tests: each network's per-step rate vs its H(0) kernel model's on the same "
+             "window (dots; grey: the point tolerance) and the rule's asymptotic -log q "
+             "(open squares).",
+    "deviation_vs_width": "The claim's verdict data: |deviation| of every run from its H(0) "
+                          "kernel model (dots), the median over seeds (line), the tolerance "
+                          "(dashed) and m^-1/2, m^-1/4 guides (dotted).",
     "hom": "Higher-order momentum with GD and HB (PAPER.md HM).",
     "error_vs_width": "C6: prediction error max|L_net - L_pred|/L_0 vs width (median over "
                       "seeds), fitted slopes (dashed) and a width^-1/2 guide (dotted).",
@@ -84,12 +92,13 @@ _CAPTIONS = {
 
 
 def figures_for(
-    analyses, info: dict | None = None, kernels: dict | None = None
+    analyses, info: dict | None = None, kernels: dict | None = None, claims=()
 ) -> list[NamedFigure]:
-    """All figures of a report: per experiment, those of its kind (module docstring).
+    """All figures of a report: per experiment, those of its kind (module docstring), then
+    one figure per claim judged as a limit in width, drawn from the claim's own numbers.
 
     ``info``: experiment id -> its config table (title); ``kernels``: data key -> the stored
-    H^inf spectrum (for the lambda_0 reference line).
+    H^inf spectrum (for the lambda_0 reference line); ``claims``: the evaluated claims.
     """
     info, kernels = info or {}, kernels or {}
     groups = defaultdict(list)
@@ -100,22 +109,20 @@ def figures_for(
         kind = runs[0].kind
         # "$" would start matplotlib mathtext (a bad command raises at draw time): escape it
         title = str(info.get(eid, {}).get("title") or eid).replace("$", r"\$")
-        names = {r.rule.name for r in runs}
         plan: list[tuple[str, Figure]] = []
-        if kind == "theory-curves":
+        bessel = any(is_scheduled_nesterov(a) for a in runs)
+        if kind in ("theory-ladder", "theory-curves"):
             plan.append(("overlay", overlay_figure(runs, title)))
-            if names & {"nesterov", "nesterov-torch"}:
+            if bessel:
                 plan.append(("nag_loglog", nag_loglog_figure(runs, title)))
                 plan.append(("crossover", crossover_figure(runs, title)))
-            plan.append(("rates", rates_figure(runs, title)))
-            if names & {"hom", "hom-notebook"}:
-                plan.append(("hom", hom_figure(runs, title)))
-        elif kind == "theory-width":
-            plan.append(("error_vs_width", width_error_figure(runs, title)))
-            if any(a.record.diagnostics for a in runs):
+            if kind == "theory-ladder" and any(a.record.diagnostics for a in runs):
                 k = kernels.get(data_key(runs[0].config))
                 lam0 = None if k is None else float(k.lambda_min)
                 plan.append(("kernel_drift", kernel_drift_figure(runs, title, lam0)))
+        elif kind == "theory-point":
+            plan.append(("overlay", overlay_figure(runs, title)))
+            plan.append(("rates", rates_figure(runs, title)))
         elif kind == "E1":
             plan.append(("gd", curves_figure(runs, title)))
         elif kind in ("E2", "E4"):
@@ -138,4 +145,15 @@ def figures_for(
         for what, fig in plan:
             caption = f"{info.get(eid, {}).get('title') or eid}: {_CAPTIONS[what]}"
             out.append(NamedFigure(f"{eid}_{what}", fig, caption))
+    ladder = [a for a in analyses if a.kind == "theory-ladder"]
+    if any(a.abs_err is not None for a in ladder):
+        title = "C6: prediction error vs width (width ladders)"
+        out.append(NamedFigure("C6_error_vs_width", width_error_figure(ladder, title),
+                               f"C6: {_CAPTIONS['error_vs_width']}"))  # fmt: skip
+    for claim in claims:
+        if f"{claim.id}_deviation_vs_width" in claim.figures and any(
+            abs(r.get("deviation") or 0.0) > 0 for r in claim.runs
+        ):  # a log axis needs one positive deviation (exact kernel curves have none)
+            out.append(NamedFigure(f"{claim.id}_deviation_vs_width", deviation_figure(claim),
+                                   f"{claim.id}: {_CAPTIONS['deviation_vs_width']}"))  # fmt: skip
     return out

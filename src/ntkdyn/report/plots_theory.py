@@ -15,12 +15,15 @@ from collections import defaultdict
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..verdicts import judge_rate
+from ..verdicts.tolerances import C6_SLOPE_BAND, KERNEL_MODEL_RTOL, WIDTH_SLOPE_BAND
 from ._canvas import envelope, first_seed, log_widths, new_figure, positive, set_title, steps_of
-from ._evidence import power_law_fit, rate_band, width_errors
-from .claims import C6_SLOPE_BAND
+from ._evidence import power_law_fit, width_errors
+from .claims import kernel_model
 
 __all__ = [
     "crossover_figure",
+    "deviation_figure",
     "kernel_drift_figure",
     "overlay_figure",
     "rates_figure",
@@ -30,8 +33,10 @@ __all__ = [
 
 def overlay_figure(runs, title: str) -> Figure:
     """Measured loss vs the exact discrete prediction with ``H(0)`` and ``H^inf`` (MATH.md 3)
-    and the limiting ODE (MATH.md 4), one panel per optimizer."""
-    chosen = sorted(first_seed(runs), key=lambda a: (a.rule.name, a.rule.spec))
+    and the limiting ODE (MATH.md 4), one panel per optimizer (its widest width, first seed)."""
+    widest = max(a.width for a in runs)
+    chosen = [a for a in first_seed(runs) if a.width == widest] or first_seed(runs)
+    chosen = sorted(chosen, key=lambda a: (a.rule.name, a.rule.spec))
     ncols = 2 if len(chosen) == 4 else min(3, max(1, len(chosen)))
     nrows = max(1, math.ceil(len(chosen) / ncols))
     fig, axes = new_figure((4.0 * ncols, 3.0 * nrows), ncols, nrows)
@@ -48,7 +53,7 @@ def overlay_figure(runs, title: str) -> Figure:
             if curve is not None:
                 ax.plot(k[: curve.size], positive(curve), style, lw=1.1, label=name)
         ax.set_yscale("log")
-        ax.set_title(a.label, fontsize=8)
+        ax.set_title(f"{a.label}, m = {a.width}", fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)
@@ -90,36 +95,74 @@ def crossover_figure(runs, title: str) -> Figure:
 
 
 def rates_figure(runs, title: str) -> Figure:
-    """Fitted per-step decay rate of each network (y) vs the same fit on its exact kernel
-    prediction with H(0) (x, MATH.md 3, 5); the horizontal bar spans the rates predicted for
-    lambda_min(H(t)) over the fit window (the kernel's drift, as in claims C1-C5); open squares
-    mark the predicted asymptotic ``-log q``. The diagonal is agreement."""
+    """Point tests: each network's per-step rate (y) against its H(0) kernel model's on the
+    same window (x, ``ntkdyn.verdicts.judge_rate``), open squares at the rule's asymptotic
+    ``-log q``; the diagonal is agreement, the grey band the point tolerance."""
+    from ..verdicts.tolerances import POINT_RTOL
+
     fig, ax = new_figure()
     ax = ax[0, 0]
-    pts = []
-    for a in first_seed(runs):
-        if a.fit is None or a.fit.kind != "linear":
+    pts, colors = [], {}
+    for a in sorted(runs, key=lambda a: (a.rule.spec, a.seed)):
+        model = kernel_model(a)
+        if model is None or not a.rule.is_linear:
             continue
-        ref = a.fit_kernel.rate if a.fit_kernel and a.fit_kernel.kind == "linear" else None
-        pred = a.predicted.rate_per_step if a.predicted else None
-        if ref is not None:
-            band = rate_band(a, ref, a.fit.window.t_first, a.fit.window.t_end)
-            err = [[band.high - ref], [ref - band.low]]  # the band of -rates is [-high, -low]
-            line = ax.errorbar([-ref], [-a.fit.rate], xerr=err, fmt="o", capsize=3, label=a.label)
-            pts += [-ref, -a.fit.rate, -band.high, -band.low]
-            if pred is not None and math.isfinite(pred):
-                ax.plot(-pred, -a.fit.rate, "s", mfc="none", color=line[0].get_color())
-                pts.append(-pred)
+        j = judge_rate(a.record.losses, model, a.rule, floor_rel=a.floor_rel)
+        if j.measured is None or j.reference is None:
+            continue
+        x, y = -j.reference, -j.measured
+        first = a.rule.spec not in colors
+        line = ax.plot([x], [y], "o", color=colors.get(a.rule.spec),
+                       label=a.label if first else None)[0]  # fmt: skip
+        colors.setdefault(a.rule.spec, line.get_color())
+        ax.plot([-j.details["log_q"]], [y], "s", mfc="none", color=colors[a.rule.spec])
+        pts += [x, y, -j.details["log_q"]]
     if pts:
         lo, hi = min(pts) / 1.3, max(pts) * 1.3
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+        xs = np.array([lo, hi])
+        ax.plot(xs, xs, "k-", lw=0.8)
+        ax.fill_between(xs, xs * (1 - POINT_RTOL), xs * (1 + POINT_RTOL), color="0.85")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
-    ax.set_xlabel("kernel model: -d log L/dk (bar: kernel drift; square: -log q)", fontsize=8)
-    ax.set_ylabel("network: -d log L/dk", fontsize=8)
+    ax.set_xlabel("kernel model H(0): -slope of log L on the window (square: -log q)", fontsize=8)
+    ax.set_ylabel("network: -slope of log L on the same window", fontsize=8)
     set_title(ax, title)
     ax.grid(True, alpha=0.3)
+    return fig
+
+
+def deviation_figure(claim) -> Figure:
+    """A kernel claim as a limit in width: ``|deviation|`` of every run (dots) and the median
+    over seeds (line) against the width, with the tolerance (dashed) and ``m^-1/2``,
+    ``m^-1/4`` guides through the narrowest median (dotted): the numbers of the verdict."""
+    fig, ax = new_figure()
+    ax = ax[0, 0]
+    by_spec = defaultdict(lambda: defaultdict(list))
+    for r in claim.runs:
+        if r.get("deviation") is not None:
+            by_spec[r["spec"]][int(r["width"])].append(abs(float(r["deviation"])))
+    widths_all = []
+    for spec, per_width in sorted(by_spec.items()):
+        m = np.array(sorted(per_width), float)
+        med = np.array([np.median(per_width[w]) for w in sorted(per_width)])
+        line = ax.plot(m, positive(med), "o-", label=spec.split(",")[0] + ", ...")[0]
+        for w in sorted(per_width):
+            ax.plot([w] * len(per_width[w]), positive(np.array(per_width[w])), ".",
+                    color=line.get_color(), alpha=0.5)  # fmt: skip
+        if m.size >= 2 and med[0] > 0:
+            for slope, style in ((-0.5, ":"), (-0.25, (0, (1, 3)))):
+                ax.plot(m, med[0] * (m / m[0]) ** slope, linestyle=style, color="0.4", lw=0.8)
+        widths_all += list(m)
+    ax.axhline(KERNEL_MODEL_RTOL, color="k", ls="--", lw=0.9, label="tolerance")
+    log_widths(ax, widths_all or [1])
+    ax.set_yscale("log")
+    ax.set_xlabel("width m")
+    ax.set_ylabel("|deviation| from the H(0) kernel model")
+    lo, hi = WIDTH_SLOPE_BAND
+    set_title(ax, f"{claim.id}: {claim.verdict} (guides m^-1/2, m^-1/4; band [{lo}, {hi}])")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
     return fig
 
 
