@@ -1,4 +1,4 @@
-"""Benchmark of the training engine (DESIGN.md Performance 1-2, 5). Prints one line per
+"""Benchmark of the training engine (docs/design.md Performance 1-2, 5). Prints one line per
 measurement and exits non-zero if a target ratio is missed.
 
 CPU part (always): the E2-shaped sweep at small scale: 39 notebook-parameterised two-layer

@@ -8,7 +8,7 @@ autograd + ``rule.torch``) for the same number of steps, and prints the ratio, t
 the two loss curves (max |dL| / L0) and whether the target ratio (>= 100x for constant
 coefficients, >= 10x for scheduled Nesterov) is met. Both sides run single-threaded by default
 (``--threads``), so the ratio measures work rather than how busy a shared machine is;
-``--device cuda`` steps the torch baseline on a GPU instead (the predictor stays on the CPU). K is the two-layer ``H^inf`` (MATH.md 1.2)
+``--device cuda`` steps the torch baseline on a GPU instead (the predictor stays on the CPU). K is the two-layer ``H^inf`` (docs/mathematics.md §1.2)
 of ``n`` random unit vectors, so its spectrum looks like an NTK's.
 """
 
@@ -41,7 +41,7 @@ def _kernel(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         from ntkdyn.kernels import two_layer_gram
 
         return two_layer_gram(X), y
-    except ImportError:  # MATH.md 1.2, for unit rows
+    except ImportError:  # docs/mathematics.md §1.2, for unit rows
         G = np.clip(X @ X.T, -1.0, 1.0)
         return G * (np.pi - np.arccos(G)) / (2.0 * np.pi), y
 

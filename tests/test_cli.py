@@ -19,11 +19,11 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-GAUSSIAN = ("--data", "gaussian:d=5", "--n", "20")  # MATH.md 6's data set
+GAUSSIAN = ("--data", "gaussian:d=5", "--n", "20")  # docs/mathematics.md 6's data set
 
 
 def _predict(capsys, out, optimizer, steps, *extra):
-    """``ntkdyn predict`` on the MATH.md 6 data set; returns the exit code."""
+    """``ntkdyn predict`` on the docs/mathematics.md 6 data set; returns the exit code."""
     argv = ["predict", *GAUSSIAN, "--optimizer", optimizer, "--steps", str(steps)]
     return _run(capsys, *argv, *extra, "--out", str(out))[0]
 
@@ -42,7 +42,7 @@ def test_kernel_json_matches_library(capsys):
     s = spectrum(two_layer_gram(load_dataset("gaussian:d=5", n=20).X))
     assert payload["lambda_min"] == pytest.approx(s.lambda_min, rel=1e-12)
     assert payload["lambda_max"] == pytest.approx(s.lambda_max, rel=1e-12)
-    # MATH.md 6's data set: lambda_0 = 0.04473, lambda_max = 1.956
+    # docs/mathematics.md 6's data set: lambda_0 = 0.04473, lambda_max = 1.956
     assert payload["lambda_min"] == pytest.approx(0.04473, abs=1e-5)
     rows = {r["optimizer"]: r for r in payload["stability"]}
     assert rows["gd"]["max_stable_lr"] == pytest.approx(2 / s.lambda_max, rel=1e-12)
@@ -53,7 +53,7 @@ def test_kernel_json_matches_library(capsys):
 
 
 def test_kernel_mse_scales_the_stable_lr(capsys):
-    """MATH.md 7.1: with MSELoss the kernel is (2/n) H, so every stable lr grows by n/2."""
+    """docs/mathematics.md §7.1: with MSELoss the kernel is (2/n) H, so every stable lr grows by n/2."""
     base = json.loads(_run(capsys, "kernel", "--data", "gaussian:d=5", "--n", "20", "--json")[1])
     mse = json.loads(
         _run(capsys, "kernel", "--data", "gaussian:d=5", "--n", "20", "--loss", "mse", "--json")[1]
@@ -68,7 +68,7 @@ def test_kernel_with_width_reports_empirical_gram(capsys):
     )
     assert code == 0
     emp = json.loads(out)["empirical"]
-    # MATH.md 1.3: ||H(0) - H^inf||_F ~ sqrt(V/m) with V = 18.16 for this set
+    # docs/mathematics.md §1.3: ||H(0) - H^inf||_F ~ sqrt(V/m) with V = 18.16 for this set
     assert emp["distance_fro"] == pytest.approx((18.16 / 1024) ** 0.5, rel=0.5)
 
 

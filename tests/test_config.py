@@ -1,5 +1,5 @@
 """Configs: strict validation (every bad-config kind names its field), expansion, stable ids,
-data-driven parameters against MATH.md 6, and the CLI's exit code 2 with nothing written."""
+data-driven parameters against docs/mathematics.md 6, and the CLI's exit code 2 with nothing written."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ntkdyn.experiments.config import (
     run_id,
 )
 
-#: MATH.md 6: n = 20 Gaussian rows in R^5, lambda_0 = lambda_min(H^inf) = 0.04473; with
+#: docs/mathematics.md 6: n = 20 Gaussian rows in R^5, lambda_0 = lambda_min(H^inf) = 0.04473; with
 #: lr = 0.1 the critical beta 1 - 2 sqrt(lambda_0 lr) is 0.8662 (4 digits quoted).
 MATH6_LAMBDA0 = 0.04473
 MATH6_BETA = 0.8662
@@ -62,7 +62,7 @@ def base_dict() -> dict:
 
 
 def h_inf(X: np.ndarray) -> np.ndarray:
-    """MATH.md 1.2, written out independently of ntkdyn.kernels."""
+    """docs/mathematics.md §1.2, written out independently of ntkdyn.kernels."""
     S = X @ X.T
     norms = np.sqrt(np.outer(np.diag(S), np.diag(S)))
     theta = np.arccos(np.clip(S / norms, -1.0, 1.0))
@@ -218,7 +218,7 @@ def test_config_dict_is_json_and_stable():
 
 
 # --------------------------------------------------------------------------------------------
-# Data-driven parameters (MATH.md 0, 4, 6).
+# Data-driven parameters (docs/mathematics.md 0, 4, 6).
 
 
 def test_critical_beta_is_math_md_section6_value():
@@ -234,7 +234,7 @@ def test_critical_beta_is_math_md_section6_value():
     assert abs(hb.rule.beta - MATH6_BETA) < MATH6_DIGITS_TOL
     assert hb.rule.beta == pytest.approx(expected, rel=RESOLVED_RTOL)
     assert nsc.rule.beta == hb.rule.beta
-    # HOM: b1 + b2 equals HB's critical beta (MATH.md 6: (beta - 0.2, 0.2))
+    # HOM: b1 + b2 equals HB's critical beta (docs/mathematics.md 6: (beta - 0.2, 0.2))
     assert (hom.rule.b1, hom.rule.b2) == (pytest.approx(expected - 0.2, rel=RESOLVED_RTOL), 0.2)
     assert "beta=0.8662" in hb.config["optimizer"]  # the number is recorded, not "critical"
 
@@ -246,7 +246,7 @@ def test_critical_beta_uses_the_loss_factor_and_lr_targets_h():
         "optimizers": [f"hb:lr={lr},beta=critical", "gd:lr=hmax=0.5", "gd:lr=h0=0.01"],
     }]}  # fmt: skip
     hb, gd_max, gd_0 = expand_runs(cfg)
-    ev = np.linalg.eigvalsh(h_inf(unit_gaussian(n, 5, 0))) * 2.0 / n  # K = (2/n) H (MATH.md 7.1)
+    ev = np.linalg.eigvalsh(h_inf(unit_gaussian(n, 5, 0))) * 2.0 / n  # K = (2/n) H (docs/mathematics.md §7.1)
     assert hb.rule.beta == pytest.approx(1 - 2 * math.sqrt(ev[0] * lr), rel=RESOLVED_RTOL)
     assert gd_max.rule.lr * ev[-1] == pytest.approx(0.5, rel=RESOLVED_RTOL)
     assert gd_0.rule.lr * ev[0] == pytest.approx(0.01, rel=RESOLVED_RTOL)

@@ -28,7 +28,7 @@ LAMBDA_ZERO_TOL = 1e-12  # lambda_min(H^inf) of a singular Gram: rounding level
 
 
 def h_inf(X: np.ndarray) -> np.ndarray:
-    """MATH.md 1.2, written out independently of the package: x_i.x_j (pi - theta_ij) / (2 pi)."""
+    """docs/mathematics.md §1.2, written out independently of the package: x_i.x_j (pi - theta_ij) / (2 pi)."""
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     U = X / np.where(norms > 0, norms, 1.0)
     # theta = 2 atan2(|u - v|, |u + v|): arccos(cos) would lose ~8 digits near theta = 0, pi.
@@ -88,7 +88,7 @@ def test_gaussian_is_the_math_md_section6_problem():
     X = rng.standard_normal((20, 5))
     np.testing.assert_allclose(ds.X, X / np.linalg.norm(X, axis=1, keepdims=True), atol=1e-15)
     np.testing.assert_array_equal(ds.y, np.sign(rng.standard_normal(20)))
-    # MATH.md 6: lambda_0 = 0.04473, lambda_max(H^inf) = 1.956; MATH.md 1.3: V = 18.16.
+    # docs/mathematics.md 6: lambda_0 = 0.04473, lambda_max(H^inf) = 1.956; docs/mathematics.md §1.3: V = 18.16.
     ev = np.linalg.eigvalsh(h_inf(ds.X))
     assert abs(ev[0] - 0.04473) < 5e-6 and abs(ev[-1] - 1.956) < 5e-4
     G = ds.X @ ds.X.T
@@ -439,7 +439,7 @@ def test_csv_n_too_large(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Degenerate inputs: the warning fires exactly when lambda_min(H^inf) = 0 (MATH.md 1.2).
+# Degenerate inputs: the warning fires exactly when lambda_min(H^inf) = 0 (docs/mathematics.md §1.2).
 
 
 @pytest.fixture(scope="module")

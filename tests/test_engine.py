@@ -1,5 +1,5 @@
 """Training engine: agreement with a plain loop, divergence isolation, diagnostics, and a trained
-wide network against the exact discrete kernel prediction (MATH.md 3, 6).
+wide network against the exact discrete kernel prediction (docs/mathematics.md 3, 6).
 
 The reference for every engine run is the plain loop one network at a time: ``nn.Module`` +
 autograd + ``rule.torch`` on the same loss from the same initial weights. Metric: the largest
@@ -90,7 +90,7 @@ def _data(dtype=torch.float64, *, n=N_ROWS, d=DIM, seed=0):
 
 
 def _closed_form_gram(model, X) -> np.ndarray:
-    """Empirical Gram of all trained parameters, MATH.md 1.1 / 1.4, in numpy float64."""
+    """Empirical Gram of all trained parameters, docs/mathematics.md §1.1 / 1.4, in numpy float64."""
     X = X.double().numpy()
     W = model.W.detach().double().numpy()
     b = 0.0 if model.bias is None else model.bias.detach().double().numpy()
@@ -279,7 +279,7 @@ def test_generic_path_matches_plain_loop_deep_relu(rule):
 
 @pytest.mark.parametrize("parameterization", ["theory", "notebook"])
 def test_fast_path_matches_torch_func_path(parameterization):
-    """DESIGN.md Performance 3: the closed-form two-layer path equals the generic path.
+    """docs/design.md Performance 3: the closed-form two-layer path equals the generic path.
 
     Losses and parameters agree to rounding. The Grams are compared at initialisation and,
     at the end, each path's against the closed form of its *own* returned parameters: training
@@ -525,9 +525,9 @@ def test_allow_tf32_flags_restored():
 
 
 # --------------------------------------------------------------------------------------------
-# A wide network against the exact discrete kernel prediction (MATH.md 6).
+# A wide network against the exact discrete kernel prediction (docs/mathematics.md 6).
 
-LAMBDA0 = 0.04473  # MATH.md 6: lambda_min(H^inf) of this data set (numpy seed 0)
+LAMBDA0 = 0.04473  # docs/mathematics.md 6: lambda_min(H^inf) of this data set (numpy seed 0)
 NET_LR = 0.1
 ABS_HORIZON, REL_HORIZON = 1e-4, 1e-2  # prediction / L0 down to which abs and rel are taken
 
@@ -555,12 +555,12 @@ def _math6_rules(nesterov=(("nesterov-torch", 3.0),)):
 
 
 def _prediction_errors(net, pred):
-    """MATH.md 6 metrics: abs up to pred <= 1e-4 L0; rel to the suffix-max envelope to 1e-2 L0."""
+    """docs/mathematics.md 6 metrics: abs up to pred <= 1e-4 L0; rel to the suffix-max envelope to 1e-2 L0."""
     L0 = pred[0]
     k_abs = int(np.argmax(pred <= ABS_HORIZON * L0))
     k_rel = int(np.argmax(pred <= REL_HORIZON * L0))
     assert pred[k_abs] <= ABS_HORIZON * L0, "the run is too short for the abs horizon"
-    envelope = np.maximum.accumulate(pred[::-1])[::-1]  # E_k = max_{j >= k} L_j (MATH.md 5)
+    envelope = np.maximum.accumulate(pred[::-1])[::-1]  # E_k = max_{j >= k} L_j (docs/mathematics.md 5)
     diff = np.abs(net - pred)
     return diff[: k_abs + 1].max() / L0, (diff[: k_rel + 1] / envelope[: k_rel + 1]).max()
 
@@ -594,7 +594,7 @@ def test_math6_data_matches_spec():
     assert np.linalg.eigvalsh(ntk_gram(X.numpy()))[0] == pytest.approx(LAMBDA0, abs=5e-6)
 
 
-# MATH.md 6's m = 4096 column, medians of 3 seeds (abs with H(0), rel with H(0)).
+# docs/mathematics.md 6's m = 4096 column, medians of 3 seeds (abs with H(0), rel with H(0)).
 M4096 = {
     "gd": (1.7e-3, 0.12),
     "hb": (3.3e-3, 0.06),
@@ -602,7 +602,7 @@ M4096 = {
     "nesterov-torch-r3": (1.8e-3, 0.13),
     "hom": (3.3e-3, 0.08),
 }
-# Our seeds are not MATH.md's: a 3-seed median of a max-type error scatters around its
+# Our seeds are not docs/mathematics.md's: a 3-seed median of a max-type error scatters around its
 # expectation. The factor 2 is what halving the width does (m^-1/2: the m=1024 column is about
 # 2x the m=4096 one), i.e. the test fails if the engine's error looks like a 4x narrower net.
 MEDIAN_SPREAD = 2.0

@@ -1,5 +1,5 @@
 """Tests for ntkdyn.kernels: analytic limits vs Monte Carlo and hand-written recursions,
-empirical NTK (closed form vs torch.func, tiling), finite-width laws, spectra (MATH.md 1)."""
+empirical NTK (closed form vs torch.func, tiling), finite-width laws, spectra (docs/mathematics.md 1)."""
 
 from __future__ import annotations
 
@@ -36,13 +36,13 @@ EXACT_RTOL = 1e-12
 ARCCOS_ATOL = 1e-7
 #: The fluctuation law rms||H(0) - H^inf||_F = sqrt(V/m) must hold to this relative accuracy.
 FLUCTUATION_RTOL = 0.10
-#: Accepted log-log slope of the deep-NTK error vs width (theory -1/2; MATH.md 1 observed
+#: Accepted log-log slope of the deep-NTK error vs width (theory -1/2; docs/mathematics.md 1 observed
 #: -0.44 .. -0.56).
 SLOPE_RANGE = (-0.7, -0.35)
-#: Mean single-net error levels must be within this factor of MATH.md 1's observed table.
+#: Mean single-net error levels must be within this factor of docs/mathematics.md 1's observed table.
 LEVEL_FACTOR = 1.5
 
-#: MATH.md 1 observed: mean relative Frobenius error of one net's NTK, m = 256 / 1024 / 2048.
+#: docs/mathematics.md 1 observed: mean relative Frobenius error of one net's NTK, m = 256 / 1024 / 2048.
 OBSERVED_DEEP_ERROR = {
     1: {256: 0.117, 1024: 0.054, 2048: 0.037},
     2: {256: 0.157, 1024: 0.083, 2048: 0.064},
@@ -60,7 +60,7 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def test_set() -> np.ndarray:
-    """MATH.md 6's set: n = 20, d = 5 normalised Gaussians (numpy seed 0); V = 18.16,
+    """docs/mathematics.md 6's set: n = 20, d = 5 normalised Gaussians (numpy seed 0); V = 18.16,
     lambda_0 = 0.04473, lambda_max(H^inf) = 1.956."""
     return _unit_rows(np.random.default_rng(0).standard_normal((20, 5)))
 
@@ -124,7 +124,7 @@ def test_two_layer_gram_zero_row_is_zero_not_nan():
 
 @dataclass(frozen=True)
 class _MonteCarlo:
-    """Per-entry means over M neurons and their standard errors (MATH.md 1.1, 1.4)."""
+    """Per-entry means over M neurons and their standard errors (docs/mathematics.md §1.1, 1.4)."""
 
     first: np.ndarray
     first_se: np.ndarray
@@ -179,7 +179,7 @@ def test_two_layer_gram_matches_monte_carlo(unit):
 
 
 # --------------------------------------------------------------------------------------------
-# Finite-width fluctuation (MATH.md 1.3).
+# Finite-width fluctuation (docs/mathematics.md §1.3).
 
 
 def test_fluctuation_law(test_set):
@@ -188,7 +188,7 @@ def test_fluctuation_law(test_set):
     G = X @ X.T
     p = h_inf / np.where(G == 0, 1.0, G)  # (pi - theta) / (2 pi)
     V = float(np.sum(G**2 * p * (1 - p)))
-    assert V == pytest.approx(18.16, abs=0.005)  # MATH.md 1 observed, same set
+    assert V == pytest.approx(18.16, abs=0.005)  # docs/mathematics.md 1 observed, same set
     lam0 = spectrum(h_inf).lambda_min
     seeds = range(64)
     for m in (256, 1024, 4096):
@@ -199,19 +199,19 @@ def test_fluctuation_law(test_set):
             diff = h0 - h_inf
             sq_err.append(np.sum(diff**2))
             lam_err.append(abs(spectrum(h0).lambda_min - lam0))
-            assert lam_err[-1] <= np.linalg.norm(diff, 2) + 1e-14  # Weyl, MATH.md 1.3
+            assert lam_err[-1] <= np.linalg.norm(diff, 2) + 1e-14  # Weyl, docs/mathematics.md §1.3
         ratio = math.sqrt(np.mean(sq_err)) / math.sqrt(V / m)
         assert abs(ratio - 1) < FLUCTUATION_RTOL, (m, ratio)
-        if m == 1024:  # MATH.md 1 observed: mean |lambda_min(H(0)) - lambda_0| = 2.4e-3
+        if m == 1024:  # docs/mathematics.md 1 observed: mean |lambda_min(H(0)) - lambda_0| = 2.4e-3
             assert 2.4e-3 / LEVEL_FACTOR < np.mean(lam_err) < 2.4e-3 * LEVEL_FACTOR
 
 
 # --------------------------------------------------------------------------------------------
-# Deep recursion (MATH.md 1.5).
+# Deep recursion (docs/mathematics.md §1.5).
 
 
 def _ntk_pair(x: np.ndarray, y: np.ndarray, depth: int) -> float:
-    """The MATH.md 1.5 recursion for one pair, scalar by scalar."""
+    """The docs/mathematics.md §1.5 recursion for one pair, scalar by scalar."""
     sxx, syy, sxy = float(x @ x), float(y @ y), float(x @ y)
     theta = sxy
     for _ in range(depth):
@@ -302,7 +302,7 @@ def test_parallel_row_gives_singular_kernel(test_set, name):
 
 
 def _reference_kernels(X: np.ndarray, depth: int) -> dict[str, np.ndarray]:
-    """MATH.md 1.2, 1.4, 1.5 pair by pair in 40-digit arithmetic (mpmath) on the stored rows,
+    """docs/mathematics.md §1.2, 1.4, 1.5 pair by pair in 40-digit arithmetic (mpmath) on the stored rows,
     with their norm products."""
     mpmath = pytest.importorskip("mpmath")
     n = X.shape[0]
@@ -384,9 +384,9 @@ def test_empirical_theory_matches_math_formulas(test_set):
     net = TwoLayerReLU(X.shape[1], m, generator=_gen(4))
     W, a = net.W.detach().numpy(), net.a.numpy()
     active = (X @ W.T > 0).astype(np.float64)
-    h_first = (X @ X.T) * (active @ active.T) / m  # MATH.md 1.1 (a_r^2 = 1)
+    h_first = (X @ X.T) * (active @ active.T) / m  # docs/mathematics.md §1.1 (a_r^2 = 1)
     relu = np.maximum(X @ W.T, 0.0)
-    h_second = relu @ relu.T / m  # MATH.md 1.4
+    h_second = relu @ relu.T / m  # docs/mathematics.md §1.4
     assert np.all(np.abs(a) == 1)
     assert _rel_max(empirical_ntk(net, X), h_first) < EXACT_RTOL
     assert _rel_max(empirical_ntk(net, X, params=["W", "a"]), h_first + h_second) < EXACT_RTOL
@@ -496,7 +496,7 @@ def test_empirical_deep_ntk_converges(test_set):
     errors = _deep_errors(test_set, 2, widths, seeds)
     slope = _slope(errors)
     assert SLOPE_RANGE[0] < slope < SLOPE_RANGE[1], (slope, errors)
-    for m in (256, 1024):  # MATH.md 1 observed levels
+    for m in (256, 1024):  # docs/mathematics.md 1 observed levels
         target = OBSERVED_DEEP_ERROR[2][m]
         assert target / LEVEL_FACTOR < errors[m][0] < target * LEVEL_FACTOR, (m, errors[m])
     # No bias beyond the fluctuation: averaging 12 nets shrinks the error ~sqrt(12)-fold.
@@ -566,7 +566,7 @@ def test_spectrum_matches_scipy(test_set):
     np.testing.assert_allclose(Q.T @ Q, np.eye(result.n), atol=1e-13)
     assert result.lambda_min == lam[0] and result.lambda_max == lam[-1]
     assert result.condition == pytest.approx(lam[-1] / lam[0], rel=1e-15)
-    # MATH.md 6: lambda_0 = 0.04473, lambda_max(H^inf) = 1.956 for this set.
+    # docs/mathematics.md 6: lambda_0 = 0.04473, lambda_max(H^inf) = 1.956 for this set.
     assert result.lambda_min == pytest.approx(0.04473, abs=5e-6)
     assert result.lambda_max == pytest.approx(1.956, abs=5e-4)
     assert spectrum(result) is result

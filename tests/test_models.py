@@ -19,7 +19,7 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def _authors_model(d: int, m: int, seed: int, dtype: torch.dtype) -> nn.Sequential:
-    """The notebook's construction, verbatim (PAPER.md), under ``torch.manual_seed(seed)``.
+    """The notebook's construction, verbatim (docs/paper.md), under ``torch.manual_seed(seed)``.
 
     Their default dtype was float32; for float64 we build it with float64 as the default dtype.
     The caller wraps this in ``torch.random.fork_rng`` so the global RNG is not leaked.
@@ -157,7 +157,7 @@ def test_deep_structure_and_forward_formula():
     assert shapes == [(m, d), (m, m), (m, m), (1, m)]
     assert all(p.dtype == torch.float64 and p.requires_grad for p in net.parameters())
     X = torch.randn(n, d, generator=_gen(6), dtype=torch.float64)
-    # MATH.md 1.5 with column vectors: f^h = W^h g^{h-1}, g^h = sqrt(2/m) relu(f^h).
+    # docs/mathematics.md §1.5 with column vectors: f^h = W^h g^{h-1}, g^h = sqrt(2/m) relu(f^h).
     g = X.T
     for W in list(net.parameters())[:-1]:
         g = math.sqrt(2 / m) * torch.clamp(W @ g, min=0)

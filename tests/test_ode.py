@@ -1,4 +1,4 @@
-"""Limiting ODEs (MATH.md 4): closed forms against solve_ivp, mpmath and special cases; NAG
+"""Limiting ODEs (docs/mathematics.md 4): closed forms against solve_ivp, mpmath and special cases; NAG
 envelope exponents; GD/HB rates; discrete-to-ODE convergence orders; the numeric fallback with
 constant and time-varying kernels; boundary validation.
 
@@ -33,24 +33,24 @@ from ntkdyn.optim import (
     ODESpec,
 )
 
-IVP_RTOL, IVP_ATOL = 1e-12, 1e-14  # the reference integrations (MATH.md 4 "Observed")
-CLOSED_VS_IVP = 1e-10  # issue bound; MATH.md observed <= 1.6e-12 (HB), <= 6.9e-12 (Bessel)
+IVP_RTOL, IVP_ATOL = 1e-12, 1e-14  # the reference integrations (docs/mathematics.md 4 "Observed")
+CLOSED_VS_IVP = 1e-10  # issue bound; docs/mathematics.md observed <= 1.6e-12 (HB), <= 6.9e-12 (Bessel)
 SPECIAL_CASE = 1e-14  # r=3 vs 2 J1(z)/z, r=2 vs sin z / z (observed 4.4e-16, 2.0e-15)
 MPMATH_MATCH = 1e-14  # closed forms vs 40-digit mpmath, per unit xi0
 ENVELOPE_EXPONENT_RTOL = 0.01  # fitted NAG exponent vs r (observed <= 0.1%)
 ENVELOPE_CONSTANT = 1e-4  # max L z^r / (A_r^2 / 2) over the last periods (observed 0.99994-1)
-GD_RATE_RTOL = 2e-5  # fitted -dlogL/dt on t in [200, 400] vs 2 lambda_0 (MATH.md: 1.1e-5)
-HB_RATE_RTOL = 2e-4  # fitted tail rate vs 2 alpha(lambda_0, gamma) (MATH.md: <= 2e-4)
+GD_RATE_RTOL = 2e-5  # fitted -dlogL/dt on t in [200, 400] vs 2 lambda_0 (docs/mathematics.md: 1.1e-5)
+HB_RATE_RTOL = 2e-4  # fitted tail rate vs 2 alpha(lambda_0, gamma) (docs/mathematics.md: <= 2e-4)
 NUMERIC_VS_CLOSED = 1e-10  # numeric fallback at rtol 1e-12 vs closed form, per unit L0
 NUMERIC_VS_RK4 = 1e-10  # time-varying kernel: numeric fallback vs hand RK4, per unit L0
-MATH6C_MATCH = 0.05  # discrete-vs-ODE errors vs MATH.md 6c (printed to 2 digits)
+MATH6C_MATCH = 0.05  # discrete-vs-ODE errors vs docs/mathematics.md §6c (printed to 2 digits)
 
 LAMBDAS = (0.05, 0.3, 1.0)
 BESSEL_RS = (1.0, 2.0, 3.0, 4.5, 6.0, 8.0)
 
 
 def _data_kernel():
-    """MATH.md 6: n=20, d=5 normalised Gaussians (numpy default_rng(0)), y = sign(N(0,1))."""
+    """docs/mathematics.md 6: n=20, d=5 normalised Gaussians (numpy default_rng(0)), y = sign(N(0,1))."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20, 5))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
@@ -81,7 +81,7 @@ def _ivp_oscillator(gamma, mass, lam, t):
 
 
 def _bessel_series(r, lam, t, terms=6):
-    """``(xi, xi')`` from the first ``terms`` terms of the MATH.md 4 series (xi0 = 1)."""
+    """``(xi, xi')`` from the first ``terms`` terms of the docs/mathematics.md 4 series (xi0 = 1)."""
     nu = 0.5 * (r - 1.0)
     xi = dxi = 0.0
     for k in range(terms):
@@ -162,7 +162,7 @@ def test_oscillator_matches_mpmath(offset):
 
 
 def test_hom_ode_is_heavy_ball_ode_with_scaled_kernel():
-    """MATH.md 4: (1+b2) e'' + gamma e' + K e = 0 is the HB ODE with K/(1+b2), gamma/(1+b2)."""
+    """docs/mathematics.md 4: (1+b2) e'' + gamma e' + K e = 0 is the HB ODE with K/(1+b2), gamma/(1+b2)."""
     lr, b2 = 1e-3, 0.2
     rule = HigherOrderMomentum(lr, b1=1.0 - 0.3 * math.sqrt(lr) - b2, b2=b2)
     spec = rule.ode()
@@ -214,7 +214,7 @@ def test_bessel_small_and_huge_z_vs_mpmath(r):
 
 @pytest.mark.parametrize("r", [2.0, 3.0, 6.0, 8.0])
 def test_nag_envelope_exponent_and_constant(r):
-    """Log-log fit of the suffix max of L over z in [200, 2e4] (single mode, MATH.md 4)."""
+    """Log-log fit of the suffix max of L over z in [200, 2e4] (single mode, docs/mathematics.md 4)."""
     spec = ODESpec("bessel", "sqrt_lr", r=r)
     z = np.arange(0.0, 2.0e4 + 10.0, 0.05)  # ~125 samples per period: peaks resolved
     L = predict_ode(np.eye(1), [1.0], spec, z)
@@ -251,10 +251,10 @@ def test_envelope_constant_matches_formula_and_cap():
 
 
 def test_gd_flow_rate_is_twice_lambda_min():
-    """MATH.md 4 observed: fitted -dlogL/dt 0.089467 vs 2 lambda_0 = 0.089466."""
+    """docs/mathematics.md 4 observed: fitted -dlogL/dt 0.089467 vs 2 lambda_0 = 0.089466."""
     K, y = _data_kernel()
     lam0 = np.linalg.eigvalsh(K)[0]
-    assert lam0 == pytest.approx(0.04473, abs=1e-5)  # MATH.md 6
+    assert lam0 == pytest.approx(0.04473, abs=1e-5)  # docs/mathematics.md 6
     t = np.linspace(200.0, 400.0, 1001)
     rate = -np.polyfit(t, np.log(predict_ode(K, -y, GD(0.1), t)), 1)[0]
     assert abs(rate / (2 * lam0) - 1.0) <= GD_RATE_RTOL, rate
@@ -400,7 +400,7 @@ def test_numeric_follows_time_varying_kernel(kind):
 
 
 # --------------------------------------------------------------------------------------------
-# Discrete-to-ODE convergence order (MATH.md 4 and 6c).
+# Discrete-to-ODE convergence order (docs/mathematics.md 4 and 6c).
 
 MATH6C = {  # max |L_discrete - L_ode| / L0 up to 1e-4 L0, e0 = -y, lr = 1e-2 / 1e-3 / 1e-4
     "gd": (1.5e-3, 1.5e-4, None),

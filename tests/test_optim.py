@@ -1,6 +1,6 @@
-"""Optimizer rules: the torch adapter against torch.optim and hand-written iterations (MATH.md 2).
+"""Optimizer rules: the torch adapter against torch.optim and hand-written iterations (docs/mathematics.md 2).
 
-Metric (MATH.md 2 "Observed"): the maximum over the whole trajectory of the largest absolute
+Metric (docs/mathematics.md 2 "Observed"): the maximum over the whole trajectory of the largest absolute
 parameter deviation, relative to the largest absolute parameter value.
 """
 
@@ -177,7 +177,7 @@ def test_textbook_nesterov_matches_two_sequence_iteration(r):
 
 
 def test_torch_nesterov_differs_from_textbook():
-    """MATH.md 2: with a varying momentum the two schemes are different algorithms."""
+    """docs/mathematics.md 2: with a varying momentum the two schemes are different algorithms."""
     a = _run_optimizer(lambda p: Nesterov(LR, r=3.0).torch(p))
     b = _run_optimizer(lambda p: NesterovTorch(LR, r=3.0).torch(p))
     assert _deviation(a, b) > 1e-3
@@ -210,7 +210,7 @@ def test_hom_with_b2_zero_is_heavy_ball():
 
 @pytest.mark.parametrize("b1,b2", [(0.2, 0.2), (0.2, 0.5), (0.6, -0.05)])
 def test_hom_notebook_matches_cascade_description(b1, b2):
-    """The notebook's cascade (MATH.md 7.5): roots a, c of z^2 - b1 z - b2;
+    """The notebook's cascade (docs/mathematics.md §7.5): roots a, c of z^2 - b1 z - b2;
     q_1 = 0, q_k = c q_{k-1} + g_k; p_1 = g_1, p_k = a p_{k-1} + q_k; x_k = x_{k-1} - lr p_k."""
     a = 0.5 * (b1 + math.sqrt(b1 * b1 + 4 * b2))
     c = 0.5 * (b1 - math.sqrt(b1 * b1 + 4 * b2))
@@ -288,7 +288,7 @@ def test_spec_round_trip(rule):
 
 
 def test_first_steps_by_hand():
-    """Per-mode first steps of MATH.md 3's table, with h = 0.3."""
+    """Per-mode first steps of docs/mathematics.md 3's table, with h = 0.3."""
     h = 0.3
     beta = 0.8
 

@@ -1,8 +1,8 @@
-"""Presets: valid configs whose numbers follow from MATH.md and PAPER.md (not tuned).
+"""Presets: valid configs whose numbers follow from docs/mathematics.md and docs/paper.md (not tuned).
 
 The step counts and grids of the quick preset are checked against the kernel model they were
-derived from (MATH.md 3, 5, 6, 7.2), and the notebook miniature's width/lr scaling against the
-measured width-proportionality of the notebook NTK (MATH.md 7.1).
+derived from (docs/mathematics.md 3, 5, 6, 7.2), and the notebook miniature's width/lr scaling against the
+measured width-proportionality of the notebook NTK (docs/mathematics.md §7.1).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ntkdyn.experiments.presets import (
 from ntkdyn.kernels import empirical_ntk, spectrum, two_layer_gram
 from ntkdyn.models import TwoLayerReLU
 
-#: MATH.md 6: lambda_0 = 0.04473, critical beta = 1 - 2 sqrt(lambda_0 0.1) = 0.8662.
+#: docs/mathematics.md 6: lambda_0 = 0.04473, critical beta = 1 - 2 sqrt(lambda_0 0.1) = 0.8662.
 LAMBDA_0 = 0.04473
 BETA_CRIT = 0.8662
 

@@ -1,10 +1,10 @@
-"""Tests of ntkdyn.rates: the MATH.md 5 classifier on its 21-curve table, predicted rates.
+"""Tests of ntkdyn.rates: the docs/mathematics.md 5 classifier on its 21-curve table, predicted rates.
 
-Every curve is generated here from an independent reference (closed forms of MATH.md 4, the
-per-mode recurrences of MATH.md 3 written out by hand), never from ntkdyn.dynamics, except the
+Every curve is generated here from an independent reference (closed forms of docs/mathematics.md 4, the
+per-mode recurrences of docs/mathematics.md 3 written out by hand), never from ntkdyn.dynamics, except the
 registry test at the end, which uses ``predict_discrete`` when it exists.
 
-The problem is MATH.md 6's: K = H^inf of n = 20 normalised Gaussian points in 5-D
+The problem is docs/mathematics.md 6's: K = H^inf of n = 20 normalised Gaussian points in 5-D
 (``default_rng(0)``; lambda_0 = 0.044733, lambda_max = 1.9555), e0 = -y.
 """
 
@@ -33,9 +33,9 @@ from ntkdyn.optim import (
 from ntkdyn.rates import fit_rate, local_exponent, predicted_rate
 
 #: Relative agreement of a fitted rate with the exact asymptotic one when the tail is long
-#: compared with the curve's oscillation and mode mixing (MATH.md 5 observed <= 2e-4 for flows).
+#: compared with the curve's oscillation and mode mixing (docs/mathematics.md 5 observed <= 2e-4 for flows).
 RATE_RTOL = 1e-3
-#: MATH.md 5 fitted exponents of the 20-mode NAG ODE (t <= 3000), and the allowed deviation.
+#: docs/mathematics.md 5 fitted exponents of the 20-mode NAG ODE (t <= 3000), and the allowed deviation.
 NAG_ODE_P = {2: 1.935, 3: 2.925, 6: 5.898, 8: 7.914}
 NAG_ODE_ATOL = 0.15
 #: Agreement of the exponent fitted on discrete torch-NAG with that of its tilted-Bessel model.
@@ -48,13 +48,13 @@ NAG_MODEL_ATOL = 0.05
 
 @functools.cache
 def _problem():
-    """Spectrum and initial modes ``xi0 = Q^T e0`` of MATH.md 6's H^inf with e0 = -y."""
+    """Spectrum and initial modes ``xi0 = Q^T e0`` of docs/mathematics.md 6's H^inf with e0 = -y."""
     g = np.random.default_rng(0)
     X = g.standard_normal((20, 5))
     y = np.sign(g.standard_normal(20))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     G = X @ X.T
-    H = G * (np.pi - np.arccos(np.clip(G, -1.0, 1.0))) / (2.0 * np.pi)  # MATH.md 1.2
+    H = G * (np.pi - np.arccos(np.clip(G, -1.0, 1.0))) / (2.0 * np.pi)  # docs/mathematics.md §1.2
     lam, Q = np.linalg.eigh(H)
     return lam, Q.T @ (-y), H, -y
 
@@ -65,7 +65,7 @@ def _loss(xi: np.ndarray) -> np.ndarray:
 
 
 def _hb_ode(lam, gamma, t):
-    """MATH.md 4 closed form of ``e'' + gamma e' + lam e = 0``, ``e(0) = 1, e'(0) = 0``."""
+    """docs/mathematics.md 4 closed form of ``e'' + gamma e' + lam e = 0``, ``e(0) = 1, e'(0) = 0``."""
     out = np.empty((lam.size, t.size))
     for j, l in enumerate(lam):
         disc = gamma * gamma / 4.0 - l
@@ -81,7 +81,7 @@ def _hb_ode(lam, gamma, t):
 
 
 def _bessel(lam, r, t):
-    """MATH.md 4: ``Gamma(nu+1) (2/z)^nu J_nu(z)``, ``nu = (r-1)/2``, ``z = sqrt(lam) t``."""
+    """docs/mathematics.md 4: ``Gamma(nu+1) (2/z)^nu J_nu(z)``, ``nu = (r-1)/2``, ``z = sqrt(lam) t``."""
     nu = (r - 1) / 2
     z = np.sqrt(lam)[:, None] * t[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -91,7 +91,7 @@ def _bessel(lam, r, t):
 
 
 def _two_term(p, q, x0, x1, steps):
-    """``xi_{k+1} = p xi_k - q xi_{k-1}`` (HB, NAG-SC rows of MATH.md 3), shape (steps+1, n)."""
+    """``xi_{k+1} = p xi_k - q xi_{k-1}`` (HB, NAG-SC rows of docs/mathematics.md 3), shape (steps+1, n)."""
     xs = [x0, x1]
     for _ in range(steps - 1):
         xs.append(p * xs[-1] - q * xs[-2])
@@ -99,7 +99,7 @@ def _two_term(p, q, x0, x1, steps):
 
 
 def _hom(h, b1, b2, x0, steps):
-    """MATH.md 3 HOM: ``xi_{k+1} = (1+b1-h) xi_k + (b2-b1) xi_{k-1} - b2 xi_{k-2}``."""
+    """docs/mathematics.md 3 HOM: ``xi_{k+1} = (1+b1-h) xi_k + (b2-b1) xi_{k-1} - b2 xi_{k-2}``."""
     xs = [x0, (1 - h) * x0, (1 + b1 - h) * (1 - h) * x0 - b1 * x0]
     for _ in range(steps - 2):
         xs.append((1 + b1 - h) * xs[-1] + (b2 - b1) * xs[-2] - b2 * xs[-3])
@@ -107,7 +107,7 @@ def _hom(h, b1, b2, x0, steps):
 
 
 def _torch_nag_direct(h, x0, r, steps):
-    """MATH.md 3 torch NAG-C, one step at a time: the reference for the chunked version."""
+    """docs/mathematics.md 3 torch NAG-C, one step at a time: the reference for the chunked version."""
     x, B = x0.astype(float).copy(), np.zeros_like(x0, dtype=float)
     out = [0.5 * x @ x]
     for k in range(1, steps + 1):
@@ -119,7 +119,7 @@ def _torch_nag_direct(h, x0, r, steps):
 
 @functools.cache
 def _torch_nag(eta, r, steps, slowest_only=False):
-    """Loss of MATH.md 3 torch NAG-C, ``(xi, B)_k = [[1-h(1+mu_k), -mu_k^2], [h, mu_k]]
+    """Loss of docs/mathematics.md 3 torch NAG-C, ``(xi, B)_k = [[1-h(1+mu_k), -mu_k^2], [h, mu_k]]
     (xi, B)_{k-1}``, ``mu_k = (k-1)/(k+r-1)``, ``B_0 = 0`` (at mu_1 = 0 the matrix is the GD
     step with B kept, B_0 = 0 makes them equal). Millions of steps in three vectorised passes
     over chunks of C ~ sqrt(steps): chunk transfer maps, chunk start states, then the losses."""
@@ -188,7 +188,7 @@ def test_references_are_right():
 
 
 # --------------------------------------------------------------------------------------------
-# MATH.md 5 table, synthetic curves (5).
+# docs/mathematics.md 5 table, synthetic curves (5).
 
 
 def test_oscillating_exponential():
@@ -204,7 +204,7 @@ def test_power_law_times_cos2():
     t = np.arange(1.0, 20001.0)
     fit = fit_rate(t**-3.0 * np.cos(0.05 * t) ** 2, t)
     assert fit.kind == "sublinear", fit
-    assert fit.exponent == pytest.approx(3.0, abs=0.05)  # MATH.md 5: 2.985
+    assert fit.exponent == pytest.approx(3.0, abs=0.05)  # docs/mathematics.md 5: 2.985
     assert fit.rho == pytest.approx(fit.rho_pow, rel=0.1) and fit.r_pow < fit.r_exp
     # a sampled trough of cos^2 falls below 1e-20 L_0: the curve is cut there (step 1)
     i = fit.truncated_at
@@ -223,7 +223,7 @@ def test_inverse_square_root():
 
 def test_polynomial_times_exponential():
     """``t^2 e^{-0.002 t}`` is linear; the LS slope on the tail is exactly
-    ``-0.002 + 2 slope(log t)`` (MATH.md 5: -0.00183, "true -0.002 + 2/k")."""
+    ``-0.002 + 2 slope(log t)`` (docs/mathematics.md 5: -0.00183, "true -0.002 + 2/k")."""
     t = np.arange(1.0, 20001.0)
     fit = fit_rate(t**2 * np.exp(-2e-3 * t), t)
     assert fit.kind == "linear", fit
@@ -242,7 +242,7 @@ def test_noisy_exponential():
 
 
 # --------------------------------------------------------------------------------------------
-# MATH.md 5 table, ODE curves (8).
+# docs/mathematics.md 5 table, ODE curves (8).
 
 
 def test_gd_flow():
@@ -250,7 +250,7 @@ def test_gd_flow():
     t = np.linspace(0.0, 400.0, 4001)
     fit = fit_rate(_loss(np.exp(-lam[:, None] * t) * xi0[:, None]), t)
     assert fit.kind == "linear"
-    assert -fit.rate == pytest.approx(2 * lam[0], rel=RATE_RTOL)  # MATH.md 5: 0.08966 vs 0.08947
+    assert -fit.rate == pytest.approx(2 * lam[0], rel=RATE_RTOL)  # docs/mathematics.md 5: 0.08966 vs 0.08947
     assert predicted_rate(GD(1e-3), lam).ode_rate == pytest.approx(2 * lam[0], rel=1e-14)
 
 
@@ -272,7 +272,7 @@ def test_hb_ode_off_critical(ratio):
 
 def test_hb_ode_critical():
     """Critical damping of the slowest mode: the ``(1 + gamma t / 2)^2`` prefactor biases the
-    fit (MATH.md 5: -0.4006 vs -0.4230). The fitted rate lies between ``-2 alpha`` and the LS
+    fit (docs/mathematics.md 5: -0.4006 vs -0.4230). The fitted rate lies between ``-2 alpha`` and the LS
     slope of the slowest mode alone on the same window (the other modes decay at the same
     ``e^{-gamma t}`` without the prefactor)."""
     lam, xi0, _, _ = _problem()
@@ -296,7 +296,7 @@ def test_nag_ode(r):
 
 
 # --------------------------------------------------------------------------------------------
-# MATH.md 5 table, discrete curves at h_max ~ 1 (4).
+# docs/mathematics.md 5 table, discrete curves at h_max ~ 1 (4).
 
 
 def _discrete_curve(name, steps=3000):
@@ -316,9 +316,9 @@ def _discrete_curve(name, steps=3000):
     return HigherOrderMomentum(lr, b1=0.6, b2=0.2), _loss(_hom(h, 0.6, 0.2, xi0, steps).T)
 
 
-#: (MATH.md 5 true rate, allowed relative deviation at the default 1e-20 floor). With one to
+#: (docs/mathematics.md 5 true rate, allowed relative deviation at the default 1e-20 floor). With one to
 #: two oscillation periods of the slowest mode in the tail (NAG-SC: 65 steps of a 125-step
-#: tail) the suffix-max envelope ends in a trough and steepens the fit: MATH.md 5 saw 3.3% and
+#: tail) the suffix-max envelope ends in a trough and steepens the fit: docs/mathematics.md 5 saw 3.3% and
 #: 3.2% for NAG-SC and HOM; with this e0 it is 5.1% and 3.9% (their e0 is not stated).
 DISCRETE = {
     "gd": (-0.04524, 1e-3),
@@ -346,11 +346,11 @@ def test_discrete_constant_rules(name):
 
 
 # --------------------------------------------------------------------------------------------
-# MATH.md 5 table, discrete torch NAG-C (4 curves: short window; long without / with floor).
+# docs/mathematics.md 5 table, discrete torch NAG-C (4 curves: short window; long without / with floor).
 
 
 def _tilted_bessel(eta, r, steps):
-    """Model of discrete NAG-C (MATH.md 3): each mode is the ODE's Bessel solution at
+    """Model of discrete NAG-C (docs/mathematics.md 3): each mode is the ODE's Bessel solution at
     ``z = k arccos(sqrt(1 - h))`` times the per-step decay ``(1 - h)^{k/2}``."""
     lam, xi0, _, _ = _problem()
     h = eta * lam
@@ -361,7 +361,7 @@ def _tilted_bessel(eta, r, steps):
 
 @pytest.mark.parametrize("r", [3, 8])
 def test_torch_nag_short_window_is_sublinear(r):
-    """``k <= 0.05 r / h_0`` with ``h_0 = 4.47e-5``: the ``t^-r`` phase. MATH.md 5 reports
+    """``k <= 0.05 r / h_0`` with ``h_0 = 4.47e-5``: the ``t^-r`` phase. docs/mathematics.md 5 reports
     p = 3.04 / 8.17; with e0 = -y the fast, heavily weighted modes steepen r = 3 to 3.35, which
     the tilted-Bessel model of the same curve reproduces."""
     eta = 1e-3
@@ -391,9 +391,9 @@ def _check_long_nag(eta, r):
 
 @pytest.mark.parametrize("r", [3, 8])
 def test_torch_nag_long_scale_free(r):
-    """MATH.md 5's long runs at ten times the step (eta = 1e-2, h_0 = 4.47e-4, 10x fewer
+    """docs/mathematics.md 5's long runs at ten times the step (eta = 1e-2, h_0 = 4.47e-4, 10x fewer
     steps). In ``s = k h_0`` the curve is ``log L = -r log s - s + const``, so the fitted rate
-    per ``h_0`` equals MATH.md's -4.86e-5 / 4.47e-5 = -1.087."""
+    per ``h_0`` equals docs/mathematics.md's -4.86e-5 / 4.47e-5 = -1.087."""
     fit, _ = _check_long_nag(1e-2, r)
     assert fit.rate / (1e-2 * _problem()[0][0]) == pytest.approx(-4.86e-5 / 4.4733e-5, rel=2e-3)
 
@@ -401,13 +401,13 @@ def test_torch_nag_long_scale_free(r):
 @pytest.mark.slow
 @pytest.mark.parametrize("r", [3, 8])
 def test_torch_nag_long_math_step(r):
-    """MATH.md 5 exactly: eta = 1e-3, up to 20 r / h_0 = 3.6e6 steps (r = 8)."""
+    """docs/mathematics.md 5 exactly: eta = 1e-3, up to 20 r / h_0 = 3.6e6 steps (r = 8)."""
     fit, _ = _check_long_nag(1e-3, r)
     assert fit.rate == pytest.approx(-4.86e-5, rel=2e-3)
 
 
 def test_local_exponent_of_discrete_nag():
-    """MATH.md 5.7: ``p_eff(k) ~ r + k |log(1 - h_0)|`` for the slowest mode."""
+    """docs/mathematics.md §5.7: ``p_eff(k) ~ r + k |log(1 - h_0)|`` for the slowest mode."""
     eta, r = 1e-3, 3.0
     h0 = eta * _problem()[0][0]
     L = _torch_nag(eta, r, int(5 * r / h0), slowest_only=True)
@@ -481,7 +481,7 @@ def test_invariances():
     ],
 )
 def test_decision_rules(rho, r_exp, r_pow, kind):
-    """MATH.md 5 step 6, each branch, with rho_pow = 0.5."""
+    """docs/mathematics.md 5 step 6, each branch, with rho_pow = 0.5."""
     from ntkdyn.rates import _decide
 
     got, reason = _decide(rho, 0.5, r_exp, r_pow)
@@ -546,7 +546,7 @@ def test_local_exponent_closed_forms():
 
 
 def _char_poly(rule, h):
-    """Characteristic polynomial of the MATH.md 3 recurrence of one mode (scheduled NAG: its
+    """Characteristic polynomial of the docs/mathematics.md 3 recurrence of one mode (scheduled NAG: its
     beta_k -> 1 limit, ``z^2 - 2(1-h) z + (1-h)``)."""
     if rule.name == "gd":
         return [1.0, -(1 - h)]
@@ -563,7 +563,7 @@ def _char_poly(rule, h):
 @pytest.mark.parametrize("h_max", [0.3, 0.9, 1.2])
 def test_discrete_factor_from_characteristic_roots(rule, h_max):
     """The generic ``max_j rho(M(h_j))^2`` equals the largest root modulus squared of the
-    recurrences written in MATH.md 3."""
+    recurrences written in docs/mathematics.md 3."""
     lam = _problem()[0]
     rule = rule.with_lr(h_max / lam[-1])
     expected = max(np.abs(np.roots(_char_poly(rule, h))).max() ** 2 for h in rule.lr * lam)
@@ -590,9 +590,9 @@ def test_gd_prediction_and_measurement():
 
 
 def test_heavy_ball_optimum():
-    """MATH.md 3: ``eta* = 4 / (sqrt(l_max) + sqrt(l_min))^2``, ``beta* = ((sqrt k - 1) /
+    """docs/mathematics.md 3: ``eta* = 4 / (sqrt(l_max) + sqrt(l_min))^2``, ``beta* = ((sqrt k - 1) /
     (sqrt k + 1))^2`` give ``rho* = (sqrt k - 1) / (sqrt k + 1)``; no grid point does better.
-    ODE (MATH.md 4): the best damping is ``gamma* = 2 sqrt(l_min)`` with rate 2 sqrt(l_min)."""
+    ODE (docs/mathematics.md 4): the best damping is ``gamma* = 2 sqrt(l_min)`` with rate 2 sqrt(l_min)."""
     lam = _problem()[0]
     kappa = lam[-1] / lam[0]
     rho = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
@@ -637,7 +637,7 @@ def test_hom_ode_rate_with_mass():
     ids=["gd", "hb", "nesterov-sc", "hom"],
 )
 def test_discrete_rate_tends_to_ode_rate(make, order):
-    """``-log q / dt -> ode_rate`` as lr -> 0, at order 1 (GD) or 1/2 (momentum), MATH.md 4."""
+    """``-log q / dt -> ode_rate`` as lr -> 0, at order 1 (GD) or 1/2 (momentum), docs/mathematics.md 4."""
     lam = _problem()[0]
     errors = []
     for eta in (1e-4, 1e-6):
@@ -697,7 +697,7 @@ _HAVE_DISCRETE = importlib.util.find_spec("ntkdyn.dynamics.discrete") is not Non
 def test_registry_measured_rate_matches_prediction(rule):
     """Fit on a deep curve: constant rules give ``log q`` (floor 1e-200, so that the slowest
     mode dominates the tail; the block-power predictor is cheap); scheduled NAG gives
-    ``log(1 - h_0) - r slope(log k)`` over the window (MATH.md 3, 7.2)."""
+    ``log(1 - h_0) - r slope(log k)`` over the window (docs/mathematics.md 3, 7.2)."""
     from ntkdyn.dynamics.discrete import predict_discrete
 
     lam, _, H, e0 = _problem()

@@ -1,7 +1,7 @@
 """Report: claims logic on synthetic stored runs, figures, self-contained HTML, stable summary.
 
-Synthetic "measured" curves are exact kernel-model curves (MATH.md 3) on the H^inf spectrum of
-MATH.md 6's data, or curves built to refute a claim (a power law for GD, a wrong rate, an error
+Synthetic "measured" curves are exact kernel-model curves (docs/mathematics.md 3) on the H^inf spectrum of
+docs/mathematics.md 6's data, or curves built to refute a claim (a power law for GD, a wrong rate, an error
 that does not shrink with the width). The claims must come out supported / refuted /
 inconclusive accordingly.
 """
@@ -103,7 +103,7 @@ def _claims(records, kinds):
     return {c.id: c for c in evaluate_claims(_analyses(records, kinds))}
 
 
-BETA = None  # set lazily: the critical beta of MATH.md 6
+BETA = None  # set lazily: the critical beta of docs/mathematics.md 6
 
 
 def _beta(kernel):

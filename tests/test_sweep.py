@@ -28,15 +28,15 @@ from ntkdyn.experiments.store import STORE_NAME, Store
 from ntkdyn.experiments.sweep import plan_batches, run_sweep
 from ntkdyn.models import TwoLayerReLU
 
-#: The engine and a plain torch.optim loop differ only by rounding (MATH.md 2: 2e-14 relative
+#: The engine and a plain torch.optim loop differ only by rounding (docs/mathematics.md 2: 2e-14 relative
 #: parameter deviation over 300 steps); losses are compared relative to L_0.
 TORCH_LOOP_TOL = 1e-12
 #: Closed-form GD predictions vs the stored ones (eigh of the same matrix, two roundings).
 CLOSED_FORM_TOL = 1e-12
-#: MATH.md 0: MSELoss with lr = eta n / 2 follows the half-sum trajectory with lr = eta, the
+#: docs/mathematics.md 0: MSELoss with lr = eta n / 2 follows the half-sum trajectory with lr = eta, the
 #: loss scaled by 2/n (measured there: max|dL|/L_0 <= 1.1e-16 over the run).
 MSE_EQUIVALENCE_TOL = 1e-13
-#: MATH.md 6: max_k |L_net - L_pred| / L_0 is ~1e-2 at m = 256 and grows like m^-1/2 below;
+#: docs/mathematics.md 6: max_k |L_net - L_pred| / L_0 is ~1e-2 at m = 256 and grows like m^-1/2 below;
 #: at m = 64 on this n = 10 problem it stays below 5e-2.
 KERNEL_REGIME_TOL = 5e-2
 
@@ -133,8 +133,8 @@ def test_stored_curve_equals_a_plain_torch_loop(tiny):
 
 
 def test_gd_predictions_equal_closed_forms(tiny):
-    """MATH.md 3 and 4 written out by hand: L_k = 1/2 sum (1 - h_j)^{2k} xi_j^2 with
-    K = H(0) = (XX^T o AA^T)/m of the run's init (MATH.md 1.1); ODE: exp(-2 lambda_j t)."""
+    """docs/mathematics.md 3 and 4 written out by hand: L_k = 1/2 sum (1 - h_j)^{2k} xi_j^2 with
+    K = H(0) = (XX^T o AA^T)/m of the run's init (docs/mathematics.md §1.1); ODE: exp(-2 lambda_j t)."""
     _, _, runs = tiny
     ds = load_dataset("gaussian:d=5", n=10, seed=0)
     X = ds.X
@@ -166,7 +166,7 @@ def test_gd_predictions_equal_closed_forms(tiny):
 
 
 def test_measured_curves_follow_the_kernel_prediction(tiny):
-    """MATH.md 6: the network follows the K = H(0) prediction up to ~m^-1/2."""
+    """docs/mathematics.md 6: the network follows the K = H(0) prediction up to ~m^-1/2."""
     _, _, runs = tiny
     err = {64: [], 128: []}
     for r in runs.values():
@@ -176,7 +176,7 @@ def test_measured_curves_follow_the_kernel_prediction(tiny):
 
 
 def test_mse_predictions_carry_the_loss_factor(tmp_path):
-    """MATH.md 0: MSELoss with lr = eta n/2 is the half-sum run with lr = eta, scaled by 2/n;
+    """docs/mathematics.md 0: MSELoss with lr = eta n/2 is the half-sum run with lr = eta, scaled by 2/n;
     predictions are stored in the units of the loss minimised."""
     n = 10
     cfg = {"name": "mse", "experiment": [

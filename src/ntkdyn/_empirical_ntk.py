@@ -1,10 +1,10 @@
-"""Empirical NTK of any ``nn.Module``: ``H = sum_p J_p J_p^T`` (MATH.md 1.1, 1.4, 1.5).
+"""Empirical NTK of any ``nn.Module``: ``H = sum_p J_p J_p^T`` (docs/mathematics.md §1.1, 1.4, 1.5).
 
 Private; the public entry is ``ntkdyn.kernels`` (which re-exports ``empirical_ntk``,
 ``NTK_METHODS`` and ``JACOBIAN_BUDGET_BYTES``).
 
-* Closed forms for ``TwoLayerReLU`` (MATH.md 1.1, 1.4) and ``DeepReLU`` (row-wise backprop,
-  MATH.md 1.5): no Jacobian is ever formed.
+* Closed forms for ``TwoLayerReLU`` (docs/mathematics.md §1.1, 1.4) and ``DeepReLU`` (row-wise backprop,
+  docs/mathematics.md §1.5): no Jacobian is ever formed.
 * Any other model (or ``method="autodiff"``): per-row gradients through ``torch.func``
   (``vmap(grad(...))``), tiled over row blocks so memory stays within
   ``JACOBIAN_BUDGET_BYTES`` instead of ``n x #params``.
@@ -110,7 +110,7 @@ def _closed_form_for(model: nn.Module, values: dict[str, torch.Tensor]):
 def _closed_form_two_layer(
     model: TwoLayerReLU, X: torch.Tensor, values: dict[str, torch.Tensor]
 ) -> torch.Tensor:
-    """``sum_p J_p J_p^T`` of a two-layer net in closed form (MATH.md 1.1, 1.4).
+    """``sum_p J_p J_p^T`` of a two-layer net in closed form (docs/mathematics.md §1.1, 1.4).
 
     With ``z = X W^T + b``, ``A = 1{z > 0}`` (torch's ``relu'(0) = 0``) and scale ``s``:
     ``W``: ``s^2 [(A diag(a^2) A^T) o (X X^T)]``; ``bias``: ``s^2 A diag(a^2) A^T``;
@@ -138,7 +138,7 @@ def _closed_form_two_layer(
 def _closed_form_deep(
     model: DeepReLU, X: torch.Tensor, values: dict[str, torch.Tensor]
 ) -> torch.Tensor:
-    """``sum_p J_p J_p^T`` of ``DeepReLU`` by backpropagating row-wise (MATH.md 1.5).
+    """``sum_p J_p J_p^T`` of ``DeepReLU`` by backpropagating row-wise (docs/mathematics.md §1.5).
 
     ``d f / d W^h = delta^h (g^{h-1})^T`` with ``delta^h = d f / d f^h``, so layer ``h``
     contributes ``(Delta^h Delta^h^T) o (G^{h-1} G^{h-1}^T)``; the output layer contributes
@@ -207,7 +207,7 @@ def empirical_ntk(
     method: str = "auto",
     block_rows: int | None = None,
 ) -> np.ndarray:
-    """Empirical NTK Gram ``H = sum_p J_p J_p^T``, ``J_p = d f(X) / d p`` (MATH.md 1.1, 1.5).
+    """Empirical NTK Gram ``H = sum_p J_p J_p^T``, ``J_p = d f(X) / d p`` (docs/mathematics.md §1.1, 1.5).
 
     Args:
         model: any ``nn.Module`` mapping ``(n, d)`` to ``n`` outputs (one per row, rows
@@ -216,7 +216,7 @@ def empirical_ntk(
         params: the tensors the kernel differentiates: None (every parameter with
             ``requires_grad``: ``W`` for a "theory" ``TwoLayerReLU``, ``W, bias, a`` for a
             "notebook" one), a sequence of parameter or buffer names (e.g. ``["W", "a"]``
-            for a theory net with both layers trained, MATH.md 1.4), or a dict name -> tensor
+            for a theory net with both layers trained, docs/mathematics.md §1.4), or a dict name -> tensor
             that also supplies the values to evaluate at.
         method: ``"auto"`` (closed form for ``TwoLayerReLU`` and ``DeepReLU``, autodiff
             otherwise), ``"closed_form"`` (those two only) or ``"autodiff"`` (``torch.func``).

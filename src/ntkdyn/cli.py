@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _loss_factor(loss: str, n: int) -> float:
-    """c in loss = c/2 sum e^2: half-sum c = 1, torch MSELoss(mean) c = 2/n (MATH.md 0)."""
+    """c in loss = c/2 sum e^2: half-sum c = 1, torch MSELoss(mean) c = 2/n (docs/mathematics.md 0)."""
     return 1.0 if loss == "half-sum" else 2.0 / n
 
 

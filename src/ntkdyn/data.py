@@ -4,7 +4,7 @@ Specs accepted by :func:`load_dataset` (the name is case-insensitive; ``name:key
 
 * ``synthetic``             the paper's toy regression: ``x1, x2 ~ N(0, 1)``,
                             ``x3 = linspace(-4, 4, n)``, ``y = -0.5 x1 + 1.2 x2 + 10 sin(x3)``.
-* ``gaussian:d=5``          rows ``x_i ~ N(0, I_d)``, labels ``y_i = sign(N(0, 1))`` (MATH.md 6).
+* ``gaussian:d=5``          rows ``x_i ~ N(0, I_d)``, labels ``y_i = sign(N(0, 1))`` (docs/mathematics.md 6).
 * ``digits``                scikit-learn's bundled 8x8 digits (1797 x 64, no download), target =
   ``digits:classes=3/8``    digit value; two classes give labels -1 (first) / +1 (second); three
   ``digits:classes=0/1/2``  or more keep the digit value.
@@ -21,10 +21,10 @@ enforce are in :mod:`ntkdyn._datafiles`. Every source then passes the checks of
 :func:`validate_dataset` and yields a :class:`Dataset` of read-only float64 arrays; bad input
 is a ValueError naming the field (or the source) in backticks.
 
-``normalize=True`` (the paper's setting, ``||x_i|| = 1``, MATH.md 0) scales every row to unit
+``normalize=True`` (the paper's setting, ``||x_i|| = 1``, docs/mathematics.md 0) scales every row to unit
 Euclidean norm. Labels are never transformed.
 
-Degenerate inputs (MATH.md 1.2). ``H^inf_ij = x_i^T x_j (pi - theta_ij) / (2 pi)`` is the Gram of
+Degenerate inputs (docs/mathematics.md §1.2). ``H^inf_ij = x_i^T x_j (pi - theta_ij) / (2 pi)`` is the Gram of
 the features ``phi_i(w) = x_i 1{w^T x_i > 0}``, ``w ~ N(0, I)``, so ``lambda_min(H^inf) = 0``
 iff ``sum_i c_i phi_i = 0`` for some ``c != 0``. The sum is piecewise constant in ``w``, and
 crossing the hyperplane ``w ⟂ x_i`` changes only the terms of rows on the line of ``x_i``; hence:
@@ -39,7 +39,7 @@ crossing the hyperplane ``w ⟂ x_i`` changes only the terms of rows on the line
 The jump across ``w ⟂ u`` forces ``sum_{i on line u} c_i ||x_i|| = 0``; so without same-direction
 rows only antiparallel pairs can carry ``c``, and what remains is ``sum_pairs c_p x_p = 0``: these
 are the only cases, and :func:`find_degeneracy` detects exactly them. The same null vector
-annihilates the output-layer kernel ``H^{a,inf}`` of MATH.md 1.4 (``sigma(t) - sigma(-t) = t``).
+annihilates the output-layer kernel ``H^{a,inf}`` of docs/mathematics.md §1.4 (``sigma(t) - sigma(-t) = t``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ _GRAM_BLOCK_BYTES = 32 * 2**20
 
 
 class DegenerateDataWarning(UserWarning):
-    """The inputs make lambda_min of the NTK Gram ~0: no linear-rate guarantee (MATH.md 1.2)."""
+    """The inputs make lambda_min of the NTK Gram ~0: no linear-rate guarantee (docs/mathematics.md §1.2)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,7 +173,7 @@ def validate_dataset(
     a zero row when ``normalize`` (no direction to scale). Emits :class:`DegenerateDataWarning`
     when :func:`find_degeneracy` finds a reason for ``lambda_min(H^inf) = 0``: duplicated or
     positively parallel rows, a zero row (``normalize=False``), or antiparallel pairs with
-    linearly dependent directions. A lone antiparallel pair is fine (MATH.md 1.2).
+    linearly dependent directions. A lone antiparallel pair is fine (docs/mathematics.md §1.2).
     """
     return _validate(X, y, name, normalize, check_degenerate, stacklevel=3)
 
@@ -186,7 +186,7 @@ def _validate(X, y, name, normalize, check_degenerate, stacklevel) -> Dataset:
     if X.ndim != 2:
         raise ValueError(f"`X` of {name!r} must be 2-D (n, d), got shape {X.shape}")
     if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]  # (n, 1) is unambiguous; anything else would broadcast wrongly (MATH.md 0)
+        y = y[:, 0]  # (n, 1) is unambiguous; anything else would broadcast wrongly (docs/mathematics.md 0)
     if y.ndim != 1:
         raise ValueError(f"`y` of {name!r} must have shape (n,) or (n, 1), got {y.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -235,7 +235,7 @@ def find_degeneracy(X, y=None) -> Degeneracy | None:
     tail = "so lambda_min of the NTK Gram H^inf is ~0 and there is no linear rate guarantee"
     if zero.size:
         i = int(zero[0])
-        return Degeneracy("zero", (i,), f"row {i} of `X` is zero, {tail} (MATH.md 1.2)")
+        return Degeneracy("zero", (i,), f"row {i} of `X` is zero, {tail} (docs/mathematics.md §1.2)")
     U = X / norms[:, None]
     block = max(1, _GRAM_BLOCK_BYTES // (8 * n))
     anti: list[tuple[int, int]] = []  # more than d pairs are always dependent: keep d + 1
@@ -257,7 +257,7 @@ def find_degeneracy(X, y=None) -> Degeneracy | None:
 def _parallel(X, y, i: int, j: int, tail: str) -> Degeneracy:
     kind = "duplicate" if np.array_equal(X[i], X[j]) else "parallel"
     what = "are duplicates" if kind == "duplicate" else "are parallel (positive multiples)"
-    msg = f"rows {i} and {j} of `X` {what}, {tail} (MATH.md 1.2)"
+    msg = f"rows {i} and {j} of `X` {what}, {tail} (docs/mathematics.md §1.2)"
     if y is not None and y[i] != y[j]:
         msg += f"; with y[{i}]={y[i]:g} != y[{j}]={y[j]:g} the loss cannot reach 0"
     return Degeneracy(kind, (i, j), msg)
@@ -275,7 +275,7 @@ def _dependent_antiparallel(U, anti, tail) -> Degeneracy | None:
     listed = ", ".join(f"({i}, {j})" for i, j in involved)
     msg = (
         f"antiparallel row pairs {listed} of `X` have linearly dependent directions, {tail} "
-        "(a lone antiparallel pair is fine; MATH.md 1.2)"
+        "(a lone antiparallel pair is fine; docs/mathematics.md §1.2)"
     )
     return Degeneracy("antiparallel", rows, msg)
 
@@ -372,7 +372,7 @@ def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gaussian(n: int, seed: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """MATH.md 6: X (n, d) ~ N(0, I) first, then y = sign(N(0, 1)) from the same generator."""
+    """docs/mathematics.md 6: X (n, d) ~ N(0, I) first, then y = sign(N(0, 1)) from the same generator."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
     y = np.where(rng.standard_normal(n) >= 0, 1.0, -1.0)  # sign, with the null event sent to +1

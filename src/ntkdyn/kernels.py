@@ -1,18 +1,18 @@
-"""Neural tangent kernels: analytic limits, empirical Grams and their spectra (MATH.md 1).
+"""Neural tangent kernels: analytic limits, empirical Grams and their spectra (docs/mathematics.md 1).
 
 Theory side: NumPy float64 in and out; ``X`` may be a NumPy array or a torch tensor ``(n, d)``.
 
 * ``two_layer_gram``: the infinite-width Grams of the two-layer ReLU net, first layer
-  (``H^inf``, MATH.md 1.2), output layer (``H^{a,inf}``, 1.4) or their sum.
-* ``deep_relu_ntk``: the deep ReLU NTK recursion (MATH.md 1.5).
+  (``H^inf``, docs/mathematics.md §1.2), output layer (``H^{a,inf}``, 1.4) or their sum.
+* ``deep_relu_ntk``: the deep ReLU NTK recursion (docs/mathematics.md §1.5).
 * ``ntk_gram``: the analytic entry point (two-layer or deep).
 * ``empirical_ntk``: ``sum_p J_p J_p^T`` of any ``nn.Module`` at its current weights, through
-  ``torch.func`` and tiled over rows; closed forms (MATH.md 1.1, 1.4) for ``TwoLayerReLU``.
+  ``torch.func`` and tiled over rows; closed forms (docs/mathematics.md §1.1, 1.4) for ``TwoLayerReLU``.
   Implemented in the private ``_empirical_ntk`` and re-exported here.
 * ``spectrum``: one symmetric eigendecomposition, returned as a ``Spectrum`` record, with an
   ``IllConditionedKernelWarning`` when ``lambda_min ~ 0`` (no linear-rate guarantee).
 
-The Gram ``H = J J^T`` is loss-free; the dynamics use ``K = c H`` (MATH.md 0).
+The Gram ``H = J J^T`` is loss-free; the dynamics use ``K = c H`` (docs/mathematics.md 0).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ _ANGLE_CHUNK_ELEMENTS = 2**22
 class IllConditionedKernelWarning(UserWarning):
     """The kernel is (numerically) singular: ``lambda_min <= 1e-10 lambda_max``.
 
-    The linear-rate guarantees of MATH.md 3-4 need ``lambda_min(K) > 0``; duplicated or
+    The linear-rate guarantees of docs/mathematics.md 3-4 need ``lambda_min(K) > 0``; duplicated or
     parallel inputs are the usual cause.
     """
 
@@ -78,7 +78,7 @@ class IllConditionedKernelWarning(UserWarning):
 def _half_angles(
     X: np.ndarray, S: np.ndarray, root: np.ndarray, norm: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(sin(theta_ij / 2), cos(theta_ij / 2))`` for every pair of rows of ``X`` (MATH.md 1.2).
+    """``(sin(theta_ij / 2), cos(theta_ij / 2))`` for every pair of rows of ``X`` (docs/mathematics.md §1.2).
 
     For unit rows ``u, v``: ``sin(theta/2) = |u - v| / 2``, ``cos(theta/2) = |u + v| / 2``, and
     ``theta = 2 atan2(sin(theta/2), cos(theta/2))`` is accurate on all of [0, pi], where
@@ -167,7 +167,7 @@ def _pair_geometry(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 
 
 def two_layer_gram(X: object, *, layer: str = "first") -> np.ndarray:
-    """Infinite-width Gram of the two-layer ReLU net (MATH.md 1.2, 1.4), any row norms.
+    """Infinite-width Gram of the two-layer ReLU net (docs/mathematics.md §1.2, 1.4), any row norms.
 
     With ``theta_ij = arccos(x_i.x_j / (|x_i||x_j|))``:
 
@@ -203,7 +203,7 @@ def two_layer_gram(X: object, *, layer: str = "first") -> np.ndarray:
 
 
 def deep_relu_ntk(X: object, depth: int) -> np.ndarray:
-    """Infinite-width NTK of ``models.DeepReLU`` with ``depth`` hidden layers (MATH.md 1.5).
+    """Infinite-width NTK of ``models.DeepReLU`` with ``depth`` hidden layers (docs/mathematics.md §1.5).
 
     For every pair, vectorised over the ``(n, n)`` matrix: ``Sigma^0 = x.x'``,
     ``theta_h = arccos(Sigma^{h-1}(x,x') / sqrt(Sigma^{h-1}(x,x) Sigma^{h-1}(x',x')))``
@@ -250,7 +250,7 @@ def deep_relu_ntk(X: object, depth: int) -> np.ndarray:
 def ntk_gram(X: object, *, depth: int | None = None, layer: str = "first") -> np.ndarray:
     """Analytic NTK Gram: ``two_layer_gram(X, layer=layer)`` if ``depth`` is None, else
     ``deep_relu_ntk(X, depth)`` (all layers of the deep net trained; ``layer`` must then stay
-    ``"first"``). MATH.md 1.2, 1.4, 1.5."""
+    ``"first"``). docs/mathematics.md §1.2, 1.4, 1.5."""
     if depth is None:
         return two_layer_gram(X, layer=layer)
     if layer != "first":
@@ -267,7 +267,7 @@ def ntk_gram(X: object, *, depth: int | None = None, layer: str = "first") -> np
 
 @dataclass(frozen=True, eq=False)
 class Spectrum:
-    """Eigendecomposition of a symmetric kernel ``K = Q diag(lambda) Q^T`` (MATH.md 0).
+    """Eigendecomposition of a symmetric kernel ``K = Q diag(lambda) Q^T`` (docs/mathematics.md 0).
 
     Attributes:
         eigenvalues: ``(n,)`` float64, ascending.
@@ -294,7 +294,7 @@ def spectrum(K: object, *, vectors: bool = False) -> Spectrum:
     ``K`` must be symmetric to ``SYMMETRY_RTOL`` relative to ``max|K|`` (it is then
     symmetrised). Warns ``IllConditionedKernelWarning`` when ``lambda_min <=
     ILL_CONDITIONED_RTOL * lambda_max``: no linear convergence rate is guaranteed
-    (MATH.md 3-4). A ``Spectrum`` passes through unchanged.
+    (docs/mathematics.md 3-4). A ``Spectrum`` passes through unchanged.
 
     Args:
         K: ``(n, n)`` array or tensor, or a ``Spectrum``.

@@ -1,11 +1,11 @@
-"""The networks whose training ntkdyn predicts (MATH.md sections 0, 1.5; PAPER.md).
+"""The networks whose training ntkdyn predicts (docs/mathematics.md sections 0, 1.5; docs/paper.md).
 
 Two-layer ReLU network, two parameterisations:
 
-* ``"theory"`` (Du et al., the paper's analysis; MATH.md 0):
+* ``"theory"`` (Du et al., the paper's analysis; docs/mathematics.md 0):
   ``f(x) = m^{-1/2} sum_r a_r relu(w_r . x)``, ``w_r ~ N(0, I_d)``, ``a_r ~ Unif{+-1}``
   fixed (a buffer, never trained), no bias; only ``W`` is a trainable parameter.
-* ``"notebook"`` (the authors' Colab model, PAPER.md): ``Linear(d, m)`` with bias, ReLU,
+* ``"notebook"`` (the authors' Colab model, docs/paper.md): ``Linear(d, m)`` with bias, ReLU,
   ``Linear(m, 1, bias=False)``; first-layer weight ``N(0, std = 1/m)``, bias at
   ``nn.Linear``'s default ``U(-1/sqrt(d), 1/sqrt(d))``, second layer ``U(-1, 1)``; ``W``,
   ``bias`` and ``a`` all trained; no ``1/sqrt(m)`` output scale. The random draws happen in the
@@ -15,10 +15,10 @@ Two-layer ReLU network, two parameterisations:
 
 Both expose one interface that the training engine and ``kernels.empirical_ntk`` rely on:
 ``W`` (m, d), ``a`` (m,), ``bias`` (m,) or None, ``output_scale`` (float), ``parameterization``,
-``width``, ``d``; ``forward(X)`` returns shape ``(n,)``, never ``(n, 1)`` (MATH.md 0 pitfall:
+``width``, ``d``; ``forward(X)`` returns shape ``(n,)``, never ``(n, 1)`` (docs/mathematics.md 0 pitfall:
 an ``(n, 1)`` output against an ``(n,)`` target makes MSELoss broadcast to ``(n, n)``).
 
-``DeepReLU`` is the NTK-parameterised deep ReLU network of MATH.md 1.5.
+``DeepReLU`` is the NTK-parameterised deep ReLU network of docs/mathematics.md §1.5.
 
 Randomness is explicit: every draw uses the keyword-only ``generator`` (a ``torch.Generator``);
 ``generator=None`` uses torch's global RNG. Library code never seeds anything.
@@ -76,7 +76,7 @@ def _check_parameterization(parameterization: object) -> str:
 
 
 class TwoLayerReLU(nn.Module):
-    """Two-layer ReLU network ``f(x) = s * sum_r a_r relu(w_r . x + b_r)`` (MATH.md 0, PAPER.md).
+    """Two-layer ReLU network ``f(x) = s * sum_r a_r relu(w_r . x + b_r)`` (docs/mathematics.md 0, docs/paper.md).
 
     ``s = output_scale`` is ``m^{-1/2}`` ("theory") or 1 ("notebook"); ``b = 0`` in "theory".
 
@@ -164,7 +164,7 @@ class TwoLayerReLU(nn.Module):
 
 
 class DeepReLU(nn.Module):
-    """Deep ReLU network in the NTK parameterisation (MATH.md 1.5).
+    """Deep ReLU network in the NTK parameterisation (docs/mathematics.md §1.5).
 
     ``g^0 = x``, ``f^h = W^h g^{h-1}``, ``g^h = sqrt(2/m) relu(f^h)`` for ``h = 1..L``, output
     ``f = W^{L+1} g^L``; every weight ``N(0, 1)``, no biases. Its NTK converges to

@@ -1,13 +1,13 @@
 """Convergence rates: predicted from (rule, spectrum of K), and measured from a loss curve.
 
-Conventions (MATH.md 0, 3, 4, 5):
+Conventions (docs/mathematics.md 0, 3, 4, 5):
 
 * ``eigenvalues`` are those of the *effective* kernel ``K = c H`` (loss factor included), and
   ``h_j = lr * lambda_j(K)``; losses are ``L_k = 1/2 sum_j xi_{j,k}^2`` (any constant factor,
   e.g. 2/n for MSELoss, leaves every rate unchanged).
 * A discrete rate is a per-step loss factor ``q = lim L_{k+1} / L_k``; an ODE rate is the
   exponent ``a`` of ``L(t) ~ exp(-a t)`` with ``t = k lr`` (GD) or ``t = k sqrt(lr)`` (momentum).
-* :func:`fit_rate` is the linear-vs-sublinear classifier of MATH.md 5, step for step.
+* :func:`fit_rate` is the linear-vs-sublinear classifier of docs/mathematics.md 5, step for step.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ class PredictedRate:
 
     kind: "linear", "sublinear" (the ODE limit of vanishing-damping Nesterov, ``t^-r``) or
         "none" (a nonlinear rule such as Adam: nothing is predicted, and the fields are None).
-    discrete_factor: asymptotic per-step loss factor ``q = max_j rho(M(h_j))^2`` (MATH.md 3).
+    discrete_factor: asymptotic per-step loss factor ``q = max_j rho(M(h_j))^2`` (docs/mathematics.md 3).
         For scheduled Nesterov it is the limit ``k -> inf`` of the per-step matrices,
         ``1 - h_0`` when ``h_max <= 1``: at a fixed lr the discrete scheme is eventually linear.
     stable: ``discrete_factor < 1``; an unstable rule keeps its kind, and its statement says
         "unstable".
-    ode_rate: ``a`` in ``L(t) ~ exp(-a t)`` of the limiting ODE (MATH.md 4); None for Bessel.
+    ode_rate: ``a`` in ``L(t) ~ exp(-a t)`` of the limiting ODE (docs/mathematics.md 4); None for Bessel.
     exponent: ``r`` of the ODE law ``L(t) ~ t^-r`` (scheduled Nesterov); else None.
     time_scale: "lr" (t = k lr) or "sqrt_lr" (t = k sqrt(lr)); step_time is that dt per step.
     crossover_step: ``r / h_0``, the step after which discrete scheduled Nesterov turns linear.
@@ -73,7 +73,7 @@ class PredictedRate:
 
 
 def predicted_rate(rule: Rule | str, eigenvalues) -> PredictedRate:
-    """Predict the convergence of ``rule`` on ``F(e) = 1/2 e^T K e`` (MATH.md 3, 4, 7.2).
+    """Predict the convergence of ``rule`` on ``F(e) = 1/2 e^T K e`` (docs/mathematics.md 3, 4, 7.2).
 
     Discrete: ``q = max_j rho(M(h_j))^2`` with ``M(h) = A - h b e_0^T`` from the rule's own
     register matrices (generic; a k-dependent schedule is taken at its k -> inf limit).
@@ -127,7 +127,7 @@ def predicted_rate(rule: Rule | str, eigenvalues) -> PredictedRate:
 
 
 def _damping(lam: np.ndarray, gamma: float) -> np.ndarray:
-    """``alpha(lambda, gamma)`` of ``e'' + gamma e' + lambda e = 0`` (MATH.md 4)."""
+    """``alpha(lambda, gamma)`` of ``e'' + gamma e' + lambda e = 0`` (docs/mathematics.md 4)."""
     disc = gamma * gamma - 4.0 * lam
     # 2 lam / (g + sqrt(disc)) equals (g - sqrt(disc)) / 2 without its cancellation at g^2 >> l
     over = 2.0 * lam / (gamma + np.sqrt(np.maximum(disc, 0.0)))
@@ -177,7 +177,7 @@ def _check_eigenvalues(eigenvalues) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Measurement: the classifier of MATH.md 5.
+# Measurement: the classifier of docs/mathematics.md 5.
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ class FitWindow:
 
 @dataclass(frozen=True)
 class RateFit:
-    """Result of :func:`fit_rate` (MATH.md 5).
+    """Result of :func:`fit_rate` (docs/mathematics.md 5).
 
     kind: "linear", "sublinear" or "undetermined" (then ``reason`` says why).
     rate, factor: for "linear", the slope ``s`` of ``log E`` per unit t and ``q = e^s``.
@@ -229,7 +229,7 @@ class RateFit:
 
 
 def fit_rate(losses, times=None, *, floor_rel: float = 1e-20) -> RateFit:
-    """Classify a loss curve as linear (``exp(s t)``) or sublinear (``t^-p``), MATH.md 5.
+    """Classify a loss curve as linear (``exp(s t)``) or sublinear (``t^-p``), docs/mathematics.md 5.
 
     1. truncate at the first ``L <= floor_rel * L_0`` or non-finite value (rounding floors
        otherwise look like stagnation); 2. envelope ``E_i = max_{j >= i} L_j``;
@@ -297,7 +297,7 @@ def fit_rate(losses, times=None, *, floor_rel: float = 1e-20) -> RateFit:
 
 
 def _decide(rho: float, rho_pow: float, r_exp: float, r_pow: float) -> tuple[str, str]:
-    """MATH.md 5 step 6: the verdict from the slope ratio and the residuals, and why."""
+    """docs/mathematics.md 5 step 6: the verdict from the slope ratio and the residuals, and why."""
     if not rho > 0.0:
         return "undetermined", f"slope ratio rho = {rho:.3g} <= 0"
     d_lin, d_pow = abs(math.log(rho)), abs(math.log(rho / rho_pow))
@@ -314,7 +314,7 @@ def _decide(rho: float, rho_pow: float, r_exp: float, r_pow: float) -> tuple[str
 
 
 def local_exponent(losses, times=None, *, span: float = 2.0, floor_rel: float = 1e-20):
-    """Local power-law exponent ``p_eff(t) = -d log E / d log t`` of the envelope (MATH.md 5).
+    """Local power-law exponent ``p_eff(t) = -d log E / d log t`` of the envelope (docs/mathematics.md 5).
 
     The derivative is the secant of ``log E`` over ``[t / sqrt(span), t sqrt(span)]``
     (interpolated in ``log t``), which averages over the stair steps of an oscillating

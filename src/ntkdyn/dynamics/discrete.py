@@ -1,8 +1,8 @@
-"""Exact discrete loss curves of a linear rule on the kernel quadratic (MATH.md 3).
+"""Exact discrete loss curves of a linear rule on the kernel quadratic (docs/mathematics.md 3).
 
 In the kernel regime the prediction error ``e = u - y`` follows the optimizer run on
 ``F(e) = 1/2 e^T K e`` with the *effective* kernel ``K = c H`` (loss ``c/2 sum e_i^2``:
-half-sum ``c = 1``, ``MSELoss(mean)`` ``c = 2/n``; MATH.md 0). ``K`` must already hold ``c``.
+half-sum ``c = 1``, ``MSELoss(mean)`` ``c = 2/n``; docs/mathematics.md 0). ``K`` must already hold ``c``.
 With ``K = sum_j lambda_j q_j q_j^T`` every eigenmode evolves on its own: the rule's register
 machine ``z_k = A_k z_{k-1} - lr b_k g`` becomes, for mode ``j`` with ``h_j = lr lambda_j``,
 
@@ -288,7 +288,7 @@ def predict_discrete(
     """Exact loss curve ``L_k = 1/2 ||e_k||^2``, ``k = 0..steps``, of ``rule`` on the quadratic.
 
     Runs the per-eigenmode recurrences ``z_{j,k} = (A_k - h_j b_k e_0^T) z_{j,k-1}`` from
-    ``z_{j,0} = (q_j^T e0, 0, ..., 0)`` with ``h_j = rule.lr * lambda_j(K)`` (MATH.md 3; module
+    ``z_{j,0} = (q_j^T e0, 0, ..., 0)`` with ``h_j = rule.lr * lambda_j(K)`` (docs/mathematics.md 3; module
     docstring). This equals training the linearised model ``u = u_0 + J (w - w_0)`` with
     ``rule.torch`` on the loss ``c/2 ||u - y||^2`` when ``K = c J J^T`` and ``e0 = u_0 - y``.
 

@@ -1,6 +1,6 @@
-"""Limiting ODEs of the optimizers on the kernel quadratic, solved per eigenmode (MATH.md 4).
+"""Limiting ODEs of the optimizers on the kernel quadratic, solved per eigenmode (docs/mathematics.md 4).
 
-Conventions (MATH.md 0 and 4, stated once here):
+Conventions (docs/mathematics.md 0 and 4, stated once here):
 
 * ``K`` is the *effective* kernel ``c H`` (the loss factor c is already in it). Per eigenmode
   ``lambda = lambda_j(K)`` with ``xi_j = q_j^T e``, the loss is ``L(t) = 1/2 sum_j xi_j(t)^2``.
@@ -96,7 +96,7 @@ def predict_ode(
     rtol: float = NUMERIC_RTOL,
     atol: float = NUMERIC_ATOL,
 ) -> np.ndarray:
-    """Loss ``L(t) = 1/2 ||e(t)||^2`` of the rule's limiting ODE (MATH.md 4).
+    """Loss ``L(t) = 1/2 ||e(t)||^2`` of the rule's limiting ODE (docs/mathematics.md 4).
 
     Per eigenmode of K (closed form): ``L(t) = 1/2 sum_j (f(t, lambda_j) q_j^T e0)^2`` with
     ``f`` the flow, oscillator or Bessel solution of the module docstring.
@@ -166,7 +166,7 @@ def ode_modes(K, e0, rule, times) -> ODEModes:
 
 
 def ode_envelope(K, e0, rule, times, *, cap: bool = True) -> np.ndarray:
-    """Asymptotic NAG envelope ``1/2 sum_j xi_j0^2 A_r^2 (sqrt(lambda_j) t)^-r`` (MATH.md 4).
+    """Asymptotic NAG envelope ``1/2 sum_j xi_j0^2 A_r^2 (sqrt(lambda_j) t)^-r`` (docs/mathematics.md 4).
 
     ``A_r = Gamma(nu+1) 2^nu sqrt(2/pi)``, ``nu = (r-1)/2``: ``|xi_j| ~ xi_j0 A_r z^-r/2`` at
     large ``z = sqrt(lambda_j) t``. With ``cap`` each mode's term is capped at its initial

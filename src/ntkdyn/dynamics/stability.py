@@ -1,10 +1,10 @@
 """Stable learning rates, optimal parameters and the NAG-C crossover on the kernel quadratic.
 
-Every eigenmode of ``K`` (effective kernel, ``K = c H``; MATH.md 0) with ``h = lr lambda``
-evolves by ``M_k(h) = A_k - h b_k e_0^T`` (MATH.md 3). A rule with constant matrices is stable
+Every eigenmode of ``K`` (effective kernel, ``K = c H``; docs/mathematics.md 0) with ``h = lr lambda``
+evolves by ``M_k(h) = A_k - h b_k e_0^T`` (docs/mathematics.md 3). A rule with constant matrices is stable
 on ``K`` iff the spectral radius ``rho(M(h)) < 1`` for every ``h_j = lr lambda_j``; the stable
 set is ``0 < h < h*`` with ``h*`` declared in closed form by the rule (``rule.max_stable_h()``,
-the MATH.md 3 table), so the largest stable learning rate is ``h* / lambda_max(K)``. Rules that
+the docs/mathematics.md 3 table), so the largest stable learning rate is ``h* / lambda_max(K)``. Rules that
 declare no closed form get ``h*`` by bisection on ``rho``. For vanishing-damping Nesterov the
 matrices depend on ``k``; its bound ``h < 4/3`` is the ``beta_k -> 1`` limit.
 
@@ -15,7 +15,7 @@ contraction factors of the error, the loss contracts by their square):
     HB:  lr = 4 / (sqrt(lambda_max) + sqrt(lambda_min))^2,
          beta = ((sqrt(kappa) - 1) / (sqrt(kappa) + 1))^2,   rho = sqrt(beta).
 
-Vanishing-damping NAG at a fixed step is eventually linear (MATH.md 3, 7.2): the ``t^-r`` phase
+Vanishing-damping NAG at a fixed step is eventually linear (docs/mathematics.md 3, 7.2): the ``t^-r`` phase
 ends near ``k_x = r / h_0`` (``h_0 = lr lambda_min``), where the slowest mode's loss has fallen
 to ``L/L_0 ~ A_r^2 e^-r (sqrt(h_0) / r)^r`` (``A_r = Gamma(nu+1) 2^nu sqrt(2/pi)``,
 ``nu = (r-1)/2``), relative to that mode's own initial loss (unit ``xi_0``).
@@ -202,7 +202,7 @@ def _extremes(K) -> tuple[float, float]:
 
 
 def _crossover(r: float, h0: float) -> tuple[float, float]:
-    """``(r / h_0, A_r^2 e^-r (sqrt(h_0)/r)^r)`` (MATH.md 3), in logs to avoid overflow."""
+    """``(r / h_0, A_r^2 e^-r (sqrt(h_0)/r)^r)`` (docs/mathematics.md 3), in logs to avoid overflow."""
     if h0 <= 0.0:
         return math.inf, 0.0
     nu = 0.5 * (r - 1.0)
@@ -220,7 +220,7 @@ def stability(K_or_eigenvalues, rule) -> StabilityReport:
         rule: a linear rule (or spec string); its ``lr`` is judged.
 
     Returns:
-        A :class:`StabilityReport` (module docstring for the formulas; MATH.md 3).
+        A :class:`StabilityReport` (module docstring for the formulas; docs/mathematics.md 3).
     """
     rule = _check_rule(rule)
     lmin, lmax = _extremes(K_or_eigenvalues)

@@ -180,7 +180,7 @@ def resolve(choice: OptimizerChoice, lambda_min: float, lambda_max: float) -> Ru
     """The rule with data-driven values computed from ``lambda_min/max`` of ``K = c H^inf``.
 
     ``lr = "hmax=X"``: ``X / lambda_max``; ``"h0=X"``: ``X / lambda_min``. ``"critical"``:
-    ``beta = 1 - 2 sqrt(lambda_min lr)`` (HOM: ``b1`` = that minus ``b2``), MATH.md 4, 6.
+    ``beta = 1 - 2 sqrt(lambda_min lr)`` (HOM: ``b1`` = that minus ``b2``), docs/mathematics.md 4, 6.
     """
     params = dict(choice.params)
     m = _SPECIAL_LR.match(str(params["lr"]))

@@ -1,6 +1,6 @@
 """Typed, validated sweep configs (TOML) and their expansion into runs with stable ids.
 
-A config (DESIGN.md, "ntkdyn sweep CONFIG.toml")::
+A config (docs/design.md, "ntkdyn sweep CONFIG.toml")::
 
     name = "quick"                      # required
     description = "..."                 # optional
@@ -11,7 +11,7 @@ A config (DESIGN.md, "ntkdyn sweep CONFIG.toml")::
     title = "..."                       # optional; kind: free tag for the report ("curves")
     mode = "theory"                     # theory | notebook (models.TwoLayerReLU)
     data = "gaussian:d=5"               # data.load_dataset spec; n, data_seed optional
-    loss = "half-sum"                   # half-sum (c = 1) | mse (c = 2/n), MATH.md 0
+    loss = "half-sum"                   # half-sum (c = 1) | mse (c = 2/n), docs/mathematics.md 0
     widths = [64, 128]                  # non-empty, ints > 0
     seeds = [0, 1]                      # non-empty, ints >= 0 (default [0])
     steps = 2000                        # int >= 1
@@ -29,12 +29,12 @@ Grids over datasets, parameterisations, sizes, steps, loss, dtype and device: an
 expands into one experiment per combination, ids ``ID-1, ID-2, ...`` (:func:`_expand_table`).
 
 Data-driven parameter values (strings), resolved per experiment from ``K = c H^inf`` of its
-data (MATH.md 0, 4, 6), and recorded as numbers (rounded to :data:`RESOLVED_DIGITS`
+data (docs/mathematics.md 0, 4, 6), and recorded as numbers (rounded to :data:`RESOLVED_DIGITS`
 significant digits, so the run id does not hang on the last bit of an eigensolver):
 
 * ``beta = "critical"`` (hb, nesterov-sc): ``beta = 1 - 2 sqrt(lambda_min(K) lr)``, critical
   damping of the slowest mode (gamma = 2 sqrt(lambda_min(K))).
-* ``b1 = "critical"`` (hom, hom-notebook): ``b1 = 1 - 2 sqrt(lambda_min(K) lr) - b2`` (MATH.md 6).
+* ``b1 = "critical"`` (hom, hom-notebook): ``b1 = 1 - 2 sqrt(lambda_min(K) lr) - b2`` (docs/mathematics.md 6).
 * ``lr = "hmax=X"`` / ``lr = "h0=X"``: ``lr = X / lambda_max(K)`` / ``X / lambda_min(K)``.
 
 Every problem raises ValueError whose message names the field path in backticks (for example
@@ -106,7 +106,7 @@ class DataSpec:
 
     @property
     def normalize(self) -> bool:
-        return self.mode == "theory"  # theory: unit rows (MATH.md 0); notebook: raw pixels
+        return self.mode == "theory"  # theory: unit rows (docs/mathematics.md 0); notebook: raw pixels
 
     @property
     def key(self) -> str:
@@ -353,7 +353,7 @@ class DataCache:
         return check.load_data(spec.data, spec.n, spec.data_seed, spec.normalize)
 
     def spectrum(self, spec: DataSpec):
-        """Spectrum of ``H^inf`` (first layer, MATH.md 1.2) of the data; no loss factor."""
+        """Spectrum of ``H^inf`` (first layer, docs/mathematics.md §1.2) of the data; no loss factor."""
         if spec.key not in self._spectra:
             from ..kernels import spectrum, two_layer_gram
 
@@ -363,7 +363,7 @@ class DataCache:
         return self._spectra[spec.key]
 
     def loss_factor(self, spec: DataSpec, loss: str) -> float:
-        """``c`` of ``loss = c/2 sum e^2``: half-sum 1, mse 2/n (MATH.md 0)."""
+        """``c`` of ``loss = c/2 sum e^2``: half-sum 1, mse 2/n (docs/mathematics.md 0)."""
         return 1.0 if loss == "half-sum" else 2.0 / self.dataset(spec).n
 
 

@@ -6,7 +6,7 @@ Each preset is a plain dict in the TOML schema of :mod:`.config` and goes throug
 ``theory-point`` (claims C1-C7, docs/verdicts.md) and ``E1`` .. ``E6`` (the notebook's
 experiments, findings).
 
-Theory experiments (all presets): MATH.md 6's setting, ``gaussian:d=5``, n = 20, unit rows,
+Theory experiments (all presets): docs/mathematics.md 6's setting, ``gaussian:d=5``, n = 20, unit rows,
 labels +-1, half-sum loss, float64, lr = 0.1 (``h_max = 0.196``, ``h0 = 0.0045``), HB and
 NAG-SC at the critical ``beta = 1 - 2 sqrt(lambda_0 lr) = 0.8662``, HOM at
 ``(beta - 0.2, 0.2)``, scheduled Nesterov as torch implements it (``nesterov-torch``, the
@@ -17,7 +17,7 @@ C7 runs on a width ladder (:data:`QUICK_LADDER`, 1.8 decades, 3 seeds in ``quick
 Nesterov ``k_x = r/h0`` is 447 / 670 / 1788 steps for r = 2 / 3 / 8 and C7 needs ``4 k_x``
 above the float64 floor: with lambda_min(H(0)) over the ladder's seeds that is up to 2000
 steps for r = 2 (2100 are run) and 3000 for r = 3 (3100 at one width); r = 8 meets the floor
-first, so C7 reports it as not decidable (MATH.md 7.2); HB, NAG-SC and HOM
+first, so C7 reports it as not decidable (docs/mathematics.md §7.2); HB, NAG-SC and HOM
 reach the 1e-20 floor within ~450 steps (500 are run). The point tests run underdamped HB and
 NAG-SC (beta 0.95) and HOM (0.75, 0.2), whose rates barely depend on lambda_min, at
 m = 4096 for 1000 steps (they reach the floor near k = 900).
@@ -42,7 +42,7 @@ errors the findings judge an interior minimum against.
 
 ``paper``: E1-E6 at the notebook's sizes (n = 600 rows of ``mnist:PATH`` if given, else
 digits; the authors' widths, lr and epochs, their 10 E4 seeds for E2 and E4), plus the
-theory experiments at MATH.md 6's widths (256 .. 16384, 3 seeds); meant for a GPU.
+theory experiments at docs/mathematics.md 6's widths (256 .. 16384, 3 seeds); meant for a GPU.
 ``theory``: the theory experiments at full size and E1-E6 in the paper's own setting (theory
 parameterisation, unit rows, MSELoss with the factor explicit, float64, prediction overlays);
 lr is set through ``h_max = lr lambda_max(K)``: 1.0 for the curves, 0.5 for the width sweeps
@@ -72,7 +72,7 @@ MINI_EPOCHS = 1000
 #: quick: seeds of the width sweeps E2 and E4 (the authors: 1 and 10); a standard error needs
 #: >= 2, and 4 keep the two sweeps under a CPU minute.
 MINI_E4_SEEDS = 4
-#: MATH.md 6's theory setting.
+#: docs/mathematics.md 6's theory setting.
 _THEORY = {"mode": "theory", "data": "gaussian:d=5", "n": 20, "data_seed": 0,
            "loss": "half-sum", "dtype": "float64", "predict": True}  # fmt: skip
 _LR = 0.1
@@ -180,8 +180,8 @@ def preset_dict(name: str = "quick", *, data: str | None = None) -> dict:
             note=f" (miniature: digits n = 60, pixels / 16, widths / {k}, lr x {k})",
         )  # fmt: skip
         description = (
-            "Every claim on embedded data in a few CPU minutes: MATH.md 6's theory "
-            "setting and notebook-mode miniatures of PAPER.md's E1-E6."
+            "Every claim on embedded data in a few CPU minutes: docs/mathematics.md 6's theory "
+            "setting and notebook-mode miniatures of docs/paper.md's E1-E6."
         )
     elif name == "paper":
         experiments = _theory_experiments(ladder=FULL_LADDER, seeds=[0, 1, 2, 3, 4])
@@ -189,7 +189,7 @@ def preset_dict(name: str = "quick", *, data: str | None = None) -> dict:
             _notebook_base(data, 600), scale=1, curve_epochs=_AUTHORS["curve_epochs"],
             e4_seeds=_AUTHORS["e4_seeds"], lr_of=lambda lr, _: lr, note="",
         )  # fmt: skip
-        description = "PAPER.md's E1-E6 at the notebook's sizes (meant for a GPU)."
+        description = "docs/paper.md's E1-E6 at the notebook's sizes (meant for a GPU)."
     else:
         base = {"mode": "theory", "data": data or "digits", "n": 600, "data_seed": 0,
                 "loss": "mse", "dtype": "float64", "predict": True}  # fmt: skip
@@ -214,8 +214,8 @@ def get_preset(
 
     Args:
         name: "quick" (default), "paper" or "theory".
-        data: dataset spec for the PAPER.md experiments E1-E6 (e.g. ``mnist:PATH``); the
-            theory experiments always use MATH.md 6's data.
+        data: dataset spec for the docs/paper.md experiments E1-E6 (e.g. ``mnist:PATH``); the
+            theory experiments always use docs/mathematics.md 6's data.
         dtype: "float32" or "float64" for every experiment (default: per experiment).
         device: "auto", "cpu" or "cuda" for every experiment.
     """

@@ -1,6 +1,6 @@
 """Run a sweep: expand a config, train its runs in engine batches, store each finished batch.
 
-Order of work (DESIGN.md, "Data flow of the main job"; "Reliability rules"):
+Order of work (docs/design.md, "Data flow of the main job"; "Reliability rules"):
 
 1. validate everything first (config, data specs, data-driven parameters, devices, the out
    dir and, when it already holds a store, its schema and config); a bad input raises
@@ -13,13 +13,13 @@ Order of work (DESIGN.md, "Data flow of the main job"; "Reliability rules"):
    exactly the batches it lost (same composition, hence bit-identical curves);
 4. per batch: build each model from ``torch.Generator().manual_seed(seed)``, compute its
    kernel predictions from the *initial* weights (theory mode: ``K = c H(0)`` and
-   ``K_inf = c H^inf`` with ``e0 = u(W0) - y``, MATH.md 3, 6; the limiting ODE on ``K_inf`` at
-   times ``rule.ode().times(lr, k)``, MATH.md 4), train, and commit the batch in one
+   ``K_inf = c H^inf`` with ``e0 = u(W0) - y``, docs/mathematics.md 3, 6; the limiting ODE on ``K_inf`` at
+   times ``rule.ode().times(lr, k)``, docs/mathematics.md 4), train, and commit the batch in one
    transaction. A diverged network is stored with status "diverged"; the others are not
    affected.
 
 Predictions are in the units of the loss minimised: ``predict_discrete`` gives ``1/2 ||e||^2``
-and is multiplied by ``c`` (1 for half-sum, 2/n for mse; MATH.md 0).
+and is multiplied by ``c`` (1 for half-sum, 2/n for mse; docs/mathematics.md 0).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ __all__ = [
 #: Bound on total width x max(n, d) of one engine batch on a CPU (float64: 256 MiB per tensor).
 MAX_BATCH_ELEMENTS = 1 << 25
 #: The same on a GPU (2 GiB per tensor): the paper's E2 width sweep (total width 195,000,
-#: d = 784) is one batch, as in DESIGN.md's performance anchor.
+#: d = 784) is one batch, as in docs/design.md's performance anchor.
 CUDA_BATCH_ELEMENTS = 1 << 28
 
 _BATCH_KEYS = (
@@ -270,7 +270,7 @@ def _predict(run: RunSpec, model, cache: DataCache, c: float) -> _Prediction:
     }  # fmt: skip
     if not (rule.is_linear and run.config["predict"]):
         return _Prediction(**model_at_init)
-    # c converts 1/2 ||e||^2 into the loss minimised (MATH.md 0)
+    # c converts 1/2 ||e||^2 into the loss minimised (docs/mathematics.md 0)
     discrete = c * predict_discrete(k0, e0, rule, steps)
     discrete_inf = ode = None
     if run.config["mode"] == "theory":  # H^inf is the limit of the theory parameterisation only

@@ -1,6 +1,6 @@
 """The form every optimizer is described in: a rule with a learning rate; a register machine.
 
-Conventions (MATH.md sections 0 and 2; stated here once and tested against torch.optim):
+Conventions (docs/mathematics.md sections 0 and 2; stated here once and tested against torch.optim):
 
 * A linear rule is a *register machine*. Its state is ``z = (z_0, z_1, ..., z_{s-1})``:
   register 0 holds the parameters the model sees (the point where the gradient is taken and
@@ -12,7 +12,7 @@ Conventions (MATH.md sections 0 and 2; stated here once and tested against torch
   with ``A_k[0, 0] = 1`` and ``A_k[r, 0] = 0`` for ``r >= 1`` (updates are increments, so no
   register ever stores a second copy of the parameters; this keeps float32 training exact).
 * On the quadratic ``F(e) = 1/2 e^T K e`` each eigenmode with ``h = lr * lambda_j(K)`` evolves
-  by the per-mode matrix ``M_k(h) = A_k - h b_k e_0^T`` (MATH.md 3). The torch optimizer, the
+  by the per-mode matrix ``M_k(h) = A_k - h b_k e_0^T`` (docs/mathematics.md 3). The torch optimizer, the
   training engine, the discrete predictor and the stability analysis are all derived from
   ``(A_k, b_k)``; the limiting ODE and closed-form stability limits are declared per family.
 * Step counting starts at ``k = 1``. Scheduled Nesterov uses ``beta_k = (k - 1) / (k + r - 1)``,

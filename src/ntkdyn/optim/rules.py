@@ -60,7 +60,7 @@ class HeavyBall(LinearRule):
 
     Identical to ``torch.optim.SGD(lr, momentum=beta)``. Registers: (x, d = x_k - x_{k-1}),
     ``d' = beta d - lr g``, ``x' = x + d'``. ODE: ``e'' + gamma e' + K e = 0`` with
-    ``gamma = (1 - beta) / sqrt(lr)``, ``t = k sqrt(lr)`` (MATH.md 4).
+    ``gamma = (1 - beta) / sqrt(lr)``, ``t = k sqrt(lr)`` (docs/mathematics.md 4).
     """
 
     beta: float = 0.9
@@ -118,7 +118,7 @@ class Nesterov(LinearRule):
 
     Same registers as :class:`NesterovSC` with beta replaced by beta_k. Limiting ODE
     ``e'' + (r/t) e' + K e = 0`` (Bessel solution, sublinear ``t^-r``). At a fixed step it is
-    eventually linear after ``k ~ r / h_0`` (MATH.md 3, 7.2).
+    eventually linear after ``k ~ r / h_0`` (docs/mathematics.md 3, 7.2).
     """
 
     r: float = 3.0
@@ -214,7 +214,7 @@ def _check_hom(rule) -> None:
 
 @dataclass(frozen=True)
 class HigherOrderMomentum(LinearRule):
-    """Exact higher-order momentum (MATH.md 2):
+    """Exact higher-order momentum (docs/mathematics.md 2):
     ``x_{k+1} = x_k - lr g_k + b1 (x_k - x_{k-1}) + b2 (x_{k-1} - x_{k-2})``,
     ``x_{-1} = x_{-2} = x_0``. Registers (x, d_k, d_{k-1}) with ``d_k = x_k - x_{k-1}``.
     ODE (with b1 + b2 = 1 - gamma sqrt(lr)): ``(1 + b2) e'' + gamma e' + K e = 0``.

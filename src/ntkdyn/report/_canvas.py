@@ -56,7 +56,7 @@ def log_widths(ax, widths) -> None:
 
 
 def envelope(y: np.ndarray) -> np.ndarray:
-    """Suffix maximum (MATH.md 5's envelope), NaN-safe: removes the oscillation troughs."""
+    """Suffix maximum (docs/mathematics.md 5's envelope), NaN-safe: removes the oscillation troughs."""
     y = np.nan_to_num(np.asarray(y, float), nan=-np.inf)
     env = np.maximum.accumulate(y[::-1])[::-1]
     return np.where(np.isfinite(env), env, np.nan)

@@ -35,7 +35,7 @@ def run_name(a: RunAnalysis) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Error vs width (MATH.md 6).
+# Error vs width (docs/mathematics.md 6).
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` directly (the Agg canvas, no pyplot), so no
 global backend is switched, nothing is ever shown and nothing is trained: every curve comes from
 the store (measured losses, the exact discrete kernel predictions with ``H(0)`` and ``H^inf``,
-MATH.md 3, and the limiting ODE, MATH.md 4). :func:`figures_for` picks the figures of each
+docs/mathematics.md 3, and the limiting ODE, docs/mathematics.md 4). :func:`figures_for` picks the figures of each
 experiment from its ``kind`` tag and names them after the experiment; the figures themselves
 live in :mod:`.plots_paper` (the notebook's E1-E6) and :mod:`.plots_theory` (kernel overlays,
 rates, crossover, error vs width, kernel drift) and are re-exported here.
@@ -66,8 +66,8 @@ class NamedFigure:
 _CAPTIONS = {
     "overlay": "Measured loss of each network (black) against the exact discrete kernel "
                "prediction with H(0) (dashed) and H^inf (dotted), and the limiting ODE "
-               "(dash-dot; MATH.md 3-4).",
-    "nag_loglog": "Scheduled Nesterov, loss vs epoch on log-log axes with GD (PAPER.md "
+               "(dash-dot; docs/mathematics.md 3-4).",
+    "nag_loglog": "Scheduled Nesterov, loss vs epoch on log-log axes with GD (docs/paper.md "
                   "NAG_Epoch); dotted lines are k^-r guides.",
     "crossover": "C7: k^r E_k / L_0 of scheduled Nesterov (E: envelope of L). A pure k^-r law "
                  "would be flat; at a fixed step it falls slowly before the crossover k = r/h0 "
@@ -78,14 +78,14 @@ _CAPTIONS = {
     "deviation_vs_width": "The claim's verdict data: |deviation| of every run from its H(0) "
                           "kernel model (dots), the median over seeds (line), the tolerance "
                           "(dashed) and m^-1/2, m^-1/4 guides (dotted).",
-    "hom": "Higher-order momentum with GD and HB (PAPER.md HM).",
+    "hom": "Higher-order momentum with GD and HB (docs/paper.md HM).",
     "error_vs_width": "C6: prediction error max|L_net - L_pred|/L_0 vs width (median over "
                       "seeds), fitted slopes (dashed) and a width^-1/2 guide (dotted).",
     "kernel_drift": "lambda_min(H(t)) during training per width, and the final weight and "
                     "kernel movement vs width.",
-    "gd": "GD, loss vs epoch (PAPER.md E1).",
-    "hb_epoch": "Heavy Ball, loss vs epoch, semilog (PAPER.md HB_Epoch).",
-    "loss_vs_width": "Loss at the last epoch vs width (PAPER.md HB_Width / NAG_Width); "
+    "gd": "GD, loss vs epoch (docs/paper.md E1).",
+    "hb_epoch": "Heavy Ball, loss vs epoch, semilog (docs/paper.md HB_Epoch).",
+    "loss_vs_width": "Loss at the last epoch vs width (docs/paper.md HB_Width / NAG_Width); "
                      "mean over seeds, seeds as dots.",
     "curves": "Loss vs step of every run.",
 }  # fmt: skip

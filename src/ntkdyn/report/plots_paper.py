@@ -1,4 +1,4 @@
-"""The notebook's figures (PAPER.md E1-E6): measured loss curves of the paper's experiments.
+"""The notebook's figures (docs/paper.md E1-E6): measured loss curves of the paper's experiments.
 
 Each function takes analysed runs and returns a matplotlib Figure; nothing is trained.
 """
@@ -31,7 +31,7 @@ def curves_figure(runs, title: str) -> Figure:
 
 
 def hb_semilog_figure(runs, title: str) -> Figure:
-    """PAPER.md HB_Epoch: Heavy Ball loss vs epoch (semilog), GD for reference."""
+    """docs/paper.md HB_Epoch: Heavy Ball loss vs epoch (semilog), GD for reference."""
     chosen = [a for a in first_seed(runs) if a.rule.name in ("hb", "gd")]
     chosen.sort(key=lambda a: (a.rule.name != "gd", a.rule.params.get("beta", 0.0)))
     fig, ax = new_figure()
@@ -41,7 +41,7 @@ def hb_semilog_figure(runs, title: str) -> Figure:
 
 
 def nag_loglog_figure(runs, title: str) -> Figure:
-    """PAPER.md NAG_Epoch: scheduled Nesterov loss vs epoch on log-log axes with GD, plus
+    """docs/paper.md NAG_Epoch: scheduled Nesterov loss vs epoch on log-log axes with GD, plus
     ``k^-r`` guides through each curve's value at 10% of the run."""
     chosen = [a for a in first_seed(runs) if a.rule.name in ("gd", "nesterov", "nesterov-torch")]
     chosen.sort(key=lambda a: (a.rule.name != "gd", a.rule.params.get("r", 0.0)))
@@ -58,7 +58,7 @@ def nag_loglog_figure(runs, title: str) -> Figure:
 
 
 def hom_figure(runs, title: str) -> Figure:
-    """PAPER.md HM: higher-order momentum curves with GD and HB."""
+    """docs/paper.md HM: higher-order momentum curves with GD and HB."""
     chosen = [a for a in first_seed(runs) if a.rule.name in ("gd", "hb", "hom", "hom-notebook")]
     fig, ax = new_figure()
     plot_runs(ax[0, 0], chosen)
@@ -67,7 +67,7 @@ def hom_figure(runs, title: str) -> Figure:
 
 
 def loss_vs_width_figure(runs, title: str, key: str) -> Figure:
-    """PAPER.md HB_Width / NAG_Width: loss at the last epoch vs width, one line per ``key``
+    """docs/paper.md HB_Width / NAG_Width: loss at the last epoch vs width, one line per ``key``
     value (beta or r), the mean over seeds with the seeds as dots; diverged runs as x at top."""
     groups = defaultdict(lambda: defaultdict(list))
     for a in runs:

@@ -1,5 +1,5 @@
-"""Theory figures: networks against their kernel predictions (MATH.md 3-4), fitted rates,
-the scheduled-Nesterov crossover, error vs width (MATH.md 6) and the kernel's drift.
+"""Theory figures: networks against their kernel predictions (docs/mathematics.md 3-4), fitted rates,
+the scheduled-Nesterov crossover, error vs width (docs/mathematics.md 6) and the kernel's drift.
 
 Each function takes analysed runs and returns a matplotlib Figure; every curve comes from the
 store (measured losses, the exact discrete kernel predictions with ``H(0)`` and ``H^inf`` and
@@ -32,8 +32,8 @@ __all__ = [
 
 
 def overlay_figure(runs, title: str) -> Figure:
-    """Measured loss vs the exact discrete prediction with ``H(0)`` and ``H^inf`` (MATH.md 3)
-    and the limiting ODE (MATH.md 4), one panel per optimizer (its widest width, first seed)."""
+    """Measured loss vs the exact discrete prediction with ``H(0)`` and ``H^inf`` (docs/mathematics.md 3)
+    and the limiting ODE (docs/mathematics.md 4), one panel per optimizer (its widest width, first seed)."""
     widest = max(a.width for a in runs)
     chosen = [a for a in first_seed(runs) if a.width == widest] or first_seed(runs)
     chosen = sorted(chosen, key=lambda a: (a.rule.name, a.rule.spec))
@@ -167,7 +167,7 @@ def deviation_figure(claim) -> Figure:
 
 
 def width_error_figure(runs, title: str) -> Figure:
-    """C6: ``max|L_net - L_pred|/L_0`` (MATH.md 6, median over seeds) vs width on log-log axes,
+    """C6: ``max|L_net - L_pred|/L_0`` (docs/mathematics.md 6, median over seeds) vs width on log-log axes,
     with each optimizer's fitted slope and a ``width^-1/2`` guide."""
     table = width_errors(runs, "abs_err")
     label = {a.rule.spec: a.label for a in runs}

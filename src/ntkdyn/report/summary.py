@@ -1,14 +1,14 @@
-"""Per-run analysis of a results store and the machine-readable ``summary.json`` (DESIGN.md).
+"""Per-run analysis of a results store and the machine-readable ``summary.json`` (docs/design.md).
 
 Every stored run (``experiments.store.RunRecord``) is analysed once into a :class:`RunAnalysis`:
 
-* ``fit``: the linear-vs-sublinear classifier of MATH.md 5 (:func:`ntkdyn.rates.fit_rate`) on the
+* ``fit``: the linear-vs-sublinear classifier of docs/mathematics.md 5 (:func:`ntkdyn.rates.fit_rate`) on the
   measured curve, per optimizer *step* (``t_k = k``), with the rounding floor of the run's dtype
   (:data:`FLOOR_REL`); ``fit_kernel`` the same on the exact kernel prediction with ``H(0)``.
 * ``predicted``: :func:`ntkdyn.rates.predicted_rate` of the rule on ``K = c H(0)`` (its stored
   extreme eigenvalues; the per-step factor of GD, HB, NAG-SC and HOM is attained at an extreme
-  eigenvalue, MATH.md 3), or on ``c H^inf`` when the run has no ``H(0)`` record.
-* ``prediction_error``: MATH.md 6's metrics against the ``H(0)`` prediction:
+  eigenvalue, docs/mathematics.md 3), or on ``c H^inf`` when the run has no ``H(0)`` record.
+* ``prediction_error``: docs/mathematics.md 6's metrics against the ``H(0)`` prediction:
   ``abs = max_k |L_net - L_pred| / L_0`` up to the step where the prediction falls to
   ``1e-4 L_0``; ``rel = max_k |L_net - L_pred| / E_pred,k`` (``E`` = the prediction's suffix
   maximum, its envelope) up to ``1e-2 L_0``. ``*_inf`` use the ``H^inf`` prediction.
@@ -48,18 +48,18 @@ __all__ = [
     "write_summary",
 ]
 
-#: Relative rounding floors for :func:`fit_rate` per training dtype (MATH.md 5: float64 floor
+#: Relative rounding floors for :func:`fit_rate` per training dtype (docs/mathematics.md 5: float64 floor
 #: ~3.6e-32 L_0, float32 ~7e-15 L_0; the defaults stay several decades above them).
 FLOOR_REL = {"float64": 1e-20, "float32": 1e-11}
 #: Significant digits kept for every float in summary.json.
 FLOAT_DIGITS = 10
-#: MATH.md 6: ``abs`` runs until the prediction reaches 1e-4 L_0, ``rel`` until 1e-2 L_0.
+#: docs/mathematics.md 6: ``abs`` runs until the prediction reaches 1e-4 L_0, ``rel`` until 1e-2 L_0.
 ABS_HORIZON = 1e-4
 REL_HORIZON = 1e-2
 
 
 def loss_factor(config: dict, kernels: dict | None = None) -> float:
-    """``c`` of ``loss = c/2 sum e_i^2`` for a run config: half-sum 1, mse ``2/n`` (MATH.md 0).
+    """``c`` of ``loss = c/2 sum e_i^2`` for a run config: half-sum 1, mse ``2/n`` (docs/mathematics.md 0).
 
     ``n`` is the config's, or, when it is None (all rows of the data), the size of the run's
     stored ``H^inf`` in ``kernels``.
@@ -122,7 +122,7 @@ def _short(value: float) -> str:
 
 
 def prediction_error(losses, pred, *, horizon: float, relative: bool) -> float | None:
-    """MATH.md 6 error of a measured curve against a prediction (module docstring).
+    """docs/mathematics.md 6 error of a measured curve against a prediction (module docstring).
 
     ``abs``: ``max |L - P| / L_0``; ``rel``: ``max |L - P| / E_P`` with ``E_P`` the suffix maximum
     of the prediction; both over ``k <= k*``, the first step with ``P_k <= horizon * P_0``.
@@ -258,7 +258,7 @@ def _run_entry(a: RunAnalysis) -> dict:
 
 
 def build_summary(analyses, claims, findings, kernels: dict, meta: dict) -> dict:
-    """The summary.json payload (DESIGN.md "Out dir"): runs, claims, findings, kernel(s),
+    """The summary.json payload (docs/design.md "Out dir"): runs, claims, findings, kernel(s),
     environment (from the store's meta), config name."""
     try:
         environment = json.loads(meta.get("environment", "{}"))

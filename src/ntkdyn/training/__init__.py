@@ -1,4 +1,4 @@
-"""Training engine: many networks at once, each with its own optimizer (DESIGN.md Performance).
+"""Training engine: many networks at once, each with its own optimizer (docs/design.md Performance).
 
 ``train(models, X, y, rules, steps, ...) -> list[RunResult]``; see ``engine`` for the batching,
 ``ensemble`` for the two-layer fast path, ``generic`` for the torch.func path and ``result`` for

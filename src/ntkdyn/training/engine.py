@@ -1,4 +1,4 @@
-"""``train``: many networks at once, each with its own optimizer rule (DESIGN.md Performance).
+"""``train``: many networks at once, each with its own optimizer rule (docs/design.md Performance).
 
 Networks that share ``X`` and ``y`` are grouped into batches and every batch runs one step loop:
 
@@ -10,7 +10,7 @@ Networks that share ``X`` and ``y`` are grouped into batches and every batch run
 * any other ``nn.Module`` goes through ``torch.func`` (``generic``): networks of the same class
   with the same parameter names and shapes are stacked and vmapped as one batch.
 
-Loss conventions (MATH.md 0): ``"half-sum"`` is ``1/2 sum_i (u_i - y_i)^2`` (c = 1),
+Loss conventions (docs/mathematics.md 0): ``"half-sum"`` is ``1/2 sum_i (u_i - y_i)^2`` (c = 1),
 ``"mse"`` is ``torch.nn.MSELoss()`` (mean over the n rows, c = 2/n): the dynamics are those of
 the effective kernel ``K = c H``. Divergence handling and the result records: ``result.py``.
 """
@@ -51,7 +51,7 @@ def _check_models(models) -> list[nn.Module]:
         )
     for i, m in enumerate(models):
         if not isinstance(m, nn.Module):
-            # ValueError naming the field: the project's boundary convention (STYLE.md 6)
+            # ValueError naming the field: the project's boundary convention (docs/design.md)
             message = f"`models[{i}]` must be an nn.Module, got {type(m).__name__}"
             raise ValueError(message)
     return list(models)
@@ -122,7 +122,7 @@ def _check_data(X, y, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"`X` must be a non-empty (n, d) matrix, got shape {tuple(X.shape)}")
     if y.shape != (X.shape[0],):
-        # An (n, 1) target makes MSELoss broadcast to (n, n) (MATH.md 0 pitfall).
+        # An (n, 1) target makes MSELoss broadcast to (n, n) (docs/mathematics.md 0 pitfall).
         raise ValueError(f"`y` must have shape ({X.shape[0]},) to match `X`, got {tuple(y.shape)}")
     if not (torch.isfinite(X).all() and torch.isfinite(y).all()):
         raise ValueError("`X` and `y` must be finite (found NaN or inf)")

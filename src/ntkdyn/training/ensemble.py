@@ -12,13 +12,13 @@ major: row ``u`` of every ``(M, .)`` tensor belongs to network ``net[u]`` (``M``
 
 followed by the per-unit elementwise optimizer update (``updates``). No Python loop over networks
 runs inside a step and nothing reduces across networks, so a diverging network cannot perturb
-the others. ``1{P > 0}`` is torch's ReLU derivative (sigma'(0) = 0, MATH.md 0).
+the others. ``1{P > 0}`` is torch's ReLU derivative (sigma'(0) = 0, docs/mathematics.md 0).
 
 The notebook bias is folded into the first layer as a constant input feature:
 ``X~ = [X, 1]`` and ``W~ = [W, b]``, so ``P = W~ X~^T`` and ``grad_W~ = D X~`` carry the bias and
 its gradient with no extra pass (theory mode: ``X~ = X``).
 
-Input-space reparametrisation (DESIGN.md Performance 2): every first-layer gradient ``D X`` lies
+Input-space reparametrisation (docs/design.md Performance 2): every first-layer gradient ``D X`` lies
 in the row space of X and every linear rule combines gradients linearly, so
 ``W~_k = W~_0 + C_k X~`` exactly, each register of W~ being (that register of C) X~. The batch then
 carries ``C (M, n)`` and ``G = X~ X~^T``: ``P = (W~_0 X~^T) + C G`` (``W~_0 X~^T`` computed
@@ -219,7 +219,7 @@ class TwoLayerEnsemble:
     def gram(self) -> torch.Tensor:
         """Empirical Gram ``H = J J^T`` at the last forward, all trained parameters: (N, n, n).
 
-        Closed form (MATH.md 1.1, 1.4), float64: ``(X~ X~^T) o (B^T B) [+ R^T R]`` with
+        Closed form (docs/mathematics.md §1.1, 1.4), float64: ``(X~ X~^T) o (B^T B) [+ R^T R]`` with
         ``B_ri = s a_r 1{P_ri > 0}`` and ``R = s relu(P)``; ``X~ X~^T = X X^T + 1`` carries the
         bias term and ``R^T R`` the output layer, both only in notebook mode (where they train).
         """

@@ -8,7 +8,7 @@ networks. Trained tensors are the parameters with ``requires_grad``; other param
 buffers are carried along unchanged. The model must map ``X (n, d)`` to outputs ``(n,)``.
 
 The empirical Gram at checkpoints is ``H = sum_p J_p J_p^T`` with ``J_p = jacrev`` of the
-outputs with respect to every trained tensor (MATH.md 1.5).
+outputs with respect to every trained tensor (docs/mathematics.md §1.5).
 """
 
 from __future__ import annotations

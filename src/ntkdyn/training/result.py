@@ -4,14 +4,14 @@ Conventions (stated once here, relied on by the report and the store):
 
 * ``losses[k]`` is the loss at the parameters after ``k`` optimizer steps, ``k = 0..steps``;
   ``losses[0]`` is the loss at initialisation. "half-sum" is ``1/2 sum_i (u_i - y_i)^2``
-  (loss factor c = 1, MATH.md 0), "mse" is ``torch.nn.MSELoss()``, the mean over the n rows
+  (loss factor c = 1, docs/mathematics.md 0), "mse" is ``torch.nn.MSELoss()``, the mean over the n rows
   (c = 2/n, so the effective kernel is K = 2 H / n).
 * A network whose loss becomes non-finite or exceeds ``DIVERGENCE_FACTOR * losses[0]`` is
   frozen at that step ``k*``: ``status = "diverged"``, ``diverged_at = k*``, ``losses[k*]`` is
   the offending value and every later loss is NaN. Its ``params`` are the parameters at step
   ``k*`` (no update is applied from then on), and its diagnostics after ``k*`` are NaN.
 * Diagnostics use the empirical Gram ``H(t) = J J^T`` of *all trained parameters* (without the
-  loss factor c; MATH.md 1.1 and 1.4), not the effective kernel ``K = c H``.
+  loss factor c; docs/mathematics.md §1.1 and 1.4), not the effective kernel ``K = c H``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DIVERGENCE_FACTOR = 1e6
 
 @dataclass(frozen=True)
 class Diagnostics:
-    """Kernel and weight diagnostics of one network at its checkpoints (MATH.md 1.1, 1.4, 6).
+    """Kernel and weight diagnostics of one network at its checkpoints (docs/mathematics.md §1.1, 1.4, 6).
 
     Attributes:
         steps: ``(c,)`` checkpoint steps (always includes 0 and the last step).
