@@ -32,6 +32,7 @@ import numpy as np
 
 from ..optim.rules import Rule, parse
 from ..rates import PredictedRate, RateFit, fit_rate, predicted_rate
+from ..verdicts.tolerances import FLOOR_REL
 
 __all__ = [
     "ABS_HORIZON",
@@ -48,9 +49,6 @@ __all__ = [
     "write_summary",
 ]
 
-#: Relative rounding floors for :func:`fit_rate` per training dtype (docs/mathematics.md 5: float64 floor
-#: ~3.6e-32 L_0, float32 ~7e-15 L_0; the defaults stay several decades above them).
-FLOOR_REL = {"float64": 1e-20, "float32": 1e-11}
 #: Significant digits kept for every float in summary.json.
 FLOAT_DIGITS = 10
 #: docs/mathematics.md 6: ``abs`` runs until the prediction reaches 1e-4 L_0, ``rel`` until 1e-2 L_0.
