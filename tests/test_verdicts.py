@@ -229,3 +229,20 @@ def test_judgments_on_an_exact_kernel_curve_have_zero_deviation(theory_model):
         j = judge(theory_model.curve(spec, steps), theory_model, spec)
         assert j.verdict == "within", j.note
         assert j.deviation == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_run_too_short_for_its_kernel_model_is_inconclusive_not_refuted(theory_model):
+    """GD for 60 steps: the kernel model is not yet linear there, so neither is the network;
+    a sublinear-looking network is then no evidence against the claim (docs/verdicts.md §2).
+    The same GD curve at full length judged as GD is within; judged as Nesterov it fails."""
+    short = theory_model.curve("gd:lr=0.1", 60)
+    assert ntkdyn.fit_rate(short).kind == "sublinear"  # the mixture of modes, not yet linear
+    j = judge_rate(short, theory_model, "gd:lr=0.1")
+    assert j.verdict == "inconclusive" and "run too short" in j.note
+    long = theory_model.curve("gd:lr=0.1", 3000)
+    assert judge_rate(long, theory_model, "gd:lr=0.1").verdict == "within"
+    # GD's window exponent is within 7% of Nesterov's over [K/4, K]; its local exponent grows
+    # like k, so the first half of the window exposes it
+    wrong = judge_power_law(long, theory_model, "nesterov-torch:lr=0.1,r=2")
+    assert wrong.within(KERNEL_MODEL_RTOL).verdict == "outside"
+    assert abs(wrong.measured / wrong.reference - 1) < KERNEL_MODEL_RTOL
