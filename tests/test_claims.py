@@ -8,19 +8,12 @@ import math
 import numpy as np
 import pytest
 
+from ladder import LADDER, SEEDS, drifted
 from ntkdyn.experiments.store import RunRecord
 from ntkdyn.optim.rules import parse
 from ntkdyn.report.claims import evaluate_claims
 from ntkdyn.report.summary import analyze_run
 from ntkdyn.verdicts import KernelModel
-
-from .test_falsification import (  # noqa: F401
-    LADDER,
-    SEEDS,
-    _drifted,
-    data,
-    init_models,
-)
 
 CFG = {"mode": "theory", "data": "gaussian:d=5", "n": 20, "data_seed": 0, "loss": "half-sum",
        "dtype": "float64", "device": "cpu", "diagnostics_every": None}  # fmt: skip
@@ -43,7 +36,7 @@ def _ladder(init_models, spec, steps, judged=None):
     ``judged`` (default: the same rule)."""
     out = []
     for (m, s), mdl in init_models.items():
-        curve = _drifted(mdl, m, s).curve(spec, steps)
+        curve = drifted(mdl, m, s).curve(spec, steps)
         out.append(_record("T-lad", judged or spec, curve, mdl, m, s, pred=mdl.curve(spec, steps)))
     return out
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -187,3 +189,63 @@ def test_rates_rejects_malformed_curve(tmp_path, capsys):
     bad.write_text("step,loss\n0,1\n1,abc\n2,0.25\n")
     code, _, err = _run(capsys, "rates", str(bad))
     assert code == 2 and "non-numeric" in err
+
+
+# --------------------------------------------------------------------------------------------
+# Startup: the parser is cheap and every subcommand is registered.
+
+_HEAVY = ("torch", "scipy", "matplotlib")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import ntkdyn",
+        "from ntkdyn.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass",
+        "from ntkdyn.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+    ],
+)
+def test_startup_imports_nothing_heavy(statement):
+    code = f"import sys\n{statement}\nprint(sorted(m for m in {_HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_module_entry_point_prints_the_version():
+    import ntkdyn
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ntkdyn.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"ntkdyn {ntkdyn.__version__}"
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("kernel", "predict", "rates", "reproduce", "sweep", "report", "export"):
+        assert command in out
+
+
+def test_lazy_public_names_resolve():
+    import ntkdyn
+
+    assert set(ntkdyn.__all__) <= set(dir(ntkdyn))
+    for name in ntkdyn.__all__:
+        assert getattr(ntkdyn, name) is not None
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ntkdyn.no_such_name  # noqa: B018
+
+
+def test_kernel_json_is_the_library_summary(capsys):
+    from ntkdyn.kernel_summary import kernel_summary
+
+    code, out, _ = _run(capsys, "kernel", *GAUSSIAN, "--width", "64", "--lr", "0.1", "--json")
+    assert code == 0
+    summary = kernel_summary(load_dataset("gaussian:d=5", n=20), width=64, nesterov_lr=0.1)
+    assert json.loads(out) == json.loads(json.dumps(summary.to_dict()))

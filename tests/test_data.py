@@ -17,11 +17,15 @@ from sklearn.datasets import load_digits
 from ntkdyn import data as D
 from ntkdyn.data import (
     Dataset,
+    DataSpec,
     DegenerateDataWarning,
     find_degeneracy,
     load_dataset,
+    parse_data_spec,
     validate_dataset,
 )
+from ntkdyn.optim import parse
+from ntkdyn.specs import parse_spec
 
 UNIT_NORM_TOL = 1e-14  # |  ||x_i|| - 1 | after normalisation, float64
 LAMBDA_ZERO_TOL = 1e-12  # lambda_min(H^inf) of a singular Gram: rounding level
@@ -299,6 +303,45 @@ def test_load_rejects_bad_specs(spec, kwargs, words):
         load_dataset(spec, **kwargs)
     for word in words:
         assert word in str(err.value), (word, str(err.value))
+
+
+def test_parse_data_spec_reads_the_shared_grammar_without_loading():
+    assert parse_data_spec(" Digits : classes = 3/8 ") == DataSpec("digits", {"classes": "3/8"})
+    assert parse_data_spec("gaussian:d=5").canonical == "gaussian:d=5"
+    assert parse_data_spec("synthetic") == DataSpec("synthetic")
+    spec = parse_data_spec(r"csv:C:\data\x,y.csv")  # only the first ':' separates the name
+    assert spec.path == r"C:\data\x,y.csv" and spec.options == {}
+    assert spec.canonical == r"csv:C:\data\x,y.csv"
+    assert parse_data_spec("mnist:/no/such/folder").path == "/no/such/folder"  # not opened
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("gd:lr", r"^`optimizer` item 'lr' in 'gd:lr' must look like key=value$"),
+        ("gaussian:d", r"^`data` item 'd' in 'gaussian:d' must look like key=value$"),
+        ("gd:lr=1,lr=2", r"^`lr` is given twice in 'gd:lr=1,lr=2'$"),
+        ("gaussian:d=2,d=3", r"^`d` is given twice in 'gaussian:d=2,d=3'$"),
+        ("hb:lr=1,bta=2", r"^`bta` is not a parameter of hb; allowed keys: \['lr', 'beta'\]$"),
+        ("gaussian:k=3", r"^`k` is not an option of gaussian; allowed keys: \['d'\]$"),
+        ("sgd:lr=1", r"^`optimizer` name 'sgd' is unknown; choose one of \["),
+        ("imagenet", r"^`data` name 'imagenet' is unknown; choose one of \["),
+    ],
+)
+def test_optimizer_and_data_specs_share_one_grammar_and_message_style(spec, message):
+    read = parse_data_spec if message.lstrip("^").startswith(("`data`", "`d`", "`k`")) else parse
+    with pytest.raises(ValueError, match=message):
+        read(spec)
+
+
+def test_spec_grammar_keeps_items_in_order_with_their_text():
+    spec = parse_spec("HB: lr = 0.1 ,, beta=critical", field="f", example="hb:lr=1")
+    assert (spec.name, spec.items, spec.path) == ("hb", (("lr", "0.1"), ("beta", "critical")), None)
+    assert spec.options() == {"lr": "0.1", "beta": "critical"}
+    with pytest.raises(ValueError, match=r"^`f` must be a spec such as 'hb:lr=1', got 3$"):
+        parse_spec(3, field="f", example="hb:lr=1")
+    with pytest.raises(ValueError, match=r"^`f` spec 'csv: ' needs a path: 'csv:PATH'$"):
+        parse_spec("csv: ", field="f", example="x", path_names=("csv",))
 
 
 def test_unreadable_paths(tmp_path):

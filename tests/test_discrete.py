@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from helpers import LINEAR_RULES, rule_params
-from ntkdyn.dynamics import DiscretePrediction, predict_discrete
+from ntkdyn.dynamics import DiscretePrediction, discrete_modes, predict_discrete
 from ntkdyn.dynamics.discrete import _step_modes
+from ntkdyn.kernels import IllConditionedKernelWarning, Spectrum, spectrum
 from ntkdyn.optim import (
     GD,
     Adam,
@@ -78,34 +78,31 @@ def test_matches_torch_on_linear_model(rule, loss_kind):
     assert np.max(np.abs(predicted - measured)) / measured[0] <= TORCH_MATCH
 
 
-def test_spectrum_record_and_spec_string_match_array():
+def test_spectrum_and_spec_string_match_array():
     J, u0, y = _linear_problem()
     K = J @ J.T
-    lam, Q = np.linalg.eigh(K)
-    record = SimpleNamespace(eigenvalues=lam, eigenvectors=Q)
     ref = predict_discrete(K, u0 - y, HeavyBall(0.2, beta=0.8), 50)
-    np.testing.assert_allclose(
-        predict_discrete(record, u0 - y, "hb:lr=0.2,beta=0.8", 50), ref, rtol=0, atol=1e-14 * ref[0]
-    )
+    got = predict_discrete(spectrum(K, vectors=True), u0 - y, "hb:lr=0.2,beta=0.8", 50)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-14 * ref[0])
 
 
-def test_accepts_kernels_spectrum():
-    kernels = pytest.importorskip("ntkdyn.kernels")
+def test_accepts_scheduled_rule_on_a_spectrum():
     J, u0, y = _linear_problem()
     K = J @ J.T
     ref = predict_discrete(K, u0 - y, NesterovTorch(0.3, r=3.0), 80)
-    got = predict_discrete(kernels.spectrum(K, vectors=True), u0 - y, NesterovTorch(0.3, r=3.0), 80)
+    got = predict_discrete(spectrum(K, vectors=True), u0 - y, NesterovTorch(0.3, r=3.0), 80)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-14 * ref[0])
 
 
 def _diag(h):
-    """Spectrum record of K = diag(h) with Q = I, so that lr = 1 gives per-mode steps h."""
-    return SimpleNamespace(eigenvalues=np.asarray(h, float), eigenvectors=np.eye(len(h)))
+    """Spectrum of K = diag(h) (ascending h) with Q = I: lr = 1 gives per-mode steps h."""
+    h = np.asarray(h, float)
+    return Spectrum(h, np.eye(len(h)), float(h[0]), float(h[-1]), float(h[-1] / h[0]))
 
 
 def _xi(rule, steps, h=MODE_H, xi0=None):
     xi0 = np.linspace(1.0, 2.0, len(h)) if xi0 is None else xi0
-    pred = predict_discrete(_diag(h), xi0, rule.with_lr(1.0), steps, modes=True)
+    pred = discrete_modes(_diag(h), xi0, rule.with_lr(1.0), steps)
     assert isinstance(pred, DiscretePrediction)
     np.testing.assert_allclose(pred.loss, 0.5 * np.sum(pred.xi**2, axis=1), rtol=1e-13)
     return pred.xi, xi0
@@ -254,7 +251,7 @@ def test_modes_and_losses_agree_and_short_runs():
     rule = HigherOrderMomentumNotebook(1.0, b1=0.2, b2=0.5)  # constant only from step 2
     for steps in (0, 1, 2, 3, 50):
         L = predict_discrete(_diag(MODE_H), np.ones(5), rule, steps)
-        pred = predict_discrete(_diag(MODE_H), np.ones(5), rule, steps, modes=True)
+        pred = discrete_modes(_diag(MODE_H), np.ones(5), rule, steps)
         assert L.shape == (steps + 1,) and pred.xi.shape == (steps + 1, 5)
         assert L[0] == 2.5 and pred.steps == steps
         np.testing.assert_allclose(L, pred.loss, rtol=1e-13, atol=1e-300)
@@ -307,17 +304,19 @@ def test_bad_input_names_the_field():
     gd = GD(0.1)
     with pytest.raises(ValueError, match="`K` must be symmetric"):
         predict_discrete(K + np.triu(np.ones((3, 3)), 1) * 1e-3, e0, gd, 5)
-    with pytest.raises(ValueError, match="`K` has a clearly negative eigenvalue"):
+    with pytest.raises(ValueError, match="`K` must be positive semi-definite"):
         predict_discrete(np.diag([1.0, -1e-3, 0.1]), e0, gd, 5)
-    with pytest.warns(RuntimeWarning, match="clipped to 0"):
+    with pytest.warns(IllConditionedKernelWarning, match="clipped to 0"):
         L = predict_discrete(np.diag([1.0, -1e-13, 0.1]), e0, gd, 5)
     assert L[-1] >= 0.5  # the clipped mode does not move
-    with pytest.raises(ValueError, match="`K` must be finite"):
+    with pytest.raises(ValueError, match="`K` contains NaN or inf"):
         predict_discrete(np.diag([1.0, np.nan, 0.1]), e0, gd, 5)
-    with pytest.raises(ValueError, match=r"`K` must be a square \(n, n\) array"):
+    with pytest.raises(ValueError, match=r"`K` must be square"):
         predict_discrete(np.ones((3, 2)), e0, gd, 5)
-    with pytest.raises(ValueError, match="`K` is a spectrum without eigenvectors"):
-        predict_discrete(SimpleNamespace(eigenvalues=np.ones(3), eigenvectors=None), e0, gd, 5)
+    with pytest.raises(ValueError, match="`K` is a Spectrum without eigenvectors"):
+        predict_discrete(spectrum(np.eye(3)), e0, gd, 5)
+    with pytest.raises(ValueError, match="`K` is a 1-D array of eigenvalues"):
+        predict_discrete(np.ones(3), e0, gd, 5)
     with pytest.raises(ValueError, match="`steps` must be an integer >= 0, got -1"):
         predict_discrete(K, e0, gd, -1)
     with pytest.raises(ValueError, match="`steps`"):

@@ -37,6 +37,10 @@ from ntkdyn.training.layout import UnitLayout
 # Issue bounds for engine vs plain loop over 500 steps, max |dL| / L0.
 MATCH = {torch.float64: 1e-10, torch.float32: 1e-4}
 STEPS = 500
+#: A network trained in a batch of another shape (alone, or without the diverging member) may
+#: get other GEMM kernels, which on another BLAS or thread count sum in another order: such
+#: runs agree to rounding (relative to L0 for the losses), not bit for bit.
+OTHER_SHAPE_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 H_TARGET = 0.5  # lr = H_TARGET / lambda_max(K0): every registry rule is stable for h <= 1
 ADAM_LR = 1e-3
 WIDTHS = (32, 96)  # alternate along the batch: mixed widths in one batch
@@ -403,10 +407,12 @@ def test_divergence_is_isolated(dtype, device):
     others = [r for i, r in enumerate(with_bad) if i != 2]
     for a, b in zip(others, [r for i, r in enumerate(replaced) if i != 2]):
         assert a.status == "ok"
-        np.testing.assert_array_equal(a.losses, b.losses, err_msg="replaced")  # bit-identical
-    if device == "cpu":  # other devices pick GEMM kernels by shape; a smaller batch may round
-        for a, b in zip(others, run(stable, base)):  # differently, so only 'replaced' is exact
-            np.testing.assert_array_equal(a.losses, b.losses)
+        # bit-identical: the same batch shape and code path; isolation is the promise
+        np.testing.assert_array_equal(a.losses, b.losses, err_msg="replaced")
+    tol = OTHER_SHAPE_RTOL[dtype]
+    if device == "cpu":  # a smaller batch: other GEMM shapes (checked on the CPU only)
+        for a, b in zip(others, run(stable, base)):
+            np.testing.assert_allclose(a.losses, b.losses, rtol=tol, atol=tol * b.losses[0])
     div = with_bad[2]
     k = div.diverged_at
     assert div.status == "diverged" and k is not None and k >= 1
@@ -423,10 +429,10 @@ def test_divergence_is_isolated(dtype, device):
     )[2]
     for key in div.params:
         torch.testing.assert_close(div.params[key], short.params[key], rtol=0, atol=0)
-    if device == "cpu":  # and so does the network trained alone (bit for bit on CPU only:
-        (alone,) = train(bad, *_data(dtype), GD(50.0), k)  # GEMM kernels depend on shapes)
+    if device == "cpu":  # and so does the network trained alone (up to rounding: GEMM
+        (alone,) = train(bad, *_data(dtype), GD(50.0), k)  # kernels depend on shapes)
         for key in div.params:
-            torch.testing.assert_close(div.params[key], alone.params[key], rtol=0, atol=0)
+            torch.testing.assert_close(div.params[key], alone.params[key], rtol=tol, atol=0)
     late = div.diagnostics.steps > k
     assert np.all(np.isnan(div.diagnostics.lambda_min[late]))
 

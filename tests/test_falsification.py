@@ -14,13 +14,11 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 import ntkdyn
-from ntkdyn.kernels import empirical_ntk
+from ladder import LADDER, SEEDS, drifted, kernel_model_of, theory_net
 from ntkdyn.optim.rules import parse
 from ntkdyn.verdicts import (
-    KernelModel,
     at_one_width,
     judge_crossover,
     judge_power_law,
@@ -29,32 +27,11 @@ from ntkdyn.verdicts import (
 )
 from ntkdyn.verdicts.tolerances import KERNEL_MODEL_RTOL, POINT_RTOL, WIDTH_SLOPE_BAND
 
-LADDER = (512, 2048, 8192, 32768)
-SEEDS = (0, 1, 2)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return ntkdyn.load_dataset("gaussian:d=5", n=20)
-
-
-def _net(data, width: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    return ntkdyn.TwoLayerReLU(5, width, generator=gen, dtype=torch.float64)
-
-
-def _model(net, data) -> KernelModel:
-    """The network's kernel model at initialisation (half-sum loss, c = 1)."""
-    with torch.no_grad():
-        e0 = net(torch.tensor(data.X)).numpy() - data.y
-    lam, Q = np.linalg.eigh(empirical_ntk(net, data.X))
-    return KernelModel(lam, Q.T @ e0)
-
 
 def _train(data, widths, seeds, spec: str, steps: int):
     """``[(width, losses, kernel model)]`` of real networks trained with ``spec``."""
-    nets = [_net(data, m, s) for m in widths for s in seeds]
-    models = [_model(n, data) for n in nets]
+    nets = [theory_net(m, s) for m in widths for s in seeds]
+    models = [kernel_model_of(n, data) for n in nets]
     runs = ntkdyn.train(nets, data.X, data.y, parse(spec), steps=steps)
     return [(n.width, r.losses, mdl) for n, r, mdl in zip(nets, runs, models)]
 
@@ -66,20 +43,6 @@ def _limit(trained, judge, spec):
 
 def _one(trained, judge, spec, tol=KERNEL_MODEL_RTOL):
     return at_one_width([(m, judge(L, mdl, spec).within(tol)) for m, L, mdl in trained], tol=tol)
-
-
-@pytest.fixture(scope="module")
-def init_models(data):
-    """Kernel models of real initial networks on the quick ladder (no training)."""
-    return {(m, s): _model(_net(data, m, s), data) for m in LADDER for s in SEEDS}
-
-
-def _drifted(model: KernelModel, width: int, seed: int) -> KernelModel:
-    """A synthetic finite network: lambda_min(K) lowered by ``(1 + seed/10) / sqrt(m)``, the
-    first-order kernel drift of docs/verdicts.md §3."""
-    lam = np.array(model.eigenvalues)
-    lam[0] *= 1 - (1 + seed / 10) / math.sqrt(width)
-    return KernelModel(lam, model.modes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,8 +58,8 @@ def test_narrow_networks_refute_the_kernel_rate(data):
 
 def test_step_above_the_stability_limit_is_refuted_not_inconclusive(data):
     """h_max > 2 for GD and > 4/3 for scheduled Nesterov: the kernel model is unstable."""
-    net = _net(data, 1024, 0)
-    model = _model(net, data)
+    net = theory_net(1024, 0)
+    model = kernel_model_of(net, data)
     lr = 2.2 / model.lambda_max
     j = judge_rate(np.linspace(1.0, 0.5, 200), model, f"gd:lr={lr}")
     assert j.verdict == "refuted" and "unstable" in j.note
@@ -139,7 +102,7 @@ def test_scheduled_and_constant_momentum_are_not_interchangeable(theory_like):
 
 def test_wrong_learning_rate_is_refuted(init_models):
     """C1: GD run at lr 0.115 judged as lr 0.1, on the whole ladder."""
-    pairs = [(m, judge_rate(_drifted(mdl, m, s).curve("gd:lr=0.115", 1000), mdl, "gd:lr=0.1")
+    pairs = [(m, judge_rate(drifted(mdl, m, s).curve("gd:lr=0.115", 1000), mdl, "gd:lr=0.1")
               .within(KERNEL_MODEL_RTOL)) for (m, s), mdl in init_models.items()]  # fmt: skip
     agg = width_limit(pairs, tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
     assert agg.verdict == "refuted", agg.reason
@@ -163,7 +126,7 @@ def test_first_order_drift_is_supported(init_models, spec):
     for (m, s), mdl in init_models.items():
         rule = parse(spec) if "critical" not in spec else parse(
             f"hb:lr=0.1,beta={1 - 2 * math.sqrt(0.1 * mdl.lambda_min)}")  # fmt: skip
-        pairs.append((m, judge_rate(_drifted(mdl, m, s).curve(rule, 1000), mdl, rule)
+        pairs.append((m, judge_rate(drifted(mdl, m, s).curve(rule, 1000), mdl, rule)
                       .within(KERNEL_MODEL_RTOL)))  # fmt: skip
     agg = width_limit(pairs, tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
     assert agg.verdict == "supported", agg.reason
@@ -177,7 +140,7 @@ def test_exact_power_law_and_crossover_are_supported(init_models):
         pairs = [(LADDER[-1], judge_power_law(m.curve(spec, 2100), m, spec)) for m in models]
         assert at_one_width(pairs, tol=KERNEL_MODEL_RTOL).verdict == "supported"
     spec = "nesterov-torch:lr=0.1,r=2"
-    pairs = [(m, judge_crossover(_drifted(mdl, m, s).curve(spec, 2100), mdl, spec)
+    pairs = [(m, judge_crossover(drifted(mdl, m, s).curve(spec, 2100), mdl, spec)
               .within(KERNEL_MODEL_RTOL)) for (m, s), mdl in init_models.items()]  # fmt: skip
     agg = width_limit(pairs, tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
     assert agg.verdict == "supported", agg.reason

@@ -140,6 +140,21 @@ def test_e4_diverged_seed_makes_its_width_infinite():
     assert next(r for r in f.table if r["width"] == 1500)["mean"] == "diverged"
 
 
+def test_nesterov_sc_runs_stay_out_of_the_scheduled_nesterov_findings():
+    # E4 / E5 judge the scheduled-Nesterov family only: constant-momentum Nesterov (NAG-SC)
+    # runs in the same experiment change nothing
+    e4 = _sweep("E4", "nesterov-torch:lr=2e-4,r=2", DEEP, noise=0.02, lam_per_width=0.8)
+    sc = _sweep("E4", "nesterov-sc:lr=2e-4,beta=0.9", (0.1,) * 5, noise=0.01, lam_per_width=9.0)
+    assert _finding(e4 + sc, "E4").as_dict() == _finding(e4, "E4").as_dict()
+    k = np.arange(201.0)
+    e5 = [_record("E5", f"nesterov-torch:lr=4e-4,r={r}", _power(k, r / 4)) for r in (2, 3, 6)]
+    sc = [_record("E5", "nesterov-sc:lr=4e-4,beta=0.9", _power(k, 3.0))]
+    assert _finding(e5 + sc, "E5").as_dict() == _finding(e5, "E5").as_dict()
+    # without runs the statement still names the family's stable limit
+    (found,) = evaluate_findings([analyze_run(r, "E4") for r in sc])
+    assert found.verdict == "inconclusive" and "above 4/3" in found.statement
+
+
 # --------------------------------------------------------------------------------------------
 # E3 / E5: orderings over the window.
 

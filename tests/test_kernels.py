@@ -15,6 +15,7 @@ import scipy.linalg
 import torch
 
 import ntkdyn.kernels as kernels_module
+from ntkdyn.conventions import EIG_FLOOR_RTOL
 from ntkdyn.kernels import (
     IllConditionedKernelWarning,
     Spectrum,
@@ -32,6 +33,12 @@ MC_Z_MAX = 4.0
 MC_NEURONS, MC_CHUNK = 1_000_000, 50_000
 #: Rounding-level agreement between two float64 evaluations of the same quantity.
 EXACT_RTOL = 1e-12
+#: Two float64 computations of one quantity by the same formula whose reductions may run in
+#: another order (another BLAS, thread count, tile or block split): a few ulps per sum, so they
+#: are compared to this relative accuracy (of the largest entry), not bit for bit.
+REORDERED_RTOL = 1e-14
+#: The same for a float32 computation (eps 6e-8, sums over a few hundred terms).
+REORDERED_RTOL_FLOAT32 = 1e-5
 #: arccos is square-root sensitive at +-1: an angle there is only known to ~1e-8.
 ARCCOS_ATOL = 1e-7
 #: The fluctuation law rms||H(0) - H^inf||_F = sqrt(V/m) must hold to this relative accuracy.
@@ -48,6 +55,15 @@ OBSERVED_DEEP_ERROR = {
     2: {256: 0.157, 1024: 0.083, 2048: 0.064},
     3: {256: 0.228, 1024: 0.098, 2048: 0.073},
 }
+
+
+def assert_reordered_close(actual, expected, rtol=None):
+    """``actual == expected`` up to the rounding of sums taken in another order
+    (``REORDERED_RTOL`` unless ``rtol`` is given)."""
+    rtol = REORDERED_RTOL if rtol is None else rtol
+    expected = np.asarray(expected)
+    scale = float(np.max(np.abs(expected)))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -109,17 +125,17 @@ def test_two_layer_gram_invariants(layer, unit):
     norms2 = np.sum(X * X, axis=1)
     factor = 1.0 if layer == "both" else 0.5
     np.testing.assert_allclose(np.diag(gram), factor * norms2, rtol=1e-14)
-    np.testing.assert_array_equal(gram, gram.T)
+    np.testing.assert_array_equal(gram, gram.T)  # exact: symmetric by construction (promised)
     assert np.linalg.eigvalsh(gram)[0] >= -1e-12 * np.abs(gram).max()
     torch_gram = two_layer_gram(torch.as_tensor(X), layer=layer)
-    np.testing.assert_array_equal(torch_gram, gram)
+    assert_reordered_close(torch_gram, gram)
 
 
 def test_two_layer_gram_zero_row_is_zero_not_nan():
     X = np.array([[1.0, 2.0], [0.0, 0.0], [-1.0, 0.5]])
     gram = two_layer_gram(X, layer="both")
     assert np.all(np.isfinite(gram))
-    np.testing.assert_array_equal(gram[1], 0.0)
+    np.testing.assert_array_equal(gram[1], 0.0)  # exact: every term has the zero row's norm
 
 
 @dataclass(frozen=True)
@@ -235,7 +251,7 @@ def test_deep_ntk_matches_pairwise_recursion(depth):
     kernel = deep_relu_ntk(X, depth)
     reference = np.array([[_ntk_pair(x, y, depth) for y in X] for x in X])
     np.testing.assert_allclose(kernel, reference, rtol=1e-13, atol=1e-13)
-    np.testing.assert_array_equal(kernel, kernel.T)
+    np.testing.assert_array_equal(kernel, kernel.T)  # exact: symmetric by construction (promised)
     assert np.linalg.eigvalsh(kernel)[0] > 0
 
 
@@ -249,6 +265,7 @@ def test_deep_ntk_unit_diagonal_and_homogeneity(test_set, depth):
 
 
 def test_ntk_gram_dispatch(test_set):
+    # exact: ntk_gram runs the very same function on the same input
     np.testing.assert_array_equal(ntk_gram(test_set), two_layer_gram(test_set))
     np.testing.assert_array_equal(
         ntk_gram(test_set, layer="both"), two_layer_gram(test_set, layer="both")
@@ -355,19 +372,19 @@ def test_kernels_near_zero_and_pi_match_high_precision(spread):
         target = reference[name] / (depth + 1 if name == "deep" else 1)
         error = np.max(np.abs(computed - target) / norm)
         assert error <= ANGLE_EDGE_RTOL, (name, error)
-        np.testing.assert_array_equal(computed, computed.T)
+        np.testing.assert_array_equal(computed, computed.T)  # exact: symmetric by construction
 
 
 def test_near_pair_row_blocks_do_not_change_the_result(monkeypatch):
     # Near-duplicates are recomputed from the rows in blocks of _ANGLE_CHUNK_ELEMENTS entries;
-    # one row per block must give the identical kernel.
+    # one row per block must give the same kernel (up to the order of its sums).
     rng = np.random.default_rng(22)
     X = np.repeat(rng.standard_normal((6, 7)), 4, axis=0) * rng.uniform(0.5, 2, (24, 1))
     X[::5] *= -1
     whole = {name: kernel(X) for name, kernel in _KERNELS.items()}
     monkeypatch.setattr(kernels_module, "_ANGLE_CHUNK_ELEMENTS", 1)
     for name, kernel in _KERNELS.items():
-        np.testing.assert_array_equal(kernel(X), whole[name])
+        assert_reordered_close(kernel(X), whole[name])
         assert np.linalg.eigvalsh(whole[name])[0] >= -SINGULAR_RTOL * np.abs(whole[name]).max()
 
 
@@ -420,7 +437,7 @@ def test_empirical_closed_form_equals_autodiff(parameterization, params):
     assert closed.dtype == np.float64 and closed.shape == (15, 15)
     assert _rel_max(closed, autodiff) < EXACT_RTOL
     if params is None:
-        np.testing.assert_array_equal(empirical_ntk(net, X), closed)  # "auto" is closed form
+        assert_reordered_close(empirical_ntk(net, X), closed)  # "auto" is closed form
 
 
 @pytest.mark.parametrize("kind", ["notebook", "deep"])
@@ -434,14 +451,14 @@ def test_empirical_tiling_matches_untiled(kind):
     for block_rows in (1, 3, 4):
         tiled = empirical_ntk(net, X, method="autodiff", block_rows=block_rows)
         assert _rel_max(tiled, untiled) < 1e-14, block_rows
-    np.testing.assert_array_equal(untiled, untiled.T)
+    np.testing.assert_array_equal(untiled, untiled.T)  # exact: empirical_ntk symmetrises (promised)
 
 
 def test_empirical_params_dict_evaluates_at_given_values(test_set):
     first = TwoLayerReLU(5, 128, generator=_gen(9))
     second = TwoLayerReLU(5, 128, generator=_gen(10))
     at_second = empirical_ntk(first, test_set, params={"W": second.W.detach()})
-    np.testing.assert_array_equal(at_second, empirical_ntk(second, test_set))
+    assert_reordered_close(at_second, empirical_ntk(second, test_set))
     at_second_autodiff = empirical_ntk(
         first, test_set, params={"W": second.W.detach()}, method="autodiff"
     )
@@ -455,7 +472,9 @@ def test_empirical_float32_model(test_set):
     kernel32 = empirical_ntk(net32, torch.as_tensor(test_set), method="autodiff")
     read_only = test_set.copy()
     read_only.setflags(write=False)  # datasets hand out read-only arrays; no torch warning
-    np.testing.assert_array_equal(empirical_ntk(net32, read_only, method="autodiff"), kernel32)
+    assert_reordered_close(
+        empirical_ntk(net32, read_only, method="autodiff"), kernel32, rtol=REORDERED_RTOL_FLOAT32
+    )
     assert kernel32.dtype == np.float64
     net64 = copy.deepcopy(net32).double()  # the same weights, evaluated in float64
     assert _rel_max(kernel32, empirical_ntk(net64, test_set)) < 1e-5
@@ -572,9 +591,7 @@ def test_spectrum_matches_scipy(test_set):
     assert spectrum(result) is result
     values_only = spectrum(h_inf)
     assert values_only.eigenvectors is None
-    np.testing.assert_array_equal(
-        spectrum(torch.as_tensor(h_inf)).eigenvalues, values_only.eigenvalues
-    )
+    assert_reordered_close(spectrum(torch.as_tensor(h_inf)).eigenvalues, values_only.eigenvalues)
 
 
 def test_spectrum_symmetrises_rounding_asymmetry(test_set):
@@ -606,6 +623,50 @@ def test_spectrum_warns_on_duplicated_rows(test_set):
 def test_spectrum_rejects_bad_kernels(test_set, bad):
     with pytest.raises(ValueError, match="`K`"):
         spectrum(bad(two_layer_gram(test_set)))
+
+
+def test_spectrum_clips_rounding_negatives_once_and_rejects_real_ones():
+    # The policy of docs/mathematics.md 0: [-EIG_FLOOR_RTOL lambda_max, 0) is rounding.
+    Q = np.linalg.qr(np.random.default_rng(30).standard_normal((4, 4)))[0]
+    tiny = -0.5 * EIG_FLOOR_RTOL * 2.0
+    K = (Q * np.array([tiny, 0.1, 1.0, 2.0])) @ Q.T
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = spectrum(K, vectors=True)
+    assert [w.category for w in caught] == [IllConditionedKernelWarning]
+    assert "clipped to 0" in str(caught[0].message)
+    assert result.eigenvalues[0] == 0.0 and result.lambda_min == 0.0
+    assert result.condition == math.inf
+    assert np.all(result.eigenvalues >= 0)
+    for bad in (np.diag([-2.0 * EIG_FLOOR_RTOL, 1.0]), np.array([1.0, -1e-3]), -np.eye(2)):
+        with pytest.raises(ValueError, match="`K` must be positive semi-definite"):
+            spectrum(bad)
+
+
+def test_spectrum_of_eigenvalues_sorts_and_refuses_vectors():
+    result = spectrum(np.array([2.0, 0.5, 1.0]))
+    np.testing.assert_array_equal(result.eigenvalues, [0.5, 1.0, 2.0])
+    assert (result.lambda_min, result.lambda_max, result.condition) == (0.5, 2.0, 4.0)
+    with pytest.raises(ValueError, match="`K` is a 1-D array of eigenvalues"):
+        spectrum([1.0, 2.0], vectors=True)
+    with pytest.raises(ValueError, match="`K`"):
+        spectrum([])
+
+
+def test_spectrum_scaled_is_the_spectrum_of_the_scaled_kernel(test_set):
+    h_inf = two_layer_gram(test_set)
+    base = spectrum(h_inf, vectors=True)
+    c = 2.0 / 20  # the mse loss factor on n = 20 (docs/mathematics.md 0)
+    scaled = base.scaled(c)
+    assert scaled.eigenvectors is base.eigenvectors
+    np.testing.assert_array_equal(scaled.eigenvalues, c * base.eigenvalues)  # one product each
+    assert (scaled.lambda_min, scaled.lambda_max) == (c * base.lambda_min, c * base.lambda_max)
+    assert scaled.condition == pytest.approx(base.condition, rel=1e-15)
+    direct = spectrum(c * h_inf)  # decomposing c H again: the same up to eigh's rounding
+    np.testing.assert_allclose(scaled.eigenvalues, direct.eigenvalues, rtol=1e-12)
+    for bad in (0.0, -1.0, math.inf, math.nan, True, "2"):
+        with pytest.raises(ValueError, match="`c`"):
+            base.scaled(bad)
 
 
 def test_spectrum_without_vectors_refuses_vector_request(test_set):

@@ -16,6 +16,8 @@ import ntkdyn
 from helpers import ALL_RULES, LINEAR_RULES, rule_params
 from ntkdyn.optim import (
     GD,
+    RULES,
+    Family,
     HeavyBall,
     HigherOrderMomentum,
     HigherOrderMomentumNotebook,
@@ -23,6 +25,7 @@ from ntkdyn.optim import (
     NesterovSC,
     NesterovTorch,
     parse,
+    rules_of,
 )
 
 TORCH_MATCH = 1e-12  # the bound for rule.torch vs torch.optim, float64
@@ -356,3 +359,25 @@ def test_bad_specs_name_the_field(spec, field):
 def test_sum_of_hom_momenta_at_one_warns():
     with pytest.warns(RuntimeWarning, match="b1 \\+ b2"):
         HigherOrderMomentum(1e-4, b1=0.2, b2=0.8)
+
+
+# --------------------------------------------------------------------------------------------
+# What the rules declare for the rest of the package (never recognised by name).
+
+
+def test_families_and_critical_values_are_declared_by_the_rules():
+    assert rules_of(Family.NESTEROV_SCHEDULED) == (Nesterov, NesterovTorch)
+    assert rules_of(Family.HIGHER_ORDER) == (HigherOrderMomentum, HigherOrderMomentumNotebook)
+    assert rules_of(Family.NESTEROV_CONSTANT) == (NesterovSC,)
+    crit = 1.0 - 2.0 * math.sqrt(0.04 * 0.1)
+    assert HeavyBall.critical_value(0.04, {"lr": 0.1, "beta": 0.9}) == crit
+    assert NesterovSC.critical_value(0.04, {"lr": 0.1, "beta": 0.9}) == crit
+    hom = {"lr": 0.1, "b1": 0.5, "b2": 0.2}
+    assert HigherOrderMomentum.critical_value(0.04, hom) == crit - 0.2
+    assert HigherOrderMomentumNotebook.critical_value(0.04, hom) == crit - 0.2
+    with pytest.raises(ValueError, match="gd has no parameter"):
+        GD.critical_value(0.04, {"lr": 0.1})
+    assert {c.name: c.critical_key for c in RULES.values() if c.critical_key} == {
+        "hb": "beta", "nesterov-sc": "beta", "hom": "b1", "hom-notebook": "b1"}  # fmt: skip
+    assert HeavyBall.stable_limit_formula == "2(1 + beta)"
+    assert Nesterov.stable_limit_formula == NesterovTorch.stable_limit_formula == "4/3"

@@ -520,16 +520,16 @@ def test_html_tolerates_summaries_without_the_optional_keys():
 
 def test_sweep_environment_records_provenance(monkeypatch):
     from ntkdyn import __version__
-    from ntkdyn.experiments.sweep import _environment
+    from ntkdyn.experiments._setup import environment
 
-    env = _environment({"auto": "cpu"})
+    env = environment({"auto": "cpu"})
     assert env["ntkdyn"] == __version__ and env["devices"] == {"auto": "cpu"}
     assert {"torch", "numpy", "platform", "python", "git_commit", "git_dirty"} <= set(env)
     assert env["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", env["git_commit"])
     assert env["git_dirty"] in (None, True, False)
     json.dumps(env)  # stored as JSON
     monkeypatch.setenv("PATH", "")  # no git: quietly None, the sweep goes on
-    env = _environment({"auto": "cpu"})
+    env = environment({"auto": "cpu"})
     assert env["git_commit"] is None and env["git_dirty"] is None
 
 

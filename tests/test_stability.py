@@ -8,20 +8,24 @@ iteration (predict_discrete) and docs/mathematics.md's observed values on its n=
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from helpers import LINEAR_RULES, rule_params
+from ntkdyn.conventions import LATE_STEP
 from ntkdyn.dynamics import (
+    OptimalParameters,
     StabilityReport,
+    discrete_modes,
     max_stable_h_numeric,
+    optimal_parameters,
     predict_discrete,
     spectral_radius,
     stability,
     stability_table,
 )
+from ntkdyn.kernels import spectrum
 from ntkdyn.optim import (
     GD,
     Adam,
@@ -37,8 +41,9 @@ THRESHOLD_MATCH = 1e-10  # issue bound (docs/mathematics.md 3 observed <= 1e-13 
 #: The optimal HB pair puts double roots on both extreme modes; eigvals of a defective matrix
 #: are accurate only to ~sqrt(eps).
 DOUBLE_ROOT_MATCH = 1e-7
-#: Scheduled rules bisected at step k: beta_k = 1 - r/(k + r - 1) moves the bound by O(r/k).
-ASYMPTOTIC_K = 10**9
+#: Scheduled rules bisected at the library's k -> infinity stand-in: beta_k = 1 - r/(k + r - 1)
+#: moves the bound by O(r/k).
+ASYMPTOTIC_K = LATE_STEP
 ASYMPTOTIC_MATCH = 1e-8
 BETAS = [0.0, 0.3, 0.6, 0.9, 0.99]
 HOM_PAIRS = [
@@ -127,7 +132,8 @@ def test_declared_threshold_equals_register_bisection(rule):
 
 def test_optimal_heavy_ball_rate_on_mathmd_spectrum():
     H, _ = _mathmd_spectrum()
-    rep = stability(H, HeavyBall(0.1, beta=0.9))
+    rep = optimal_parameters(H)
+    assert isinstance(rep, OptimalParameters)
     kappa = rep.lambda_max / rep.lambda_min
     assert kappa == pytest.approx(43.715, abs=1e-3)  # docs/mathematics.md 6: lambda_0 0.04473, max 1.956
     expected = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
@@ -150,7 +156,7 @@ def test_optimal_heavy_ball_rate_on_mathmd_spectrum():
 
 def test_optimal_gd_rate_is_worst_mode_contraction():
     H, _ = _mathmd_spectrum()
-    rep = stability(H, GD(0.5))
+    rep = optimal_parameters(H)
     kappa = rep.condition
     rho = spectral_radius(GD(rep.gd_lr), rep.gd_lr * np.linalg.eigvalsh(H)).max()
     assert rho == pytest.approx((kappa - 1) / (kappa + 1), rel=1e-13)
@@ -167,8 +173,9 @@ def test_report_fields_and_stable_flag():
         assert rep.h_max == pytest.approx(lr * lam[-1], rel=1e-14)
         assert rep.bound == "closed form" and not rep.asymptotic
         assert rep.crossover_step is None and rep.crossover_loss is None
-    # the same through a spectrum record and an (n, n) kernel
-    rep = stability(SimpleNamespace(eigenvalues=lam[::-1], eigenvectors=None), GD(0.1))
+    # the same through unsorted eigenvalues, a Spectrum and an (n, n) kernel
+    rep = stability(lam[::-1], GD(0.1))
+    assert stability(spectrum(lam), GD(0.1)) == rep
     assert (rep.lambda_min, rep.lambda_max) == (lam[0], lam[-1])
     assert stability(H, GD(0.1)).lambda_min == pytest.approx(lam[0], rel=1e-12)
 
@@ -177,7 +184,7 @@ def test_report_fields_and_stable_flag():
 @pytest.mark.parametrize("cls", [Nesterov, NesterovTorch])
 def test_nesterov_bound_four_thirds_by_iteration(cls, h, blows_up):
     # docs/mathematics.md 3, r=3: |xi_20000| = 7e-323 / 2e-72 / 8e122 / inf at h = 1.30 / 1.33 / 1.34 / 1.36
-    pred = predict_discrete(np.array([[h]]), np.ones(1), cls(1.0, r=3.0), 20000, modes=True)
+    pred = discrete_modes(np.array([[h]]), np.ones(1), cls(1.0, r=3.0), 20000)
     final = abs(pred.xi[-1, 0])
     assert (not np.isfinite(final) or final > 1e50) if blows_up else final < 1e-50
     assert stability(np.array([h]), cls(1.0, r=3.0)).stable is not blows_up
@@ -211,8 +218,8 @@ def test_crossover_formula_values():
 
 def _nag_two_seq_vs_torch(hmax):
     H, y = _mathmd_spectrum()
-    lam, Q = np.linalg.eigh(H)
-    spec = SimpleNamespace(eigenvalues=lam, eigenvectors=Q)
+    spec = spectrum(H, vectors=True)
+    lam = spec.eigenvalues
     lr = hmax / lam[-1]
     steps = int(6 / math.sqrt(lr * lam[0]) * 3)
     a = predict_discrete(spec, -y, Nesterov(lr, r=3.0), steps)
@@ -247,6 +254,7 @@ def test_stability_table_rows():
     assert nag.max_stable_h == pytest.approx(4 / 3) and "k -> inf" in nag.bound
 
 
+@pytest.mark.filterwarnings("ignore:kernel is ill-conditioned")  # the zero kernel
 def test_bad_input_names_the_field():
     with pytest.raises(ValueError, match="`rule` 'adam'.*adam has no linear prediction"):
         stability(np.eye(2), Adam(0.01))
@@ -254,12 +262,14 @@ def test_bad_input_names_the_field():
         spectral_radius(Nesterov(0.1), 0.5)
     with pytest.raises(ValueError, match="`k` must be an integer >= 1"):
         max_stable_h_numeric(GD(0.1), k=0)
-    with pytest.raises(ValueError, match="`K` has a clearly negative eigenvalue"):
+    with pytest.raises(ValueError, match="`K` must be positive semi-definite"):
         stability(np.array([-1.0, 1.0]), GD(0.1))
     with pytest.raises(ValueError, match="`K` must be symmetric"):
         stability(np.array([[1.0, 0.5], [0.0, 1.0]]), GD(0.1))
     with pytest.raises(ValueError, match="`K` must have a positive eigenvalue"):
         stability(np.zeros((2, 2)), GD(0.1))
+    with pytest.raises(ValueError, match="`K` must have a positive eigenvalue"):
+        optimal_parameters(np.zeros((2, 2)))
 
 
 def test_notebook_hom_uses_constant_regime():

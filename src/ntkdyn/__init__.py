@@ -10,40 +10,99 @@ The public API, one obvious spelling each (README.md has a tour):
   ``Nesterov`` (textbook, vanishing damping r), ``NesterovTorch`` (torch's scheme),
   ``NesterovSC`` (constant momentum), ``HigherOrderMomentum``, ``HigherOrderMomentumNotebook``,
   ``Adam``; ``parse("hb:lr=0.1,beta=0.9")``
-- theory: ``predict_discrete``, ``predict_ode``, ``stability``, ``predicted_rate``, ``fit_rate``
+- theory (kernel first, then the rule): ``predict_discrete``, ``discrete_modes``,
+  ``predict_ode``, ``stability``, ``optimal_parameters``, ``predicted_rate``, ``fit_rate``
 - training: ``train`` (many networks at once)
 - experiments: ``load_config``, ``expand_runs``, ``run_sweep``, ``Store``
+
+Names are imported on first use (PEP 562), so that ``import ntkdyn`` and the ``ntkdyn``
+command's ``--help`` and ``--version`` do not pay for torch, scipy and matplotlib.
 """
 
-from .data import Dataset, DegenerateDataWarning, load_dataset, validate_dataset
-from .dynamics import predict_discrete, predict_ode, stability, stability_table
-from .experiments import Store, expand_runs, load_config, run_sweep
-from .kernels import (
-    IllConditionedKernelWarning,
-    Spectrum,
-    deep_relu_ntk,
-    empirical_ntk,
-    ntk_gram,
-    spectrum,
-    two_layer_gram,
-)
-from .models import DeepReLU, TwoLayerReLU
-from .optim import (
-    GD,
-    Adam,
-    HeavyBall,
-    HigherOrderMomentum,
-    HigherOrderMomentumNotebook,
-    Nesterov,
-    NesterovSC,
-    NesterovTorch,
-    Rule,
-    parse,
-)
-from .rates import fit_rate, predicted_rate
-from .training import Diagnostics, RunResult, train
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__ as __version__
+
+#: public name -> the submodule that defines it
+_LAZY = {
+    "Dataset": "data",
+    "DegenerateDataWarning": "data",
+    "load_dataset": "data",
+    "validate_dataset": "data",
+    "discrete_modes": "dynamics",
+    "optimal_parameters": "dynamics",
+    "predict_discrete": "dynamics",
+    "predict_ode": "dynamics",
+    "stability": "dynamics",
+    "stability_table": "dynamics",
+    "Store": "experiments",
+    "expand_runs": "experiments",
+    "load_config": "experiments",
+    "run_sweep": "experiments",
+    "IllConditionedKernelWarning": "kernels",
+    "Spectrum": "kernels",
+    "deep_relu_ntk": "kernels",
+    "empirical_ntk": "kernels",
+    "ntk_gram": "kernels",
+    "spectrum": "kernels",
+    "two_layer_gram": "kernels",
+    "DeepReLU": "models",
+    "TwoLayerReLU": "models",
+    "GD": "optim",
+    "Adam": "optim",
+    "HeavyBall": "optim",
+    "HigherOrderMomentum": "optim",
+    "HigherOrderMomentumNotebook": "optim",
+    "Nesterov": "optim",
+    "NesterovSC": "optim",
+    "NesterovTorch": "optim",
+    "Rule": "optim",
+    "parse": "optim",
+    "fit_rate": "rates",
+    "predicted_rate": "rates",
+    "Diagnostics": "training",
+    "RunResult": "training",
+    "train": "training",
+}
+
+if TYPE_CHECKING:
+    from .data import Dataset, DegenerateDataWarning, load_dataset, validate_dataset
+    from .dynamics import (
+        discrete_modes,
+        optimal_parameters,
+        predict_discrete,
+        predict_ode,
+        stability,
+        stability_table,
+    )
+    from .experiments import Store, expand_runs, load_config, run_sweep
+    from .kernels import (
+        IllConditionedKernelWarning,
+        Spectrum,
+        deep_relu_ntk,
+        empirical_ntk,
+        ntk_gram,
+        spectrum,
+        two_layer_gram,
+    )
+    from .models import DeepReLU, TwoLayerReLU
+    from .optim import (
+        GD,
+        Adam,
+        HeavyBall,
+        HigherOrderMomentum,
+        HigherOrderMomentumNotebook,
+        Nesterov,
+        NesterovSC,
+        NesterovTorch,
+        Rule,
+        parse,
+    )
+    from .rates import fit_rate, predicted_rate
+    from .training import Diagnostics, RunResult, train
 
 __all__ = [
     "GD",
@@ -65,12 +124,14 @@ __all__ = [
     "Store",
     "TwoLayerReLU",
     "deep_relu_ntk",
+    "discrete_modes",
     "empirical_ntk",
     "expand_runs",
     "fit_rate",
     "load_config",
     "load_dataset",
     "ntk_gram",
+    "optimal_parameters",
     "parse",
     "predict_discrete",
     "predict_ode",
@@ -83,3 +144,16 @@ __all__ = [
     "two_layer_gram",
     "validate_dataset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,6 +1,7 @@
 """Datasets: embedded sources, local MNIST/CSV files, row normalisation and input validation.
 
-Specs accepted by :func:`load_dataset` (the name is case-insensitive; ``name:key=value,...``):
+Specs accepted by :func:`load_dataset` and parsed by :func:`parse_data_spec` (the grammar of
+``ntkdyn.specs``: the name is case-insensitive; ``name:key=value,...`` or ``name:PATH``):
 
 * ``synthetic``             the paper's toy regression: ``x1, x2 ~ N(0, 1)``,
                             ``x3 = linspace(-4, 4, n)``, ``y = -0.5 x1 + 1.2 x2 + 10 sin(x3)``.
@@ -44,20 +45,24 @@ annihilates the output-layer kernel ``H^{a,inf}`` of docs/mathematics.md §1.4 (
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._datafiles import read_csv, read_mnist, too_many_rows
+from .specs import parse_spec
 
 __all__ = [
     "SOURCES",
+    "DataSpec",
     "Dataset",
     "Degeneracy",
     "DegenerateDataWarning",
     "find_degeneracy",
     "load_dataset",
+    "parse_data_spec",
     "validate_dataset",
 ]
 
@@ -296,7 +301,8 @@ def load_dataset(
     MNIST training images). ``n`` larger than what is available is a ValueError. ``seed`` drives
     every random draw; no global state is touched.
     """
-    source, options, path = _parse_spec(spec)
+    parsed = parse_data_spec(spec)
+    source, options, path = parsed.source, parsed.options, parsed.path
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
         raise ValueError(f"`n` must be an integer >= 1 or None, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -312,34 +318,34 @@ def load_dataset(
         X, y = read_mnist(path, n)
     else:
         X, y = read_csv(path, n)
-    suffix = path if path is not None else _join(options)
-    name = f"{source}:{suffix}" if suffix else source
-    return _validate(X, y, name, normalize, True, stacklevel=3)
+    return _validate(X, y, parsed.canonical, normalize, True, stacklevel=3)
 
 
-def _parse_spec(spec) -> tuple[str, dict[str, str], str | None]:
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"`data` must be a spec such as 'digits:classes=3/8', got {spec!r}")
-    name, _, rest = spec.strip().partition(":")  # only the first ':' (Windows drive letters)
-    name = name.strip().lower()
-    if name not in SOURCES:
-        raise ValueError(f"`data` name {name!r} is unknown; known names: {sorted(SOURCES)}")
-    if name in _PATH_SOURCES:
-        if not rest.strip():
-            raise ValueError(f"`data` spec {spec!r} needs a path: '{name}:PATH'")
-        return name, {}, rest.strip()
-    options: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = (s.strip() for s in item.partition("="))
-        if not eq or not value:
-            raise ValueError(f"`data` option {item!r} in {spec!r} must look like key=value")
-        if key not in SOURCES[name]:
-            allowed = list(SOURCES[name]) or "none"
-            raise ValueError(f"`{key}` is not an option of {name!r}; allowed options: {allowed}")
-        if key in options:
-            raise ValueError(f"`{key}` is given twice in {spec!r}")
-        options[key] = value
-    return name, options, None
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed dataset spec: ``source`` (a name of :data:`SOURCES`), its ``options`` (values as
+    strings) or, for ``mnist`` / ``csv``, its ``path``."""
+
+    source: str
+    options: dict[str, str] = dataclasses.field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def canonical(self) -> str:
+        """The spec with the options sorted: ``source[:k=v,...]`` or ``source:PATH``."""
+        suffix = self.path if self.path is not None else _join(self.options)
+        return f"{self.source}:{suffix}" if suffix else self.source
+
+
+def parse_data_spec(spec: str) -> DataSpec:
+    """Parse a dataset spec (module docstring; grammar of ``ntkdyn.specs``) without loading
+    anything; ValueError naming the field (``data`` or the option)."""
+    parsed = parse_spec(
+        spec, field="data", example="digits:classes=3/8", names=SOURCES, path_names=_PATH_SOURCES
+    )
+    if parsed.path is not None:
+        return DataSpec(parsed.name, path=parsed.path)
+    return DataSpec(parsed.name, parsed.options(SOURCES[parsed.name], noun="an option"))
 
 
 def _join(options: dict[str, str]) -> str:

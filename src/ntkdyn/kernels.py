@@ -9,8 +9,10 @@ Theory side: NumPy float64 in and out; ``X`` may be a NumPy array or a torch ten
 * ``empirical_ntk``: ``sum_p J_p J_p^T`` of any ``nn.Module`` at its current weights, through
   ``torch.func`` and tiled over rows; closed forms (docs/mathematics.md §1.1, 1.4) for ``TwoLayerReLU``.
   Implemented in the private ``_empirical_ntk`` and re-exported here.
-* ``spectrum``: one symmetric eigendecomposition, returned as a ``Spectrum`` record, with an
+* ``spectrum``: the one place that validates and eigendecomposes a kernel (every theory
+  function goes through it), returned as a ``Spectrum`` record, with an
   ``IllConditionedKernelWarning`` when ``lambda_min ~ 0`` (no linear-rate guarantee).
+  Implemented in the torch-free private ``_spectrum`` and re-exported here.
 
 The Gram ``H = J J^T`` is loss-free; the dynamics use ``K = c H`` (docs/mathematics.md 0).
 """
@@ -18,8 +20,6 @@ The Gram ``H = J J^T`` is loss-free; the dynamics use ``K = c H`` (docs/mathemat
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from ._empirical_ntk import (
     _check_positive_int,
     empirical_ntk,
 )
+from ._spectrum import IllConditionedKernelWarning, Spectrum, spectrum
 
 __all__ = [
     "LAYERS",
@@ -47,10 +48,6 @@ __all__ = [
 #: ``layer`` choices of ``two_layer_gram``: first layer, output layer, both trained.
 LAYERS = ("first", "second", "both")
 
-#: ``K`` counts as symmetric when ``max|K - K^T| <= SYMMETRY_RTOL * max|K|``.
-SYMMETRY_RTOL = 1e-10
-#: ``lambda_min <= ILL_CONDITIONED_RTOL * lambda_max`` triggers ``IllConditionedKernelWarning``.
-ILL_CONDITIONED_RTOL = 1e-10
 #: Pairs with ``1 - |cos theta| < _DIRECT_ANGLE_TOL`` get their angle from the split rows
 #: (``_near_gaps``), not from the Gram's cosine.
 _DIRECT_ANGLE_TOL = 1e-2
@@ -61,14 +58,6 @@ _SPLIT_BITS = 25
 _DIRECT_GAP_SQ = 1e-10
 #: Elements of the row-difference blocks formed at once for those.
 _ANGLE_CHUNK_ELEMENTS = 2**22
-
-
-class IllConditionedKernelWarning(UserWarning):
-    """The kernel is (numerically) singular: ``lambda_min <= 1e-10 lambda_max``.
-
-    The linear-rate guarantees of docs/mathematics.md 3-4 need ``lambda_min(K) > 0``; duplicated or
-    parallel inputs are the usual cause.
-    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,76 +248,3 @@ def ntk_gram(X: object, *, depth: int | None = None, layer: str = "first") -> np
             f"every layer is trained, got layer={layer!r}"
         )
     return deep_relu_ntk(X, depth)
-
-
-# --------------------------------------------------------------------------------------------
-# Spectrum.
-
-
-@dataclass(frozen=True, eq=False)
-class Spectrum:
-    """Eigendecomposition of a symmetric kernel ``K = Q diag(lambda) Q^T`` (docs/mathematics.md 0).
-
-    Attributes:
-        eigenvalues: ``(n,)`` float64, ascending.
-        eigenvectors: ``(n, n)`` with columns ``q_j`` matching ``eigenvalues``, or None.
-        lambda_min, lambda_max: smallest and largest eigenvalue.
-        condition: ``lambda_max / lambda_min`` (inf when ``lambda_min <= 0``).
-    """
-
-    eigenvalues: np.ndarray
-    eigenvectors: np.ndarray | None
-    lambda_min: float
-    lambda_max: float
-    condition: float
-
-    @property
-    def n(self) -> int:
-        """Kernel size."""
-        return int(self.eigenvalues.shape[0])
-
-
-def spectrum(K: object, *, vectors: bool = False) -> Spectrum:
-    """Eigenvalues (and optionally eigenvectors) of a symmetric kernel, via ``numpy.linalg.eigh``.
-
-    ``K`` must be symmetric to ``SYMMETRY_RTOL`` relative to ``max|K|`` (it is then
-    symmetrised). Warns ``IllConditionedKernelWarning`` when ``lambda_min <=
-    ILL_CONDITIONED_RTOL * lambda_max``: no linear convergence rate is guaranteed
-    (docs/mathematics.md 3-4). A ``Spectrum`` passes through unchanged.
-
-    Args:
-        K: ``(n, n)`` array or tensor, or a ``Spectrum``.
-        vectors: also return the eigenvectors.
-    """
-    if isinstance(K, Spectrum):
-        if vectors and K.eigenvectors is None:
-            raise ValueError("`K` is a Spectrum without eigenvectors, but `vectors=True`")
-        return K
-    K = _as_matrix("K", K)
-    if K.shape[0] != K.shape[1]:
-        raise ValueError(f"`K` must be square, got shape {K.shape}")
-    scale = float(np.max(np.abs(K)))
-    asymmetry = float(np.max(np.abs(K - K.T)))
-    if asymmetry > SYMMETRY_RTOL * scale:
-        raise ValueError(
-            f"`K` must be symmetric: max|K - K^T| = {asymmetry:.3g} exceeds "
-            f"{SYMMETRY_RTOL:g} * max|K| = {SYMMETRY_RTOL * scale:.3g}"
-        )
-    K = (K + K.T) / 2
-    if vectors:
-        eigenvalues, eigenvectors = np.linalg.eigh(K)
-        eigenvectors.setflags(write=False)
-    else:
-        eigenvalues, eigenvectors = np.linalg.eigvalsh(K), None
-    eigenvalues.setflags(write=False)
-    lam_min, lam_max = float(eigenvalues[0]), float(eigenvalues[-1])
-    if lam_min <= ILL_CONDITIONED_RTOL * lam_max:
-        warnings.warn(
-            f"kernel is ill-conditioned: lambda_min = {lam_min:.3g} <= "
-            f"{ILL_CONDITIONED_RTOL:g} * lambda_max = {lam_max:.3g}; no linear-rate guarantee "
-            "(duplicated or parallel inputs?)",
-            IllConditionedKernelWarning,
-            stacklevel=2,
-        )
-    condition = lam_max / lam_min if lam_min > 0 else math.inf
-    return Spectrum(eigenvalues, eigenvectors, lam_min, lam_max, condition)

@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PARAMETERIZATIONS", "DeepReLU", "TwoLayerReLU"]
+from .conventions import MODES
 
-#: Names accepted by ``TwoLayerReLU(parameterization=...)``.
-PARAMETERIZATIONS = ("theory", "notebook")
+__all__ = ["DeepReLU", "TwoLayerReLU", "seeded_network"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,10 +63,8 @@ def _check_generator(generator: object) -> torch.Generator | None:
 
 
 def _check_parameterization(parameterization: object) -> str:
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(
-            f"`parameterization` must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
-        )
+    if parameterization not in MODES:  # the parameterisation names (ntkdyn.conventions)
+        raise ValueError(f"`parameterization` must be one of {MODES}, got {parameterization!r}")
     return str(parameterization)
 
 
@@ -213,3 +210,15 @@ class DeepReLU(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d={self.d}, width={self.width}, depth={self.depth}"
+
+
+def seeded_network(d: int, width: int, *, depth: int | None = None, seed: int = 0) -> nn.Module:
+    """A float64 network drawn from ``torch.Generator().manual_seed(seed)``.
+
+    ``depth`` None: the theory-parameterised :class:`TwoLayerReLU`; else the :class:`DeepReLU`
+    with ``depth`` hidden layers (the networks behind ``ntkdyn kernel`` and ``ntkdyn predict``).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if depth is None:
+        return TwoLayerReLU(d, width, parameterization="theory", generator=generator)
+    return DeepReLU(d, width, depth, generator=generator)

@@ -2,7 +2,7 @@
 
 Conventions (docs/mathematics.md 0, 3, 4, 5):
 
-* ``eigenvalues`` are those of the *effective* kernel ``K = c H`` (loss factor included), and
+* ``K`` is the *effective* kernel ``K = c H`` (loss factor included), or its ``Spectrum``, and
   ``h_j = lr * lambda_j(K)``; losses are ``L_k = 1/2 sum_j xi_{j,k}^2`` (any constant factor,
   e.g. 2/n for MSELoss, leaves every rate unchanged).
 * A discrete rate is a per-step loss factor ``q = lim L_{k+1} / L_k``; an ODE rate is the
@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conventions import LATE_STEP
+from .kernels import Spectrum, spectrum
 from .optim.rules import LinearRule, Rule, parse
 
 __all__ = ["FitWindow", "PredictedRate", "RateFit", "fit_rate", "local_exponent", "predicted_rate"]
 
-#: Schedules whose step matrices depend on k (scheduled Nesterov) are evaluated at this step:
-#: there beta_k = 1 - r / (k + r - 1) equals its limit 1 to ~1e-12, far below any other error.
-_LATE_STEP = 10**12
 #: Fewest tail points, and fewest per half of the tail, for the two fits and the ratio test.
 _MIN_TAIL_POINTS = 6
 _MIN_HALF_POINTS = 3
@@ -35,7 +34,7 @@ _MIN_HALF_POINTS = 3
 
 @dataclass(frozen=True)
 class PredictedRate:
-    """What theory predicts for a rule on the kernel quadratic with spectrum ``eigenvalues``.
+    """What theory predicts for a rule on the kernel quadratic ``F(e) = 1/2 e^T K e``.
 
     kind: "linear", "sublinear" (the ODE limit of vanishing-damping Nesterov, ``t^-r``) or
         "none" (a nonlinear rule such as Adam: nothing is predicted, and the fields are None).
@@ -72,28 +71,31 @@ class PredictedRate:
             return float(np.log(self.discrete_factor))
 
 
-def predicted_rate(rule: Rule | str, eigenvalues) -> PredictedRate:
+def predicted_rate(K: np.ndarray | Spectrum, rule: Rule | str) -> PredictedRate:
     """Predict the convergence of ``rule`` on ``F(e) = 1/2 e^T K e`` (docs/mathematics.md 3, 4, 7.2).
 
     Discrete: ``q = max_j rho(M(h_j))^2`` with ``M(h) = A - h b e_0^T`` from the rule's own
-    register matrices (generic; a k-dependent schedule is taken at its k -> inf limit).
+    register matrices (generic; a k-dependent schedule is taken at ``k = LATE_STEP``, its
+    k -> inf limit; ``ntkdyn.conventions``).
     GD gives ``max_j (1 - h_j)^2``, HB (complex roots) ``beta``, NAG-SC ``beta (1 - h_0)``.
     ODE: flow ``2 lambda_min``; oscillator ``mass e'' + gamma e' + K e = 0`` gives
     ``2 alpha(lambda_min / mass, gamma / mass)`` with ``alpha(l, g) = g / 2`` if
     ``g^2 <= 4 l`` else ``(g - sqrt(g^2 - 4 l)) / 2``; Bessel (NAG-C) gives ``t^-r``.
 
     Args:
+        K: effective kernel as an ``(n, n)`` array, a ``Spectrum``, or a 1-D array of its
+            eigenvalues (validated by ``ntkdyn.kernels.spectrum``); it must be positive
+            definite (``lambda_min > 0``), else ValueError naming ``K``.
         rule: a :class:`~ntkdyn.optim.Rule` or a spec string such as ``"hb:lr=0.1,beta=0.9"``.
-        eigenvalues: 1-D array of the eigenvalues of K (all finite and > 0).
     """
     rule = parse(rule)
-    lam = _check_eigenvalues(eigenvalues)
+    lam = _positive_definite(spectrum(K))
     h = rule.lr * lam
     h_min, h_max = float(h.min()), float(h.max())
     if not isinstance(rule, LinearRule):
         statement = f"none: {rule.name} is nonlinear; no rate is predicted"
         return PredictedRate(rule.spec, "none", h_min, h_max, statement)
-    step = rule.constant_from if rule.constant_from is not None else _LATE_STEP
+    step = rule.constant_from if rule.constant_from is not None else LATE_STEP
     radius = np.abs(np.linalg.eigvals(rule.mode_matrix(step, h))).max(axis=-1)
     q = float(np.max(radius) ** 2)
     spec = rule.ode()  # None: a linear rule without a declared ODE gets the discrete view only
@@ -156,24 +158,14 @@ def _statement(rule, kind, q, ode_rate, exponent, time_scale, crossover, h_max) 
     )
 
 
-def _check_eigenvalues(eigenvalues) -> np.ndarray:
-    try:
-        lam = np.asarray(eigenvalues, dtype=np.float64)
-    except (TypeError, ValueError):
+def _positive_definite(spec: Spectrum) -> np.ndarray:
+    """The eigenvalues of a validated kernel, which rates need strictly positive."""
+    if spec.lambda_min <= 0:
         raise ValueError(
-            f"`eigenvalues` must be a 1-D array of numbers, got {eigenvalues!r}"
-        ) from None
-    if lam.ndim != 1 or lam.size == 0:
-        raise ValueError(f"`eigenvalues` must be a non-empty 1-D array, got shape {lam.shape}")
-    bad = ~np.isfinite(lam) | (lam <= 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(
-            f"`eigenvalues` must all be finite and > 0 (K positive definite), got "
-            f"eigenvalues[{i}] = {float(lam[i])!r}; clip the rounding negatives of a singular "
-            "kernel first"
+            f"`K` must be positive definite for a rate (lambda_min > 0), got lambda_min = "
+            f"{spec.lambda_min!r}: a singular kernel has a mode that never converges"
         )
-    return lam
+    return spec.eigenvalues
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +220,9 @@ class RateFit:
         return f"undetermined: {self.reason}"
 
 
-def fit_rate(losses, times=None, *, floor_rel: float = 1e-20) -> RateFit:
+def fit_rate(
+    losses: np.ndarray, times: np.ndarray | None = None, *, floor_rel: float = 1e-20
+) -> RateFit:
     """Classify a loss curve as linear (``exp(s t)``) or sublinear (``t^-p``), docs/mathematics.md 5.
 
     1. truncate at the first ``L <= floor_rel * L_0`` or non-finite value (rounding floors
@@ -313,7 +307,13 @@ def _decide(rho: float, rho_pow: float, r_exp: float, r_pow: float) -> tuple[str
     )
 
 
-def local_exponent(losses, times=None, *, span: float = 2.0, floor_rel: float = 1e-20):
+def local_exponent(
+    losses: np.ndarray,
+    times: np.ndarray | None = None,
+    *,
+    span: float = 2.0,
+    floor_rel: float = 1e-20,
+) -> np.ndarray:
     """Local power-law exponent ``p_eff(t) = -d log E / d log t`` of the envelope (docs/mathematics.md 5).
 
     The derivative is the secant of ``log E`` over ``[t / sqrt(span), t sqrt(span)]``

@@ -50,7 +50,9 @@ class KernelPath:
         return float(self.t[i]), self.K[i], slope
 
 
-def solve_numeric(spec: ODESpec, path: KernelPath, e0, t, rtol: float, atol: float):
+def solve_numeric(
+    spec: ODESpec, path: KernelPath, e0: np.ndarray, t: np.ndarray, rtol: float, atol: float
+) -> np.ndarray:
     """``e(t)`` of shape (T, n) for times ``t >= 0`` in any order, from ``e(0) = e0``,
     ``e'(0) = 0``."""
     n = e0.size

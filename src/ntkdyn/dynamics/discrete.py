@@ -23,7 +23,7 @@ need no care):
   ``L_{bB+i} = 1/2 sum_{j,s,s'} (r_i[j,s] r_i[j,s']) (v_b[j,s] v_b[j,s'])``. Its rounding error
   is ``~ eps (sum_s |r_i[j,s] v_b[j,s]|)^2`` per mode, i.e. relative to the loss *envelope*
   (not to ``L_k`` in an oscillation trough; measured <= 2e-13 of the envelope against the step
-  loop over 12,000 steps and 250 decades); ``modes=True`` forms ``xi`` explicitly instead.
+  loop over 12,000 steps and 250 decades); ``discrete_modes`` forms ``xi`` explicitly instead.
 * scheduled rules (``constant_from is None``, e.g. vanishing-damping Nesterov): one loop over
   ``k`` with the update vectorised over all modes. States below ``1e-250`` are flushed to zero
   every few steps (their squares underflow in the loss anyway; subnormal arithmetic is slow),
@@ -36,20 +36,15 @@ from __future__ import annotations
 
 import math
 import operator
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import Spectrum, spectrum
 from ..optim.rules import LinearRule, Rule, parse
 
-__all__ = ["DiscretePrediction", "predict_discrete"]
+__all__ = ["DiscretePrediction", "discrete_modes", "predict_discrete"]
 
-#: ``K`` counts as symmetric if ``max|K - K^T| <= SYMMETRY_RTOL * max|K|``.
-SYMMETRY_RTOL = 1e-10
-#: Eigenvalues in ``[-NEGATIVE_RTOL * max|lambda|, 0)`` are rounding and clipped to 0 (warning);
-#: more negative ones mean ``K`` is not a kernel.
-NEGATIVE_RTOL = 1e-10
 #: Memory cap (float64 elements) of the block-power work arrays; larger problems are processed
 #: in chunks of modes.
 _BLOCK_ELEMS = 1 << 22
@@ -61,7 +56,7 @@ _FLUSH_EVERY = 16
 
 @dataclass(frozen=True)
 class DiscretePrediction:
-    """Per-mode trajectories of :func:`predict_discrete` (``modes=True``).
+    """Per-mode trajectories of :func:`discrete_modes`.
 
     Attributes:
         loss: ``(steps + 1,)`` losses ``L_k = 1/2 sum_j xi_{j,k}^2``.
@@ -87,79 +82,7 @@ class DiscretePrediction:
 # Boundary checks.
 
 
-def _eig(K, *, vectors: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validated ``(eigenvalues ascending, eigenvectors (n, n) or None)`` of a kernel.
-
-    ``K`` is a symmetric PSD ``(n, n)`` array, a record with ``.eigenvalues`` and
-    ``.eigenvectors`` (e.g. ``ntkdyn.kernels.Spectrum``), or, when ``vectors=False``, a 1-D
-    array of eigenvalues. Tiny negative eigenvalues (rounding) are clipped to 0 with a
-    warning; clearly negative ones raise ValueError.
-    """
-    if isinstance(K, (np.ndarray, list, tuple)) or hasattr(K, "__array__"):
-        arr = np.asarray(K, dtype=np.float64)
-        if arr.ndim == 1 and not vectors:
-            lam, Q = np.sort(arr), None
-        elif arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.shape[0] > 0:
-            if not np.all(np.isfinite(arr)):
-                raise ValueError("`K` must be finite; it contains NaN or inf")
-            asym = np.max(np.abs(arr - arr.T))
-            if asym > SYMMETRY_RTOL * np.max(np.abs(arr)):
-                raise ValueError(
-                    f"`K` must be symmetric: max|K - K^T| = {asym:.3g} exceeds "
-                    f"{SYMMETRY_RTOL:g} * max|K|"
-                )
-            sym = 0.5 * (arr + arr.T)
-            if vectors:
-                lam, Q = np.linalg.eigh(sym)
-            else:
-                lam, Q = np.linalg.eigvalsh(sym), None
-        else:
-            allowed = "a square (n, n) array" + ("" if vectors else " or 1-D eigenvalues")
-            raise ValueError(f"`K` must be {allowed}, got shape {arr.shape}")
-    else:
-        try:
-            lam = np.asarray(K.eigenvalues, dtype=np.float64)
-            Q = None if K.eigenvectors is None else np.asarray(K.eigenvectors, dtype=np.float64)
-        except AttributeError:
-            raise ValueError(
-                f"`K` must be an (n, n) array or a spectrum record with `eigenvalues` and "
-                f"`eigenvectors`, got {type(K).__name__}"
-            ) from None
-        if lam.ndim != 1 or lam.size == 0:
-            raise ValueError(f"`K.eigenvalues` must be a non-empty 1-D array, got {lam.shape}")
-        n = lam.size
-        if vectors and Q is None:
-            raise ValueError(
-                "`K` is a spectrum without eigenvectors; they are needed to project e0"
-            )
-        if Q is not None and Q.shape != (n, n):
-            raise ValueError(f"`K.eigenvectors` must have shape {(n, n)}, got {Q.shape}")
-        if not np.all(np.isfinite(lam)) or (Q is not None and not np.all(np.isfinite(Q))):
-            raise ValueError("`K` spectrum must be finite; it contains NaN or inf")
-        if not vectors:
-            Q = None
-        if np.any(np.diff(lam) < 0):  # records promise ascending order; sort if they do not
-            order = np.argsort(lam, kind="stable")
-            lam, Q = lam[order], None if Q is None else Q[:, order]
-    if not np.all(np.isfinite(lam)):
-        raise ValueError("`K` eigenvalues must be finite")
-    scale = float(np.max(np.abs(lam)))
-    if lam[0] < -NEGATIVE_RTOL * scale:
-        raise ValueError(
-            f"`K` has a clearly negative eigenvalue {lam[0]:.6g} (max |lambda| {scale:.6g}); "
-            "a kernel must be positive semi-definite"
-        )
-    if lam[0] < 0:
-        warnings.warn(
-            f"`K` has tiny negative eigenvalues (min {lam[0]:.3g}); clipped to 0",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        lam = np.maximum(lam, 0.0)
-    return lam, Q
-
-
-def _check_rule(rule) -> LinearRule:
+def _check_rule(rule: Rule | str) -> LinearRule:
     if isinstance(rule, str):
         rule = parse(rule)
     if not isinstance(rule, Rule):
@@ -172,7 +95,7 @@ def _check_rule(rule) -> LinearRule:
     return rule
 
 
-def _check_int(name: str, value, minimum: int) -> int:
+def _check_int(name: str, value: object, minimum: int) -> int:
     """``value`` as an int >= ``minimum`` (bools and floats refused), else ValueError."""
     if isinstance(value, bool):
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
@@ -283,8 +206,8 @@ def _block_power(A, b, h, z, loss, xi=None):
 
 
 def predict_discrete(
-    K, e0, rule, steps: int, *, modes: bool = False
-) -> np.ndarray | DiscretePrediction:
+    K: np.ndarray | Spectrum, e0: np.ndarray, rule: Rule | str, steps: int
+) -> np.ndarray:
     """Exact loss curve ``L_k = 1/2 ||e_k||^2``, ``k = 0..steps``, of ``rule`` on the quadratic.
 
     Runs the per-eigenmode recurrences ``z_{j,k} = (A_k - h_j b_k e_0^T) z_{j,k-1}`` from
@@ -293,22 +216,38 @@ def predict_discrete(
     ``rule.torch`` on the loss ``c/2 ||u - y||^2`` when ``K = c J J^T`` and ``e0 = u_0 - y``.
 
     Args:
-        K: effective kernel ``c H`` as a symmetric PSD ``(n, n)`` array, or a spectrum record
-            with ``eigenvalues`` (ascending) and ``eigenvectors`` ``(n, n)`` (build once, query
-            many: pass the record to avoid repeating the eigendecomposition).
+        K: effective kernel ``c H`` as a symmetric PSD ``(n, n)`` array, or a
+            :class:`~ntkdyn.kernels.Spectrum` with eigenvectors (build once, query many: pass
+            ``spectrum(K, vectors=True)`` to avoid repeating the eigendecomposition). Validated
+            by :func:`ntkdyn.kernels.spectrum`.
         e0: ``(n,)`` initial residual ``u_0 - y``.
         rule: a linear optimizer rule (or its spec string); Adam raises ValueError.
         steps: number of optimizer steps (>= 0).
-        modes: also return every mode's trajectory.
 
     Returns:
-        ``(steps + 1,)`` float64 losses (``+inf`` once a diverging rule overflows); with
-        ``modes=True`` a :class:`DiscretePrediction` holding the losses and ``xi (steps+1, n)``
-        in the eigenbasis.
+        ``(steps + 1,)`` float64 losses (``+inf`` once a diverging rule overflows).
     """
+    return _run(K, e0, rule, steps, modes=False)[0]
+
+
+def discrete_modes(
+    K: np.ndarray | Spectrum, e0: np.ndarray, rule: Rule | str, steps: int
+) -> DiscretePrediction:
+    """:func:`predict_discrete` with every mode's trajectory ``xi (steps + 1, n)`` in the
+    eigenbasis of ``K``; same arguments. ``discrete_modes(...).loss`` equals
+    ``predict_discrete(...)`` up to the rounding of the two loss sums (module docstring)."""
+    loss, xi, lam, h, spec = _run(K, e0, rule, steps, modes=True)
+    return DiscretePrediction(loss=loss, xi=xi, eigenvalues=lam, h=h, rule=spec)
+
+
+def _run(
+    K: np.ndarray | Spectrum, e0: np.ndarray, rule: Rule | str, steps: int, *, modes: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, str]:
+    """``(loss, xi or None, eigenvalues, h, rule spec)`` of the per-mode recurrences."""
     rule = _check_rule(rule)
     steps = _check_steps(steps)
-    lam, Q = _eig(K)
+    spec = spectrum(K, vectors=True)
+    lam, Q = spec.eigenvalues, spec.eigenvectors
     e0 = _check_e0(e0, lam.size)
     h = rule.lr * lam
     xi0 = Q.T @ e0
@@ -336,6 +275,4 @@ def predict_discrete(
             loss[first] = done
         loss[~np.isfinite(loss)] = np.inf  # overflow of a diverging rule (inf - inf -> nan)
         np.maximum(loss, 0.0, out=loss)  # the pair GEMM can round a trough to -eps * envelope
-    if not modes:
-        return loss
-    return DiscretePrediction(loss=loss, xi=xi, eigenvalues=lam, h=h, rule=rule.spec)
+    return loss, xi, lam, h, rule.spec

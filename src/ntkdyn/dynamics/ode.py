@@ -22,8 +22,8 @@ Closed forms (``method="closed"``), per mode:
   ``xi = xi0 Gamma(nu+1) (2/z)^nu J_nu(z)``, ``nu = (r-1)/2``, ``z = sqrt(lambda) t``; the
   power series is used for ``z^2 <= 1``. Zero modes keep ``xi = xi0`` in every case.
 
-``K`` is validated exactly as by :func:`~ntkdyn.dynamics.discrete.predict_discrete`
-(symmetric, finite, positive semi-definite; rounding-level negative eigenvalues clipped to 0).
+``K`` is validated by :func:`ntkdyn.kernels.spectrum`, like every theory input (symmetric,
+finite, positive semi-definite; rounding-level negative eigenvalues clipped to 0).
 
 ``method="numeric"`` (and every ``kernel_path``) integrates the first-order system in the
 original coordinates with ``scipy.integrate.solve_ivp`` (DOP853). A kernel path
@@ -40,9 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from ..conventions import SYMMETRY_RTOL
+from ..kernels import Spectrum, spectrum
 from ..optim.rules import ODESpec, Rule, parse
 from ._ode_numeric import KernelPath, solve_numeric
-from .discrete import SYMMETRY_RTOL, _eig
 
 __all__ = ["ODEModes", "ode_envelope", "ode_modes", "predict_ode"]
 
@@ -86,12 +87,12 @@ class ODEModes:
 
 
 def predict_ode(
-    K,
-    e0,
-    rule,
-    times,
+    K: np.ndarray | Spectrum | None,
+    e0: np.ndarray,
+    rule: Rule | str | ODESpec,
+    times: np.ndarray,
     *,
-    kernel_path=None,
+    kernel_path: tuple[np.ndarray, np.ndarray] | None = None,
     method: str = "closed",
     rtol: float = NUMERIC_RTOL,
     atol: float = NUMERIC_ATOL,
@@ -102,10 +103,9 @@ def predict_ode(
     ``f`` the flow, oscillator or Bessel solution of the module docstring.
 
     Args:
-        K: effective kernel ``c H`` (n, n), symmetric, finite and PSD (validated as by
-            ``predict_discrete``), or a record with ``.eigenvalues`` (n,) and
-            ``.eigenvectors`` (n, n) such as ``ntkdyn.kernels.spectrum(K, vectors=True)``.
-            Must be None when ``kernel_path`` is given.
+        K: effective kernel ``c H`` (n, n), symmetric, finite and PSD (validated by
+            ``ntkdyn.kernels.spectrum``), or a ``Spectrum`` with eigenvectors such as
+            ``spectrum(K, vectors=True)``. Must be None when ``kernel_path`` is given.
         e0: (n,) initial residual ``u(0) - y``; ``e'(0) = 0``.
         rule: an optimizer rule (or spec string) with a limiting ODE, or an ``ODESpec``.
             Adam has none (ValueError).
@@ -135,7 +135,7 @@ def predict_ode(
         t = _check_times(times)
         e = solve_numeric(spec, path, e0, t, _check_tol("rtol", rtol), _check_tol("atol", atol))
         return 0.5 * np.einsum("ti,ti->t", e, e)
-    lam, Q = _eig(K)
+    lam, Q = _modes(K)
     e0 = _check_e0(e0, lam.size)
     t = _check_times(times)
     if method == "numeric":
@@ -151,21 +151,30 @@ def predict_ode(
     return out
 
 
-def ode_modes(K, e0, rule, times) -> ODEModes:
+def ode_modes(
+    K: np.ndarray | Spectrum, e0: np.ndarray, rule: Rule | str | ODESpec, times: np.ndarray
+) -> ODEModes:
     """Closed-form per-mode solution ``xi_j(t)`` of the rule's ODE (all times x all modes).
 
     Same arguments as :func:`predict_ode` (closed form only); ``ode_modes(...).loss`` equals
     ``predict_ode(...)``. Memory is T x n floats.
     """
     spec = _ode_spec(rule)
-    lam, Q = _eig(K)
+    lam, Q = _modes(K)
     e0 = _check_e0(e0, lam.size)
     t = _check_times(times)
     xi0 = Q.T @ e0
     return ODEModes(t, lam, Q, xi0, _mode_factor(spec, lam, t) * xi0, spec)
 
 
-def ode_envelope(K, e0, rule, times, *, cap: bool = True) -> np.ndarray:
+def ode_envelope(
+    K: np.ndarray | Spectrum,
+    e0: np.ndarray,
+    rule: Rule | str | ODESpec,
+    times: np.ndarray,
+    *,
+    cap: bool = True,
+) -> np.ndarray:
     """Asymptotic NAG envelope ``1/2 sum_j xi_j0^2 A_r^2 (sqrt(lambda_j) t)^-r`` (docs/mathematics.md 4).
 
     ``A_r = Gamma(nu+1) 2^nu sqrt(2/pi)``, ``nu = (r-1)/2``: ``|xi_j| ~ xi_j0 A_r z^-r/2`` at
@@ -177,7 +186,7 @@ def ode_envelope(K, e0, rule, times, *, cap: bool = True) -> np.ndarray:
     spec = _ode_spec(rule)
     if spec.kind != "bessel":
         raise ValueError(f"`rule` must have a Bessel (scheduled Nesterov) ODE, got {spec.kind!r}")
-    lam, Q = _eig(K)
+    lam, Q = _modes(K)
     e0 = _check_e0(e0, lam.size)
     t = _check_times(times)
     nu = 0.5 * (spec.r - 1.0)
@@ -248,6 +257,12 @@ def _bessel_factor(nu: float, lam, t) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # Boundary validation.
+
+
+def _modes(K: np.ndarray | Spectrum) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of ``K`` through the one kernel path."""
+    spec = spectrum(K, vectors=True)
+    return spec.eigenvalues, spec.eigenvectors
 
 
 def _ode_spec(rule) -> ODESpec:

@@ -8,8 +8,9 @@ the docs/mathematics.md 3 table), so the largest stable learning rate is ``h* / 
 declare no closed form get ``h*`` by bisection on ``rho``. For vanishing-damping Nesterov the
 matrices depend on ``k``; its bound ``h < 4/3`` is the ``beta_k -> 1`` limit.
 
-Optimal constant parameters (``kappa = lambda_max / lambda_min``; rates are per-step
-contraction factors of the error, the loss contracts by their square):
+Optimal constant parameters of the kernel (:func:`optimal_parameters`; ``kappa = lambda_max /
+lambda_min``; rates are per-step contraction factors of the error, the loss contracts by their
+square):
 
     GD:  lr = 2 / (lambda_max + lambda_min),        rho = (kappa - 1) / (kappa + 1)
     HB:  lr = 4 / (sqrt(lambda_max) + sqrt(lambda_min))^2,
@@ -24,11 +25,14 @@ to ``L/L_0 ~ A_r^2 e^-r (sqrt(h_0) / r)^r`` (``A_r = Gamma(nu+1) 2^nu sqrt(2/pi)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
 
+from ..conventions import LATE_STEP
+from ..kernels import Spectrum, spectrum
 from ..optim.rules import (
     GD,
     HeavyBall,
@@ -38,12 +42,14 @@ from ..optim.rules import (
     NesterovSC,
     NesterovTorch,
 )
-from .discrete import _check_int, _check_rule, _eig
+from .discrete import _check_int, _check_rule
 
 __all__ = [
+    "OptimalParameters",
     "StabilityReport",
     "StabilityRow",
     "max_stable_h_numeric",
+    "optimal_parameters",
     "spectral_radius",
     "stability",
     "stability_table",
@@ -51,8 +57,6 @@ __all__ = [
 
 #: Bisection on the spectral radius stops at this relative bracket width.
 BISECT_RTOL = 1e-15
-#: Step whose matrix stands in for ``k -> infinity`` when a scheduled rule declares no bound.
-ASYMPTOTIC_STEP = 10**9
 #: Resolution and reach of the scan that finds the first unstable h before bisecting.
 _SCAN_POINTS = 4096
 _SCAN_FIRST_SPAN = 16.0
@@ -61,7 +65,8 @@ _SCAN_MAX_H = 1e6
 
 @dataclass(frozen=True)
 class StabilityReport:
-    """Stability of one rule on one kernel, plus the kernel's optimal GD and HB parameters.
+    """Stability of one rule on one kernel (the kernel's optimal parameters:
+    :func:`optimal_parameters`).
 
     Attributes:
         rule: spec of the rule analysed.
@@ -73,8 +78,6 @@ class StabilityReport:
         bound: "closed form" or "numeric" (bisection on the spectral radius).
         asymptotic: True for step-dependent rules, whose bound is the ``k -> infinity`` limit.
         stable: ``h_max < max_stable_h``.
-        gd_lr, gd_rate: optimal GD step and its contraction ``(kappa-1)/(kappa+1)``.
-        hb_lr, hb_beta, hb_rate: optimal heavy-ball pair and ``(sqrt k - 1)/(sqrt k + 1)``.
         crossover_step: NAG-C only (``ode().kind == "bessel"``), ``r / h_0``; else None.
         crossover_loss: NAG-C only, the slowest mode's ``L/L_0`` at the crossover; else None.
     """
@@ -91,13 +94,31 @@ class StabilityReport:
     bound: str
     asymptotic: bool
     stable: bool
+    crossover_step: float | None = None
+    crossover_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class OptimalParameters:
+    """The kernel's optimal constant GD and heavy-ball parameters (module docstring).
+
+    Attributes:
+        lambda_min, lambda_max, condition: extreme eigenvalues of K and ``kappa`` (inf if
+            ``lambda_min = 0``).
+        gd_lr, gd_rate: optimal GD step ``2 / (lambda_max + lambda_min)`` and its contraction
+            ``(kappa-1)/(kappa+1)``.
+        hb_lr, hb_beta, hb_rate: optimal heavy-ball pair and its contraction
+            ``(sqrt kappa - 1)/(sqrt kappa + 1)``.
+    """
+
+    lambda_min: float
+    lambda_max: float
+    condition: float
     gd_lr: float
     gd_rate: float
     hb_lr: float
     hb_beta: float
     hb_rate: float
-    crossover_step: float | None = None
-    crossover_loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +136,7 @@ class StabilityRow:
 # Spectral radius and bisection.
 
 
-def _matrix_step(rule: LinearRule, k) -> int:
+def _matrix_step(rule: LinearRule, k: int | None) -> int:
     if k is None:
         if rule.constant_from is None:
             raise ValueError(
@@ -126,7 +147,7 @@ def _matrix_step(rule: LinearRule, k) -> int:
     return _check_int("k", k, 1)
 
 
-def spectral_radius(rule, h, *, k: int | None = None) -> np.ndarray:
+def spectral_radius(rule: LinearRule | str, h: np.ndarray, *, k: int | None = None) -> np.ndarray:
     """``max |eig M_k(h)|`` with ``M_k(h) = A_k - h b_k e_0^T``, vectorised over ``h``.
 
     ``k`` defaults to the rule's constant regime (``rule.constant_from``); step-dependent rules
@@ -140,7 +161,7 @@ def spectral_radius(rule, h, *, k: int | None = None) -> np.ndarray:
     return np.max(np.abs(np.linalg.eigvals(rule.mode_matrix(k, h))), axis=-1)
 
 
-def max_stable_h_numeric(rule, *, k: int | None = None) -> float:
+def max_stable_h_numeric(rule: LinearRule | str, *, k: int | None = None) -> float:
     """Largest ``h*`` with ``rho(M_k(h)) < 1`` on all of ``(0, h*)``, by scan plus bisection.
 
     A grid scan finds the first unstable ``h`` (so a stable set that is not an interval gives
@@ -185,7 +206,7 @@ def _max_stable_h(rule: LinearRule) -> tuple[float, str]:
     closed = rule.max_stable_h()
     if closed is not None:
         return float(closed), "closed form"
-    k = ASYMPTOTIC_STEP if rule.constant_from is None else rule.constant_from
+    k = LATE_STEP if rule.constant_from is None else rule.constant_from
     return max_stable_h_numeric(rule, k=k), "numeric"
 
 
@@ -193,9 +214,9 @@ def _max_stable_h(rule: LinearRule) -> tuple[float, str]:
 # Reports.
 
 
-def _extremes(K) -> tuple[float, float]:
-    lam, _ = _eig(K, vectors=False)
-    lmin, lmax = float(lam[0]), float(lam[-1])
+def _extremes(K: np.ndarray | Spectrum) -> tuple[float, float]:
+    spec = spectrum(K)
+    lmin, lmax = spec.lambda_min, spec.lambda_max
     if lmax <= 0.0:
         raise ValueError(f"`K` must have a positive eigenvalue, got lambda_max = {lmax:g}")
     return lmin, lmax
@@ -211,23 +232,21 @@ def _crossover(r: float, h0: float) -> tuple[float, float]:
     return r / h0, math.exp(log_rel)
 
 
-def stability(K_or_eigenvalues, rule) -> StabilityReport:
-    """Stability of ``rule`` on the kernel and the kernel's optimal GD/HB parameters.
+def stability(K: np.ndarray | Spectrum, rule: LinearRule | str) -> StabilityReport:
+    """Stability of ``rule`` on the kernel: its largest stable step against ``h_max``.
 
     Args:
-        K_or_eigenvalues: effective kernel ``K = c H`` as an ``(n, n)`` array, a spectrum
-            record (``.eigenvalues``), or a 1-D array of eigenvalues.
+        K: effective kernel ``K = c H`` as an ``(n, n)`` array, a ``Spectrum``, or a 1-D
+            array of its eigenvalues (validated by ``ntkdyn.kernels.spectrum``).
         rule: a linear rule (or spec string); its ``lr`` is judged.
 
     Returns:
         A :class:`StabilityReport` (module docstring for the formulas; docs/mathematics.md 3).
     """
     rule = _check_rule(rule)
-    lmin, lmax = _extremes(K_or_eigenvalues)
+    lmin, lmax = _extremes(K)
     h_star, bound = _max_stable_h(rule)
     h_max = rule.lr * lmax
-    smin, smax = math.sqrt(lmin), math.sqrt(lmax)
-    hb_rate = (smax - smin) / (smax + smin)
     crossover_step = crossover_loss = None
     ode = rule.ode()
     if ode is not None and ode.kind == "bessel":
@@ -245,13 +264,30 @@ def stability(K_or_eigenvalues, rule) -> StabilityReport:
         bound=bound,
         asymptotic=rule.constant_from is None,
         stable=bool(h_max < h_star),
+        crossover_step=crossover_step,
+        crossover_loss=crossover_loss,
+    )
+
+
+def optimal_parameters(K: np.ndarray | Spectrum) -> OptimalParameters:
+    """The kernel's optimal constant GD step and heavy-ball pair (module docstring).
+
+    Args:
+        K: effective kernel ``K = c H`` as an ``(n, n)`` array, a ``Spectrum``, or a 1-D
+            array of its eigenvalues (validated by ``ntkdyn.kernels.spectrum``).
+    """
+    lmin, lmax = _extremes(K)
+    smin, smax = math.sqrt(lmin), math.sqrt(lmax)
+    hb_rate = (smax - smin) / (smax + smin)
+    return OptimalParameters(
+        lambda_min=lmin,
+        lambda_max=lmax,
+        condition=lmax / lmin if lmin > 0 else math.inf,
         gd_lr=2.0 / (lmax + lmin),
         gd_rate=(lmax - lmin) / (lmax + lmin),
         hb_lr=4.0 / (smax + smin) ** 2,
         hb_beta=hb_rate**2,
         hb_rate=hb_rate,
-        crossover_step=crossover_step,
-        crossover_loss=crossover_loss,
     )
 
 
@@ -268,14 +304,16 @@ def _default_rules() -> list[LinearRule]:
     ]
 
 
-def stability_table(K_or_eigenvalues, rules=None) -> tuple[StabilityRow, ...]:
+def stability_table(
+    K: np.ndarray | Spectrum, rules: Sequence[LinearRule | str] | None = None
+) -> tuple[StabilityRow, ...]:
     """Largest stable lr on the kernel for each rule family (for ``ntkdyn kernel``).
 
     ``rules`` defaults to gd; hb and nesterov-sc at beta 0.5/0.9/0.99; nesterov and
     nesterov-torch (r=3, asymptotic bound 4/3); hom (0.6, 0.2) and (0.5, -0.2). The rules'
     own lr is ignored. Row label: the family name and its parameters.
     """
-    _, lmax = _extremes(K_or_eigenvalues)
+    _, lmax = _extremes(K)
     rows = []
     for rule in _default_rules() if rules is None else rules:
         rule = _check_rule(rule)

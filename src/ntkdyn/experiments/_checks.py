@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..data import Dataset
 
 
-def unknown_keys(where: str, table: Mapping, allowed) -> None:
+def unknown_keys(where: str, table: Mapping, allowed: Collection[str]) -> None:
     """Reject keys not in ``allowed`` (with a did-you-mean hint)."""
     for key in table:
         if key not in allowed:
@@ -19,13 +23,13 @@ def unknown_keys(where: str, table: Mapping, allowed) -> None:
             raise ValueError(f"`{path}` is not a known key{hint}; allowed keys: {list(allowed)}")
 
 
-def table(where: str, value) -> Mapping:
+def table(where: str, value: object) -> Mapping:
     if not isinstance(value, Mapping):
         raise ValueError(f"`{where}` must be a table, got {value!r}")
     return value
 
 
-def string(where: str, value, *, allowed=None) -> str:
+def string(where: str, value: object, *, allowed: Collection[str] | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"`{where}` must be a non-empty string, got {value!r}")
     if allowed is not None and value not in allowed:
@@ -33,13 +37,13 @@ def string(where: str, value, *, allowed=None) -> str:
     return value
 
 
-def integer(where: str, value, *, minimum: int) -> int:
+def integer(where: str, value: object, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"`{where}` must be an integer >= {minimum}, got {value!r}")
     return value
 
 
-def int_list(where: str, value, *, minimum: int) -> tuple[int, ...]:
+def int_list(where: str, value: object, *, minimum: int) -> tuple[int, ...]:
     what = "positive ints" if minimum == 1 else f"ints >= {minimum}"
     if (
         not isinstance(value, (list, tuple))
@@ -52,7 +56,7 @@ def int_list(where: str, value, *, minimum: int) -> tuple[int, ...]:
     return tuple(value)
 
 
-def boolean(where: str, value) -> bool:
+def boolean(where: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"`{where}` must be true or false, got {value!r}")
     return value
@@ -62,22 +66,21 @@ def boolean(where: str, value) -> bool:
 # Data specs: validated without loading big files.
 
 
-def data_spec(where: str, spec, n, data_seed: int, normalize: bool) -> str:
+def data_spec(where: str, spec: object, n: int | None, data_seed: int, normalize: bool) -> str:
     """Canonical data spec. Embedded sources are small and are loaded (checks option values
     and ``n``); ``mnist:PATH`` / ``csv:PATH`` are only checked to exist and be readable."""
-    from ..data import _parse_spec  # the loader's own spec grammar
+    from ..data import parse_data_spec  # the loader's own spec grammar
 
     if not isinstance(spec, str):
         raise ValueError(f"`{where}` must be a dataset spec string, got {spec!r}")
     try:
-        source, options, path = _parse_spec(spec)
+        parsed = parse_data_spec(spec)
     except ValueError as exc:
         raise ValueError(f"`{where}`: {exc}") from None
-    if path is not None:
-        _readable(where, source, path)
-        return f"{source}:{path}"
-    canonical = source + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items()))
-                          if options else "")  # fmt: skip
+    if parsed.path is not None:
+        _readable(where, parsed.source, parsed.path)
+        return parsed.canonical
+    canonical = parsed.canonical
     try:
         load_data(canonical, n, data_seed, normalize)
     except ValueError as exc:
@@ -106,7 +109,7 @@ def _readable(where: str, source: str, path: str) -> None:
 
 
 @lru_cache(maxsize=16)
-def load_data(data: str, n: int | None, data_seed: int, normalize: bool):
+def load_data(data: str, n: int | None, data_seed: int, normalize: bool) -> Dataset:
     """``data.load_dataset``, cached (datasets are read-only records)."""
     from ..data import load_dataset
 

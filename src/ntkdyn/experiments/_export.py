@@ -9,9 +9,10 @@ Every file is written under a temporary name and renamed: no partial file is lef
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Sequence
 from pathlib import Path
+
+from .._io import atomic_path
 
 _RUN_FIELDS_CSV = (
     "id", "experiment", "status", "diverged_at", "steps", "final_loss", "lambda_min_k",
@@ -41,8 +42,8 @@ def export_runs(runs: Sequence, directory: Path, format: str) -> list[Path]:
     run_cols = list(_RUN_FIELDS_CSV) + [c for c in _CONFIG_FIELDS_CSV if c != "steps"]
     if format == "csv":
         paths = [directory / "runs.csv", directory / "curves.csv"]
-        _atomic(paths[0], lambda fh: _write_csv(fh, run_cols, run_rows))
-        _atomic(paths[1], lambda fh: _write_csv(fh, _CURVE_COLUMNS, _curve_rows(runs)))
+        _write_csv(paths[0], run_cols, run_rows)
+        _write_csv(paths[1], _CURVE_COLUMNS, _curve_rows(runs))
         return paths
     return _export_parquet(directory, run_cols, run_rows, _CURVE_COLUMNS, runs)
 
@@ -75,21 +76,12 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _write_csv(fh, columns, rows) -> None:
-    writer = csv.writer(fh)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row[c]) for c in columns])
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", newline="") as fh:
-            write(fh)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_csv(path: Path, columns: Sequence[str], rows) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row[c]) for c in columns])
 
 
 def _export_parquet(directory: Path, run_cols, run_rows, curve_cols, runs) -> list[Path]:
@@ -101,10 +93,6 @@ def _export_parquet(directory: Path, run_cols, run_rows, curve_cols, runs) -> li
     curves_table = pa.Table.from_pylist(curves) if curves else pa.table({c: [] for c in curve_cols})
     paths = [directory / "runs.parquet", directory / "curves.parquet"]
     for table, path in zip((runs_table, curves_table), paths):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
     return paths

@@ -15,15 +15,14 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from ..optim.rules import RULES, Rule, parse
+from ..optim import RULES, SPEC_EXAMPLE, Rule, parse
+from ..specs import parse_spec
 from . import _checks as check
 
 #: Significant digits kept of a data-driven parameter value ("critical", "hmax=X", "h0=X").
 RESOLVED_DIGITS = 12
 
 _SPECIAL_LR = re.compile(r"^(hmax|h0)=(.+)$")
-#: The parameter that "critical" may set, per rule.
-_CRITICAL_KEYS = {"hb": "beta", "nesterov-sc": "beta", "hom": "b1", "hom-notebook": "b1"}
 _GRID_OWN_KEYS = ("optimizer", "predict", "diagnostics_every")
 
 
@@ -42,9 +41,13 @@ class OptimizerChoice:
 
     @property
     def spec(self) -> str:
-        """Spec string with data-driven values left symbolic, e.g. ``hb:lr=0.1,beta=critical``."""
+        """Spec string with data-driven values left symbolic (e.g. ``beta=critical``)."""
         items = (f"{k}={v}" if isinstance(v, str) else f"{k}={v!r}" for k, v in self.params)
         return f"{self.name}:" + ",".join(items)
+
+    @property
+    def rule_class(self) -> type[Rule]:
+        return RULES[self.name]
 
     @property
     def data_driven(self) -> bool:
@@ -58,7 +61,7 @@ def _stand_in(name: str, key: str) -> float:
     return 0.1  # lr has no default
 
 
-def _is_special(value) -> bool:
+def _is_special(value: object) -> bool:
     return isinstance(value, str) and (value == "critical" or bool(_SPECIAL_LR.match(value)))
 
 
@@ -74,12 +77,20 @@ def _check_special(where: str, name: str, key: str, value: str) -> None:
                 f"`{where}.{key}` = {value!r}: 'hmax=X' / 'h0=X' with X > 0 is allowed for "
                 "`lr` only"
             )
-    elif _CRITICAL_KEYS.get(name) != key:
-        allowed = ", ".join(f"{k}.{v}" for k, v in _CRITICAL_KEYS.items())
+    elif RULES[name].critical_key != key:
+        allowed = ", ".join(
+            f"{cls.name}.{cls.critical_key}" for cls in RULES.values() if cls.critical_key
+        )
         raise ValueError(f"`{where}.{key}` = 'critical' is allowed only for {allowed}")
 
 
-def _choice(where: str, name, params: list, predict: bool, every) -> OptimizerChoice:
+def _choice(
+    where: str,
+    name: object,
+    params: list[tuple[str, float | str]],
+    predict: bool,
+    every: int | None,
+) -> OptimizerChoice:
     """Validate one (name, [(key, value)]) through ``optim.parse``."""
     if not isinstance(name, str) or name.strip().lower() not in RULES:
         raise ValueError(
@@ -106,31 +117,31 @@ def _choice(where: str, name, params: list, predict: bool, every) -> OptimizerCh
     return OptimizerChoice(name, tuple(ordered), predict, every, where)
 
 
-def _split_spec(where: str, spec) -> tuple[str, list]:
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"`{where}` must be a spec like 'hb:lr=0.1,beta=0.9', got {spec!r}")
-    name, _, rest = spec.partition(":")
-    params = []
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = (s.strip() for s in item.partition("="))
-        if not eq:
-            raise ValueError(f"`{where}` item {item!r} in {spec!r} must look like key=value")
+def _split_spec(where: str, spec: object) -> tuple[str, list[tuple[str, float | str]]]:
+    """Name and items of a spec (the grammar of ``ntkdyn.specs``); values are numbers or
+    data-driven strings (checked by ``_choice``)."""
+    parsed = parse_spec(spec, field=where, example=SPEC_EXAMPLE)
+    try:
+        options = parsed.options()
+    except ValueError as exc:
+        raise ValueError(f"`{where}`: {exc}") from None
+    params: list[tuple[str, float | str]] = []
+    for key, value in options.items():
         try:
             params.append((key, float(value)))
         except ValueError:
             params.append((key, value))  # a data-driven value, or rejected by _choice
-    keys = [k for k, _ in params]
-    dup = next((k for k in keys if keys.count(k) > 1), None)
-    if dup is not None:
-        raise ValueError(f"`{where}`: `{dup}` is given twice in {spec!r}")
-    if "lr" not in keys:
+    if "lr" not in options:
         raise ValueError(f"`{where}`: `lr` is required in optimizer spec {spec!r}")
-    return name, params
+    return parsed.name, params
 
 
-def _grid(where: str, g: Mapping, predict: bool, every) -> list[OptimizerChoice]:
+def _grid(
+    where: str, g: Mapping[str, object], predict: bool, every: int | None
+) -> list[OptimizerChoice]:
     if "optimizer" not in g:
-        raise ValueError(f"`{where}.optimizer` is required (a rule name such as 'hb')")
+        example = SPEC_EXAMPLE.partition(":")[0]
+        raise ValueError(f"`{where}.optimizer` is required (a rule name such as {example!r})")
     name = check.string(f"{where}.optimizer", g["optimizer"]).strip().lower()
     if name not in RULES:
         raise ValueError(f"`{where}.optimizer` {name!r} is unknown; choose one of {sorted(RULES)}")
@@ -151,7 +162,9 @@ def _grid(where: str, g: Mapping, predict: bool, every) -> list[OptimizerChoice]
     return [_choice(where, name, list(c), predict, every) for c in itertools.product(*axes)]
 
 
-def optimizer_choices(where: str, t: Mapping, predict: bool, every) -> tuple[OptimizerChoice, ...]:
+def optimizer_choices(
+    where: str, t: Mapping[str, object], predict: bool, every: int | None
+) -> tuple[OptimizerChoice, ...]:
     """The experiment's ``optimizers`` list, then its ``grid`` tables expanded (lr first)."""
     specs, grids = t.get("optimizers", []), t.get("grid", [])
     if not isinstance(specs, (list, tuple)):
@@ -180,17 +193,18 @@ def resolve(choice: OptimizerChoice, lambda_min: float, lambda_max: float) -> Ru
     """The rule with data-driven values computed from ``lambda_min/max`` of ``K = c H^inf``.
 
     ``lr = "hmax=X"``: ``X / lambda_max``; ``"h0=X"``: ``X / lambda_min``. ``"critical"``:
-    ``beta = 1 - 2 sqrt(lambda_min lr)`` (HOM: ``b1`` = that minus ``b2``), docs/mathematics.md 4, 6.
+    the rule's ``critical_value`` (``beta = 1 - 2 sqrt(lambda_min lr)``; HOM: ``b1`` = that
+    minus ``b2``), docs/mathematics.md 4, 6.
     """
     params = dict(choice.params)
     m = _SPECIAL_LR.match(str(params["lr"]))
     if m:
         scale = lambda_max if m.group(1) == "hmax" else lambda_min
         params["lr"] = _round(float(m.group(2)) / scale)
+    cls = choice.rule_class
     for key, value in params.items():
         if value == "critical":
-            crit = 1.0 - 2.0 * math.sqrt(max(lambda_min, 0.0) * params["lr"])
-            params[key] = _round(crit - (params.get("b2", 0.0) if key == "b1" else 0.0))
+            params[key] = _round(cls.critical_value(lambda_min, params))
             if not 0.0 <= params[key] < 1.0:
                 raise ValueError(
                     f"`{choice.where}.{key}` = 'critical' resolves to {params[key]:.6g} "
@@ -198,6 +212,6 @@ def resolve(choice: OptimizerChoice, lambda_min: float, lambda_max: float) -> Ru
                     "in [0, 1): lower lr"
                 )
     try:
-        return RULES[choice.name](**params)
+        return cls(**params)
     except ValueError as exc:
         raise ValueError(f"`{choice.where}` ({choice.spec}): {exc}") from None

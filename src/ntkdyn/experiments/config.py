@@ -53,16 +53,19 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..conventions import DTYPES, LOSSES, MODES, loss_factor
 from ..optim.rules import Rule
 from . import _checks as check
 from ._optimizers import RESOLVED_DIGITS, OptimizerChoice, optimizer_choices, resolve
 
+if TYPE_CHECKING:
+    from ..data import Dataset
+    from ..kernels import Spectrum
+
 __all__ = [
     "DEVICES",
-    "DTYPES",
-    "LOSSES",
-    "MODES",
     "RESOLVED_DIGITS",
     "Config",
     "DataCache",
@@ -77,9 +80,6 @@ __all__ = [
     "run_id",
 ]  # fmt: skip
 
-MODES = ("theory", "notebook")
-LOSSES = ("half-sum", "mse")
-DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 
 _TOP_KEYS = ("name", "description", "defaults", "experiment")
@@ -212,7 +212,7 @@ def config_dict(config: Config) -> dict:
 GRID_KEYS = ("data", "mode", "n", "data_seed", "loss", "steps", "dtype", "device")
 
 
-def load_config(source) -> Config:
+def load_config(source: Config | Mapping | str | os.PathLike) -> Config:
     """Validate a config given as a ``Config``, a dict, a TOML file path or TOML text."""
     if isinstance(source, Config):
         return source
@@ -349,10 +349,10 @@ class DataCache:
     def __init__(self) -> None:
         self._spectra: dict[str, object] = {}
 
-    def dataset(self, spec: DataSpec):
+    def dataset(self, spec: DataSpec) -> Dataset:
         return check.load_data(spec.data, spec.n, spec.data_seed, spec.normalize)
 
-    def spectrum(self, spec: DataSpec):
+    def spectrum(self, spec: DataSpec) -> Spectrum:
         """Spectrum of ``H^inf`` (first layer, docs/mathematics.md §1.2) of the data; no loss factor."""
         if spec.key not in self._spectra:
             from ..kernels import spectrum, two_layer_gram
@@ -363,8 +363,8 @@ class DataCache:
         return self._spectra[spec.key]
 
     def loss_factor(self, spec: DataSpec, loss: str) -> float:
-        """``c`` of ``loss = c/2 sum e^2``: half-sum 1, mse 2/n (docs/mathematics.md 0)."""
-        return 1.0 if loss == "half-sum" else 2.0 / self.dataset(spec).n
+        """``c`` of ``loss = c/2 sum e^2`` on the data (``ntkdyn.conventions.loss_factor``)."""
+        return loss_factor(loss, self.dataset(spec).n)
 
 
 def choice_rule(choice: OptimizerChoice, exp: ExperimentConfig, cache: DataCache) -> Rule:
@@ -372,12 +372,14 @@ def choice_rule(choice: OptimizerChoice, exp: ExperimentConfig, cache: DataCache
     experiment's data (``config`` module docstring)."""
     if not choice.data_driven:
         return resolve(choice, 0.0, 0.0)
-    spec = cache.spectrum(exp.data_spec)
     c = cache.loss_factor(exp.data_spec, exp.loss)
-    return resolve(choice, c * spec.lambda_min, c * spec.lambda_max)
+    K = cache.spectrum(exp.data_spec).scaled(c)
+    return resolve(choice, K.lambda_min, K.lambda_max)
 
 
-def expand_runs(config, *, cache: DataCache | None = None) -> list[RunSpec]:
+def expand_runs(
+    config: Config | Mapping | str | os.PathLike, *, cache: DataCache | None = None
+) -> list[RunSpec]:
     """All runs of a config, in order experiment > optimizer > width > seed.
 
     The run config holds ``experiment, mode, data, n, data_seed, loss, width, seed, optimizer``

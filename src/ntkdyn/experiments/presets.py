@@ -53,6 +53,8 @@ lr is set through ``h_max = lr lambda_max(K)``: 1.0 for the curves, 0.5 for the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .config import Config, load_config
 
 __all__ = [
@@ -122,7 +124,13 @@ def _theory_experiments(*, ladder: list[int], seeds: list[int]) -> list[dict]:
 
 
 def _paper_experiments(
-    base: dict, *, scale: int, curve_epochs: int, e4_seeds: list[int], lr_of, note: str
+    base: dict,
+    *,
+    scale: int,
+    curve_epochs: int,
+    e4_seeds: list[int],
+    lr_of: Callable[[float, str], float | str],
+    note: str,
 ) -> list[dict]:
     """E1-E6 with widths / scale and lr from ``lr_of(authors_lr, kind)``; E2 uses E4's seeds
     (one seed cannot separate an interior minimum from seed noise) and E6 the authors' 5000

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -92,7 +93,7 @@ _CURVES = ("losses", "pred_discrete", "pred_discrete_inf", "pred_ode")
 _ARRAYS = _CURVES + ("kernel_eigenvalues", "kernel_modes")
 
 
-def encode_curve(values) -> bytes | None:
+def encode_curve(values: ArrayLike | None) -> bytes | None:
     """float64 little-endian bytes of a 1-D curve (None stays None, i.e. SQL NULL)."""
     if values is None:
         return None
@@ -368,7 +369,7 @@ class Store:
     # ----------------------------------------------------------------------------------------
     # Export.
 
-    def export(self, directory, format: str = "csv") -> list[Path]:
+    def export(self, directory: str | os.PathLike[str], format: str = "csv") -> list[Path]:
         """Write ``runs`` (one row per run) and ``curves`` (long format: ``step, run_id, loss,
         pred_discrete, pred_discrete_inf, pred_ode``) as CSV, or as Parquet with pyarrow
         (a ValueError says so when it is missing). Returns the written paths."""

@@ -24,26 +24,23 @@ and is multiplied by ``c`` (1 for half-sum, 2/n for mse; docs/mathematics.md 0).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import platform
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from ._setup import check_out_dir, environment, now, resolve_device
 from .config import Config, DataCache, RunSpec, config_dict, expand_runs, load_config
 from .progress import Progress
 from .store import STORE_NAME, KernelRecord, RunRecord, Store
 
 __all__ = [
-    "CUDA_BATCH_ELEMENTS", "MAX_BATCH_ELEMENTS", "SweepResult", "plan_batches", "resolve_device",
-    "run_sweep",
+    "CUDA_BATCH_ELEMENTS", "MAX_BATCH_ELEMENTS", "SweepResult", "plan_batches", "run_sweep",
 ]  # fmt: skip
 
 #: Bound on total width x max(n, d) of one engine batch on a CPU (float64: 256 MiB per tensor).
@@ -81,99 +78,6 @@ class SweepResult:
     diverged: int
     batches: int
     elapsed: float
-
-
-# --------------------------------------------------------------------------------------------
-# Validation helpers.
-
-
-def _check_out_dir(out_dir) -> Path:
-    """The out dir must be a writable directory, or creatable under a writable directory."""
-    path = Path(out_dir).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError(f"`--out` {str(path)!r} exists and is not a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ValueError(f"`--out` {str(path)!r} is not writable")
-        return path
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(
-            f"`--out` {str(path)!r} cannot be created: {str(parent)!r} is not a directory"
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"`--out` {str(path)!r} cannot be created: {str(parent)!r} is not writable"
-        )
-    return path
-
-
-def resolve_device(requested: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` must be available."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "`device` 'cuda' is requested but CUDA is not available here; use 'auto' or 'cpu'"
-        )
-    return requested
-
-
-def _environment(devices: dict[str, str]) -> dict:
-    """Provenance stored in the meta: versions, platform, devices and the source revision.
-
-    ``git_commit`` is ``HEAD`` of the checkout holding the ntkdyn package and ``git_dirty``
-    whether the package tree has uncommitted (or untracked) changes; both are None when git is
-    missing, fails, or the package is not tracked by a checkout (an installed wheel). Never
-    raises: provenance must not fail a sweep.
-    """
-    import subprocess
-
-    import torch
-
-    from .. import __version__
-
-    package = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10,
-                check=False, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
-            )  # fmt: skip
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = dirty = None
-    if git("ls-files", "--", "__init__.py"):  # the package itself is tracked here
-        commit = git("rev-parse", "HEAD") or None
-        status = git("status", "--porcelain", "--", ".") if commit else None
-        dirty = None if status is None else bool(status)
-    env = {
-        "ntkdyn": __version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "devices": devices,
-    }
-    if "cuda" in devices.values():
-        env["cuda_device"] = torch.cuda.get_device_name()
-        env["cuda"] = torch.version.cuda
-    return env
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,48 +142,30 @@ class _Prediction:
     kernel_modes: np.ndarray | None = None
 
 
-def _scaled(spec, c: float):
-    """Spectrum of ``c H`` from that of ``H`` (same eigenvectors)."""
-    from ..kernels import Spectrum
-
-    return Spectrum(spec.eigenvalues * c, spec.eigenvectors, c * spec.lambda_min,
-                    c * spec.lambda_max, spec.condition)  # fmt: skip
-
-
-def _predict(run: RunSpec, model, cache: DataCache, c: float) -> _Prediction:
+def _predict(run: RunSpec, model, cache: DataCache, loss: str) -> _Prediction:
     """The run's kernel model at initialisation (``K = c H(0)`` and ``e_0`` in its eigenbasis,
     always) and, when the config asks for them, its predictions (module docstring, step 4)."""
-    import torch
-
-    from ..dynamics.discrete import predict_discrete
-    from ..dynamics.ode import predict_ode
-    from ..kernels import empirical_ntk, spectrum
+    from ..prediction import KernelModel, kernel_at_init, predict_curves
 
     ds = cache.dataset(run.data_spec)
-    net = copy.deepcopy(model).to(torch.float64)  # float64 theory side, even for float32 runs
-    with torch.no_grad():
-        e0 = net(torch.tensor(ds.X, dtype=torch.float64)).numpy() - ds.y
     with warnings.catch_warnings():  # an ill-conditioned kernel is reported by the verdicts
         warnings.simplefilter("ignore")
-        k0 = spectrum(c * empirical_ntk(net, np.array(ds.X)), vectors=True)
+        k0 = kernel_at_init(model, ds, loss)
     rule, steps = run.rule, run.config["steps"]
     model_at_init = {
-        "lambda_min_k": k0.lambda_min, "lambda_max_k": k0.lambda_max,
-        "h0": rule.lr * k0.lambda_min if rule.is_linear else None, "kernel_eigenvalues": np.array(k0.eigenvalues),
-        "kernel_modes": k0.eigenvectors.T @ e0,
+        "lambda_min_k": k0.spectrum.lambda_min, "lambda_max_k": k0.spectrum.lambda_max,
+        "h0": rule.lr * k0.spectrum.lambda_min if rule.is_linear else None,
+        "kernel_eigenvalues": np.array(k0.spectrum.eigenvalues), "kernel_modes": k0.modes,
     }  # fmt: skip
     if not (rule.is_linear and run.config["predict"]):
         return _Prediction(**model_at_init)
-    # c converts 1/2 ||e||^2 into the loss minimised (docs/mathematics.md 0)
-    discrete = c * predict_discrete(k0, e0, rule, steps)
+    discrete = predict_curves(k0, rule, steps).loss
     discrete_inf = ode = None
     if run.config["mode"] == "theory":  # H^inf is the limit of the theory parameterisation only
-        k_inf = _scaled(cache.spectrum(run.data_spec), c)
-        discrete_inf = c * predict_discrete(k_inf, e0, rule, steps)
-        spec = rule.ode()
-        if spec is not None:
-            times = spec.times(rule.lr, np.arange(steps + 1))
-            ode = c * predict_ode(k_inf, e0, rule, times)
+        c = k0.loss_factor
+        k_inf = KernelModel(cache.spectrum(run.data_spec).scaled(c), k0.e0, c)
+        limit = predict_curves(k_inf, rule, steps, ode=True)
+        discrete_inf, ode = limit.loss, limit.ode_loss
     return _Prediction(discrete, discrete_inf, ode, **model_at_init)
 
 
@@ -304,14 +190,13 @@ def _train_batch(batch: list[RunSpec], cache: DataCache, devices: dict[str, str]
     first = batch[0].config
     spec = batch[0].data_spec
     ds = cache.dataset(spec)
-    c = cache.loss_factor(spec, first["loss"])
     dtype = torch.float32 if first["dtype"] == "float32" else torch.float64
     models = [
         TwoLayerReLU(ds.d, run.width, parameterization=first["mode"], dtype=dtype,
                      generator=torch.Generator().manual_seed(run.seed))
         for run in batch
     ]  # fmt: skip
-    preds = [_predict(run, m, cache, c) for run, m in zip(batch, models)]
+    preds = [_predict(run, m, cache, first["loss"]) for run, m in zip(batch, models)]
     results = train(
         # writable copies of the (read-only) data: torch warns on read-only arrays
         models, np.array(ds.X), np.array(ds.y), [run.rule for run in batch], first["steps"],
@@ -351,11 +236,11 @@ def _reporter(progress, total: int, work: float) -> Callable[[int, float], None]
 
 
 def run_sweep(
-    config,
-    out_dir,
+    config: Config | dict | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
     *,
     resume: bool = False,
-    progress=None,
+    progress: bool | Callable[[int, int], None] | None = None,
     max_batch_elements: int | None = None,
 ) -> SweepResult:
     """Train every run of ``config`` and store it in ``out_dir/results.sqlite``.
@@ -375,7 +260,7 @@ def run_sweep(
     """
     start = time.perf_counter()
     config: Config = load_config(config)
-    out = _check_out_dir(out_dir)
+    out = check_out_dir(out_dir)
     cache = DataCache()
     runs = expand_runs(config, cache=cache)
     devices = {d: resolve_device(d) for d in sorted({r.config["device"] for r in runs})}
@@ -393,7 +278,7 @@ def run_sweep(
     batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
     spectra = {r.data_spec.key: r.data_spec for r in runs}
     kernels = [_kernel_record(spec, cache) for spec in spectra.values()]
-    environment = _environment(devices)
+    provenance = environment(devices)
 
     # Validation is over: from here on files are written.
     out.mkdir(parents=True, exist_ok=True)
@@ -403,8 +288,8 @@ def run_sweep(
         done = store.finished_ids()
         meta = store.meta()
         store.set_meta({
-            "config": config_json, "environment": json.dumps(environment, sort_keys=True),
-            "created": meta.get("created", _now()), "updated": _now(),
+            "config": config_json, "environment": json.dumps(provenance, sort_keys=True),
+            "created": meta.get("created", now()), "updated": now(),
         })  # fmt: skip
         store.write_kernels(kernels)
         pending = [[r for r in b if r.id not in done] for b in batches]
@@ -422,7 +307,7 @@ def run_sweep(
             for batch in pending:
                 t0 = time.perf_counter()
                 rows = _train_batch(batch, cache, devices)
-                share, stamp = (time.perf_counter() - t0) / len(batch), _now()
+                share, stamp = (time.perf_counter() - t0) / len(batch), now()
                 store.write_batch([RunRecord(**row, elapsed=share, finished=stamp) for row in rows])
                 trained += len(batch)
                 diverged += sum(row["status"] != "ok" for row in rows)

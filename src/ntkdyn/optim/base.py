@@ -22,17 +22,49 @@ Conventions (docs/mathematics.md sections 0 and 2; stated here once and tested a
   a *different* algorithm when mu varies (extrapolation coefficient ``mu_k^2 / mu_{k-1}``).
 * Time: GD's ODE time is ``t = k lr``; every momentum method uses ``t = k sqrt(lr)``.
 * Adam has no linear description: ``is_linear`` is False and the linear views are absent.
+
+What the rest of the package asks of an optimizer is declared here, per rule class, never
+recognised from its name: its :class:`Family`, the parameter a data-driven ``"critical"`` value
+sets (``critical_key``, with ``critical_value``), the momentum or damping parameter the report
+groups runs by (``momentum_key``), the closed-form stability limit as printed
+(``stable_limit_formula``, the value being ``max_stable_h()``) and its torch optimizer
+(``torch(params)``). The register update itself is interpreted in one place, ``optim.program``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-__all__ = ["LinearRule", "ODESpec", "Rule"]
+if TYPE_CHECKING:  # annotations only
+    import torch
+
+__all__ = ["Family", "LinearRule", "ODESpec", "Rule"]
+
+
+class Family(str, Enum):
+    """The kinds of optimizer the report and the experiments tell apart.
+
+    * ``GD``: gradient descent.
+    * ``HEAVY_BALL``: Polyak's heavy ball (constant momentum ``beta``).
+    * ``NESTEROV_CONSTANT``: Nesterov with constant momentum ``beta`` (NAG-SC).
+    * ``NESTEROV_SCHEDULED``: Nesterov with vanishing damping ``beta_k = (k-1)/(k+r-1)``, the
+      textbook and the torch variant alike (limiting ODE of kind "bessel").
+    * ``HIGHER_ORDER``: higher-order momentum ``(b1, b2)``, exact and notebook variant.
+    * ``ADAM``: Adam (nonlinear).
+    """
+
+    GD = "gd"
+    HEAVY_BALL = "heavy-ball"
+    NESTEROV_CONSTANT = "nesterov-constant"
+    NESTEROV_SCHEDULED = "nesterov-scheduled"
+    HIGHER_ORDER = "higher-order"
+    ADAM = "adam"
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +139,14 @@ class Rule:
 
     lr: float
     name: ClassVar[str] = ""
+    family: ClassVar[Family]
     is_linear: ClassVar[bool] = False
+    #: The parameter a data-driven ``"critical"`` value sets (None: no such parameter).
+    critical_key: ClassVar[str | None] = None
+    #: The momentum (``beta``) or damping (``r``) parameter runs are grouped by, if one.
+    momentum_key: ClassVar[str | None] = None
+    #: ``max_stable_h()`` in closed form as printed in reports (None: none declared).
+    stable_limit_formula: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr", _check_lr(self.lr))
@@ -127,11 +166,18 @@ class Rule:
         """The same rule with another learning rate."""
         return type(self)(lr, **self.params)
 
-    def torch(self, params, **kwargs):
+    def torch(self, params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
         """A ``torch.optim.Optimizer`` whose plain ``step()`` calls give this rule's iterates."""
-        from .torch import make_optimizer
+        raise NotImplementedError
 
-        return make_optimizer(self, params, **kwargs)
+    @classmethod
+    def critical_value(cls, lambda_min: float, params: Mapping[str, float]) -> float:
+        """The value of ``critical_key`` at critical damping of the slowest mode
+        (docs/mathematics.md 4, 6), given ``lambda_min`` of K and the other parameters
+        (``lr`` included); unrounded. ValueError for a rule without ``critical_key``."""
+        if cls.critical_key is None:
+            raise ValueError(f"{cls.name} has no parameter that 'critical' sets")
+        return _critical_beta(lambda_min, params["lr"])
 
     # Views that a nonlinear rule lacks (declared, not probed).
     def ode(self) -> ODESpec | None:
@@ -155,6 +201,14 @@ class LinearRule(Rule):
         """``(A_k, b_k)`` for step ``k >= 1``: float64 arrays of shapes (s, s) and (s,)."""
         raise NotImplementedError
 
+    def torch(self, params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
+        """The register machine on real parameters (``optim.torch.RuleOptimizer``)."""
+        from .torch import RuleOptimizer  # torch is imported only when asked for
+
+        if kwargs:
+            raise ValueError(f"unexpected options for {self.name}: {sorted(kwargs)}")
+        return RuleOptimizer(params, self)
+
     def schedule(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """``(A, b)`` for steps 1..steps stacked: shapes (steps, s, s) and (steps, s)."""
         s = self.registers
@@ -164,7 +218,7 @@ class LinearRule(Rule):
             A[k - 1], b[k - 1] = self.step_matrices(k)
         return A, b
 
-    def mode_matrix(self, k: int, h) -> np.ndarray:
+    def mode_matrix(self, k: int, h: float | np.ndarray) -> np.ndarray:
         """Per-mode matrices ``M_k(h) = A_k - h b_k e_0^T`` for an array of h: (..., s, s)."""
         A, b = self.step_matrices(k)
         h = np.asarray(h, dtype=np.float64)
@@ -173,6 +227,11 @@ class LinearRule(Rule):
         return M
 
 
-def _momentum_matrices(beta: float, b0: float, b1: float):
+def _critical_beta(lambda_min: float, lr: float) -> float:
+    """``1 - 2 sqrt(lambda_min lr)``: critical damping of the slowest mode (docs/mathematics.md 4)."""
+    return 1.0 - 2.0 * math.sqrt(max(lambda_min, 0.0) * lr)
+
+
+def _momentum_matrices(beta: float, b0: float, b1: float) -> tuple[np.ndarray, np.ndarray]:
     A = np.array([[1.0, beta], [0.0, beta]])
     return A, np.array([b0, b1])

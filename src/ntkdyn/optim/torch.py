@@ -1,76 +1,69 @@
 """torch.optim adapter: an Optimizer that runs a rule's register machine on real parameters.
 
 Each parameter ``p`` (register 0) gets ``s - 1`` auxiliary registers in ``state[p]``; step k
-applies ``z <- A_k z - lr b_k g`` elementwise (ntkdyn.optim.rules). Plain ``step()`` calls give
-exactly the rule's iterates, schedules included (the step counter lives in the optimizer).
+runs the update program of ``(A_k, b_k)`` (``optim.program``) elementwise. Plain ``step()``
+calls give exactly the rule's iterates, schedules included (the step counter lives in the
+optimizer). ``LinearRule.torch(params)`` builds it; this module does not import the rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import torch
 
-from .rules import Adam, LinearRule, Rule
+from .program import RegisterMachine, RegisterUpdate, UpdateProgram, update_program
 
-__all__ = ["RuleOptimizer", "make_optimizer"]
+__all__ = ["RuleOptimizer"]
 
 
 class RuleOptimizer(torch.optim.Optimizer):
-    """Runs a :class:`~ntkdyn.optim.rules.LinearRule` (no closure, no weight decay)."""
+    """Runs a linear rule (``ntkdyn.optim.base.LinearRule``; no closure, no weight decay)."""
 
-    def __init__(self, params, rule: LinearRule):
-        if not isinstance(rule, LinearRule):
+    def __init__(self, params: Iterable[Any], rule: RegisterMachine):
+        if not getattr(rule, "is_linear", False):
             raise TypeError(f"`rule` must be a LinearRule, got {type(rule).__name__}")
         self.rule = rule
         self.k = 0
         super().__init__(params, {"lr": rule.lr})
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> None:
         if closure is not None:
             raise ValueError("`closure` is not supported: call backward() before step()")
         self.k += 1
         A, b = self.rule.step_matrices(self.k)
-        s = A.shape[0]
         for group in self.param_groups:
-            lr = group["lr"]
+            program = update_program(A, b, group["lr"])
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
                 if "registers" not in state:
-                    state["registers"] = [torch.zeros_like(p) for _ in range(s - 1)]
-                _apply(A, b, lr, p, state["registers"], p.grad)
+                    state["registers"] = [torch.zeros_like(p) for _ in range(A.shape[0] - 1)]
+                _apply(program, p, state["registers"], p.grad)
 
 
-def _apply(A, b, lr, p, regs, g) -> None:
-    """In place: ``regs' = A[1:] z - lr b[1:] g`` then ``p' = p + A[0,1:] regs - lr b0 g``."""
-    s = A.shape[0]
-    new = []
-    for r in range(1, s):
+def _apply(
+    program: UpdateProgram, p: torch.Tensor, regs: list[torch.Tensor], g: torch.Tensor
+) -> None:
+    """In place: the new auxiliary registers, then ``p += increment``."""
+    coef = [float(c) for c in program.coefficients]
+    source = lambda term: g if term.is_gradient else regs[term.source - 1]
+
+    def value(update: RegisterUpdate) -> torch.Tensor:
         acc = None
-        for c in range(1, s):
-            if A[r, c] != 0.0:
-                term = regs[c - 1] * float(A[r, c])
-                acc = term if acc is None else acc.add_(term)
-        if b[r] != 0.0:
-            term = g * (-lr * float(b[r]))
-            acc = term if acc is None else acc.add_(term)
-        new.append(acc if acc is not None else torch.zeros_like(p))
-    inc = g * (-lr * float(b[0]))
-    for c in range(1, s):
-        if A[0, c] != 0.0:
-            inc.add_(regs[c - 1], alpha=float(A[0, c]))
+        for term in update.terms:
+            product = source(term) * coef[term.column]
+            acc = product if acc is None else acc.add_(product)
+        return acc if acc is not None else torch.zeros_like(p)
+
+    new = [value(update) for update in program.auxiliary]
+    first, *rest = program.increment.terms  # the gradient term comes first
+    inc = source(first) * coef[first.column]
+    for term in rest:
+        inc.add_(source(term), alpha=coef[term.column])
     p.add_(inc)
-    for reg, value in zip(regs, new):
-        reg.copy_(value)
-
-
-def make_optimizer(rule: Rule, params, **kwargs) -> torch.optim.Optimizer:
-    """The torch optimizer of ``rule`` (``Rule.torch`` calls this)."""
-    if isinstance(rule, Adam):
-        return torch.optim.Adam(
-            params, lr=rule.lr, betas=(rule.beta1, rule.beta2), eps=rule.eps, **kwargs
-        )
-    if kwargs:
-        raise ValueError(f"unexpected options for {rule.name}: {sorted(kwargs)}")
-    return RuleOptimizer(params, rule)
+    for reg, v in zip(regs, new):
+        reg.copy_(v)

@@ -8,6 +8,8 @@ written down before any run (docs/verdicts.md).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -75,7 +77,10 @@ HYPOTHESES = {
 }  # fmt: skip
 
 
-def c6_claim(runs: list[RunAnalysis], claim_type):
+C = TypeVar("C")
+
+
+def c6_claim(runs: list[RunAnalysis], claim_type: Callable[..., C]) -> C:
     """C6 from the width-ladder runs: per optimizer, the median abs error per width and its
     log-log slope against the width inside ``C6_SLOPE_BAND``."""
     table: dict = defaultdict(lambda: defaultdict(list))

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .summary import RunAnalysis
 
@@ -22,7 +23,7 @@ __all__ = ["PowerLaw", "fmt_number", "power_law_fit", "run_name", "width_errors"
 # Evidence wording.
 
 
-def fmt_number(x, digits: int = 3) -> str:
+def fmt_number(x: float | None, digits: int = 3) -> str:
     """Short number for evidence strings (``n/a`` for None)."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a" if x is None else repr(float(x))
@@ -46,7 +47,7 @@ class PowerLaw:
     intercept: float
 
 
-def power_law_fit(x, y) -> PowerLaw:
+def power_law_fit(x: ArrayLike, y: ArrayLike) -> PowerLaw:
     """Fit ``y ~ exp(intercept) x^slope`` by least squares in log-log coordinates."""
     slope, intercept = np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)
     return PowerLaw(float(slope), float(intercept))

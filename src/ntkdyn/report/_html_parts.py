@@ -8,6 +8,7 @@ import html
 import json
 import math
 import re
+from collections.abc import Iterable
 
 __all__ = [
     "CSS",
@@ -66,12 +67,12 @@ details{margin:.5em 0}summary{cursor:pointer;font-weight:600;font-size:.92em}
 """
 
 
-def esc(v) -> str:
+def esc(v: object) -> str:
     """HTML-escape any value (quotes too, so it is safe inside attributes); None -> ""."""
     return html.escape("" if v is None else str(v), quote=True)
 
 
-def num(v, digits: int = 4) -> str:
+def num(v: object, digits: int = 4) -> str:
     """A number for a table cell: ints as they are, floats to ``digits`` significant digits."""
     if v is None:
         return "&ndash;"
@@ -84,7 +85,7 @@ def num(v, digits: int = 4) -> str:
     return esc(v)
 
 
-def value(v, digits: int = 4) -> str:
+def value(v: object, digits: int = 4) -> str:
     """Any JSON-like value as escaped text: numbers via :func:`num`, ``[lo, hi]`` as a range."""
     if v is None or isinstance(v, (bool, int, float)):
         return num(v, digits)
@@ -95,12 +96,12 @@ def value(v, digits: int = 4) -> str:
     return esc(v)
 
 
-def tone(verdict) -> str:
+def tone(verdict: object) -> str:
     """``ok`` / ``bad`` / ``unk`` for a known verdict, ``other`` for anything else."""
     return _TONES.get(VERDICT_COLORS.get(str(verdict), ""), "other")
 
 
-def badge(verdict) -> str:
+def badge(verdict: object) -> str:
     return f'<span class="badge b-{tone(verdict)}">{esc(verdict or "?")}</span>'
 
 
@@ -111,7 +112,7 @@ def table(head: list[str], rows: list[str], cls: str = "") -> str:
     return f"<table{c}><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def generic_table(rows) -> str:
+def generic_table(rows: Iterable[object] | None) -> str:
     """Row dicts as a table: the union of their keys (first-seen order) as columns."""
     rows = [r for r in rows or () if isinstance(r, dict)]
     if not rows:

@@ -13,8 +13,10 @@ C5).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..optim import Family
 from ..verdicts import (
     KernelModel,
     RunJudgment,
@@ -51,13 +53,14 @@ __all__ = [
     "Claim",
     "evaluate_claims",
     "fmt_number",
-    "is_scheduled_nesterov",
     "kernel_model",
     "run_name",
 ]
 
 LADDER, SINGLE, POINT = "theory-ladder", "theory-curves", "theory-point"
-_LINEAR = {"C1": ("gd",), "C2": ("hb",), "C4": ("nesterov-sc",), "C5": ("hom", "hom-notebook")}
+#: The optimizer family each linear-rate claim is about.
+_LINEAR = {"C1": Family.GD, "C2": Family.HEAVY_BALL, "C4": Family.NESTEROV_CONSTANT,
+           "C5": Family.HIGHER_ORDER}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,14 +74,14 @@ class Claim:
     evidence: str
     hypothesis: str = ""
     criterion: str = ""
-    tolerances: dict = field(default_factory=dict)
+    tolerances: dict[str, object] = field(default_factory=dict)
     reason: str = ""
     figures: tuple[str, ...] = ()
     by_width: tuple[dict, ...] = ()
     runs: tuple[dict, ...] = ()
     quantity: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id, "statement": self.statement, "verdict": self.verdict,
             "evidence": self.evidence, "hypothesis": self.hypothesis,
@@ -97,7 +100,7 @@ def kernel_model(a: RunAnalysis) -> KernelModel | None:
     return KernelModel(lam, xi, scale=a.c)
 
 
-def _judge(a: RunAnalysis, how) -> RunJudgment:
+def _judge(a: RunAnalysis, how: Callable[..., RunJudgment]) -> RunJudgment:
     model = kernel_model(a)
     if model is None:
         return RunJudgment("inconclusive", note="no kernel model stored for this run")
@@ -106,7 +109,7 @@ def _judge(a: RunAnalysis, how) -> RunJudgment:
     return how(a.record.losses, model, a.rule, floor_rel=a.floor_rel)
 
 
-def _run_row(a: RunAnalysis, j: RunJudgment) -> dict:
+def _run_row(a: RunAnalysis, j: RunJudgment) -> dict[str, object]:
     return {"width": a.width, "seed": a.seed, "spec": a.rule.spec, "experiment":
             a.record.experiment, "measured": j.measured, "reference": j.reference,
             "deviation": j.deviation, "verdict": j.verdict,
@@ -144,7 +147,9 @@ class _Parts:
             reason = (decisive or self.reasons)[0]
         evidence = "; ".join(self.reasons) or reason
         if self.skipped:
-            evidence += f" (not counted, cannot decide at this precision: {', '.join(self.skipped)})"
+            evidence += (
+                f" (not counted, cannot decide at this precision: {', '.join(self.skipped)})"
+            )
         hyp, crit = HYPOTHESES[cid]
         return Claim(cid, STATEMENTS[cid], verdict, evidence, hyp, crit, tolerances, reason,
                      tuple(self.figures), tuple(self.rows), tuple(self.runs), quantity)  # fmt: skip
@@ -161,27 +166,21 @@ def _setting(a: RunAnalysis) -> str:
     return a.label
 
 
-def is_scheduled_nesterov(a: RunAnalysis) -> bool:
-    """Whether the run's rule has the vanishing-damping (Bessel) ODE of scheduled Nesterov."""
-    spec = a.rule.ode() if a.rule.is_linear else None
-    return spec is not None and spec.kind == "bessel"
-
-
 _LIMIT_TOL = {"KERNEL_MODEL_RTOL": KERNEL_MODEL_RTOL, "WIDTH_SLOPE_BAND": list(WIDTH_SLOPE_BAND),
               "MIN_WIDTHS": MIN_WIDTHS, "MIN_DECADES": MIN_DECADES, "MIN_SEEDS": MIN_SEEDS}  # fmt: skip
 
 
-def _linear_claim(cid: str, by_kind: dict) -> Claim:
-    names = _LINEAR[cid]
+def _linear_claim(cid: str, by_kind: dict[str, list[RunAnalysis]]) -> Claim:
+    family = _LINEAR[cid]
     parts = _Parts()
-    ladder = [a for a in by_kind.get(LADDER, []) if a.rule.name in names]
+    ladder = [a for a in by_kind.get(LADDER, []) if a.rule.family is family]
     for label, runs in _group(ladder, _setting).items():
         judged = [(a, _judge(a, judge_rate)) for a in runs]
         agg = width_limit([(a.width, j.within(KERNEL_MODEL_RTOL)) for a, j in judged],
                           tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)  # fmt: skip
         figs = (f"{cid}_deviation_vs_width", f"{runs[0].record.experiment}_overlay")
         parts.add(f"{label} (width limit)", agg, judged, figs)
-    point = [a for a in by_kind.get(POINT, []) if a.rule.name in names]
+    point = [a for a in by_kind.get(POINT, []) if a.rule.family is family]
     for label, runs in _group(point, _setting).items():
         judged = [(a, _judge(a, judge_rate)) for a in runs]
         model = kernel_model(runs[0])
@@ -195,9 +194,10 @@ def _linear_claim(cid: str, by_kind: dict) -> Claim:
     return parts.claim(cid, tol, "per-step rate s (slope of log L); deviation = s_net/s_kernel - 1")
 
 
-def _c3(by_kind: dict) -> Claim:
+def _c3(by_kind: dict[str, list[RunAnalysis]]) -> Claim:
     parts = _Parts()
-    runs = [a for k in (LADDER, SINGLE) for a in by_kind.get(k, []) if is_scheduled_nesterov(a)]
+    runs = [a for k in (LADDER, SINGLE) for a in by_kind.get(k, [])
+            if a.rule.family is Family.NESTEROV_SCHEDULED]  # fmt: skip
     for label, group in _group(runs, _setting).items():
         judged = [(a, _judge(a, judge_power_law)) for a in group]
         agg = at_one_width([(a.width, j.within(KERNEL_MODEL_RTOL)) for a, j in judged],
@@ -211,10 +211,10 @@ def _c3(by_kind: dict) -> Claim:
                        "deviation = p_net/p_kernel - 1")  # fmt: skip
 
 
-def _c7(by_kind: dict) -> Claim:
+def _c7(by_kind: dict[str, list[RunAnalysis]]) -> Claim:
     parts = _Parts()
     for kind in (LADDER, SINGLE):
-        runs = [a for a in by_kind.get(kind, []) if is_scheduled_nesterov(a)]
+        runs = [a for a in by_kind.get(kind, []) if a.rule.family is Family.NESTEROV_SCHEDULED]
         for label, group in _group(runs, _setting).items():
             judged = [(a, _judge(a, judge_crossover)) for a in group]
             pairs = [(a.width, j.within(KERNEL_MODEL_RTOL)) for a, j in judged]

@@ -17,11 +17,15 @@ window, h_max unknown where the criterion needs it, an E6 run shorter than the p
   epoch per width. An interior minimum counts only if the best interior seed-mean is below the
   best edge seed-mean by more than :data:`NOISE_MULTIPLE` standard errors of the difference, and
   only if it is not at the stability edge, i.e. the next wider width has
-  ``h_max = lr lambda_max(K)`` above the method's stable limit (HB ``2(1 + beta)``, scheduled
-  Nesterov ``4/3`` as ``beta_k -> 1``; docs/mathematics.md 3): the loss then rises past the
+  ``h_max = lr lambda_max(K)`` above the method's stable limit (the rule's
+  ``stable_limit_formula``: HB ``2(1 + beta)``, scheduled Nesterov ``4/3`` as ``beta_k -> 1``;
+  docs/mathematics.md 3): the loss then rises past the
   minimum because the wider networks are beyond the stable step, not by the paper's effect. A
   minimum inside the seed noise is "not reproduced" (the presets run >= 4 seeds, enough for a
   standard error; a single seed gives "inconclusive").
+* E2 / E3 judge the heavy-ball runs, E4 / E5 the scheduled-Nesterov runs (``optim.Family``),
+  grouped by the family's ``momentum_key`` (beta / r); other rules in these experiments are
+  left out (GD only as a reference).
 * E3 / E5: the seed-mean losses are strictly ordered by beta / r (larger -> lower) at
   >= :data:`ORDER_MIN_FRACTION` of the epochs of ``[ORDER_WINDOW_START * steps, steps]``; epochs
   where a curve is at its dtype's rounding floor (``FLOOR_REL * L_0``) are left out.
@@ -33,12 +37,22 @@ window, h_max unknown where the criterion needs it, an E6 run shorter than the p
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..optim import Family, rules_of
 from ._evidence import fmt_number, run_name
+from ._run_stats import (
+    cell,
+    final_loss,
+    finite_curve,
+    group_by,
+    mean_hmax,
+    seed_stats,
+    stable_limit,
+)
 from .summary import RunAnalysis
 
 __all__ = [
@@ -77,10 +91,10 @@ class Finding:
     verdict: str
     evidence: str
     criterion: str = ""
-    constants: dict = field(default_factory=dict)
-    table: list = field(default_factory=list)
+    constants: dict[str, object] = field(default_factory=dict)
+    table: list[dict[str, object]] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id, "experiment": self.experiment, "statement": self.statement,
             "paper": self.paper, "verdict": self.verdict, "evidence": self.evidence,
@@ -100,50 +114,16 @@ _PAPER = {
           "epoch 5000",
     "E6": "loss 0.038 (b=.2,.2) and 0.019 (.2,.5) at epoch 5000; (.2,.8) blows up near epoch 3800",
 }  # fmt: skip
-#: the stable limits of h_max by rule (docs/mathematics.md 3), as printed
-_LIMIT = {"hb": "2(1 + beta)", "nesterov-torch": "4/3", "nesterov": "4/3"}
 
 
-def _final(a: RunAnalysis) -> float:
-    """Loss at the last epoch; +inf for a diverged run (it is never the lowest)."""
-    return float(a.record.final_loss) if a.ok and a.record.final_loss is not None else math.inf
+def _of(runs: Iterable[RunAnalysis], family: Family) -> list[RunAnalysis]:
+    """The runs whose rule belongs to ``family``."""
+    return [a for a in runs if a.rule.family is family]
 
 
-def _curve(a: RunAnalysis) -> np.ndarray:
-    L = np.asarray(a.record.losses, dtype=float)
-    return np.where(np.isfinite(L), L, math.inf)
-
-
-def _by(runs, key):
-    groups = defaultdict(list)
-    for a in runs:
-        groups[key(a)].append(a)
-    return dict(sorted(groups.items()))
-
-
-def _num(x):
-    """A table cell: finite floats as they are, else a word."""
-    if x is None:
-        return "unknown"
-    return float(x) if math.isfinite(x) else ("diverged" if x > 0 else "n/a")
-
-
-def _chosen(runs, rule: str, key: str) -> list:
-    """The runs of ``rule`` (a name prefix) that have the parameter ``key``."""
-    return [a for a in runs if a.rule.name.startswith(rule) and a.rule.params.get(key) is not None]
-
-
-def _hmax(group) -> float | None:
-    """Seed-mean ``h_max = lr lambda_max(K)``; None if a run lacks ``lambda_max_k``."""
-    lam = [a.record.lambda_max_k for a in group]
-    if any(v is None or not math.isfinite(v) for v in lam):
-        return None
-    return float(np.mean([a.rule.lr * v for a, v in zip(group, lam)]))
-
-
-def _limit(rule) -> float | None:
-    value = rule.max_stable_h() if hasattr(rule, "max_stable_h") else None
-    return None if value is None else float(value)
+def _momentum_key(family: Family) -> str:
+    """The parameter the runs of ``family`` are grouped by (beta for HB, r for NAG)."""
+    return str(rules_of(family)[0].momentum_key)
 
 
 def _make(eid, runs, statement, verdict, evidence, criterion, constants, table=()):
@@ -154,14 +134,6 @@ def _make(eid, runs, statement, verdict, evidence, criterion, constants, table=(
 
 # --------------------------------------------------------------------------------------------
 # E2 / E4: the best width.
-
-
-def _stats(values) -> dict:
-    v = np.asarray(values, dtype=float)
-    n, finite = int(v.size), bool(np.isfinite(v).all())
-    se = float(np.std(v, ddof=1) / math.sqrt(n)) if n >= 2 and finite else math.nan
-    mean = float(v.mean()) if finite else math.inf
-    return {"n": n, "mean": mean, "se": se, "min": float(v.min()), "max": float(v.max())}
 
 
 def _judge_widths(ms, st, hmax, limit, name) -> tuple[str, str]:
@@ -211,10 +183,13 @@ def _stability_note(ms, st, hmax, limit, name) -> str:
     return f"h_max > {name} at m = {listed}; {last}; the lowest seed-mean (m = {best}) {where}"
 
 
-def _best_width(eid: str, runs, rule: str, key: str) -> Finding:
-    chosen = _chosen(runs, rule, key)
+def _best_width(eid: str, runs: list[RunAnalysis], family: Family) -> Finding:
+    key = _momentum_key(family)
+    chosen = _of(runs, family)
     steps = chosen[0].record.steps if chosen else 200
-    name = _LIMIT.get(chosen[0].rule.name if chosen else rule, "the stable limit")
+    # the family's stable limit as printed (docs/mathematics.md 3)
+    name = (chosen[0].rule if chosen else rules_of(family)[0]).stable_limit_formula
+    name = name or "the stable limit"
     statement = (
         f"for every {key}, the seed-mean loss at epoch {steps} is lowest at a width strictly "
         "inside the grid, standing out of the seed noise, and not at the stability edge (the "
@@ -229,22 +204,22 @@ def _best_width(eid: str, runs, rule: str, key: str) -> Finding:
     if not chosen:
         return _make(eid, runs, statement, "inconclusive", "no runs stored", criterion, constants)
     parts, states, table = [], [], []
-    for value, group in _by(chosen, lambda a: a.rule.params[key]).items():
-        widths = _by(group, lambda a: a.width)
+    for value, group in group_by(chosen, lambda a: a.rule.params[key]).items():
+        widths = group_by(group, lambda a: a.width)
         ms = list(widths)
-        st = {m: _stats([_final(a) for a in g]) for m, g in widths.items()}
-        hmax = {m: _hmax(g) for m, g in widths.items()}
-        limit = _limit(group[0].rule)
-        constants[f"h_limit({key}={value:g})"] = _num(limit)
+        st = {m: seed_stats([final_loss(a) for a in g]) for m, g in widths.items()}
+        hmax = {m: mean_hmax(g) for m, g in widths.items()}
+        limit = stable_limit(group[0].rule)
+        constants[f"h_limit({key}={value:g})"] = cell(limit)
         label = f"{name} = {fmt_number(limit)}"
         state, reason = _judge_widths(ms, st, hmax, limit, label)
         states.append(state)
         for m in ms:
             above = "unknown" if hmax[m] is None or limit is None else (
                 "yes" if hmax[m] > limit else "no")  # fmt: skip
-            table.append({key: value, "width": m, "seeds": st[m]["n"], "mean": _num(st[m]["mean"]),
-                          "se": _num(st[m]["se"]), "min": _num(st[m]["min"]),
-                          "max": _num(st[m]["max"]), "h_max": _num(hmax[m]),
+            table.append({key: value, "width": m, "seeds": st[m]["n"], "mean": cell(st[m]["mean"]),
+                          "se": cell(st[m]["se"]), "min": cell(st[m]["min"]),
+                          "max": cell(st[m]["max"]), "h_max": cell(hmax[m]),
                           "above_limit": above})  # fmt: skip
         parts.append(f"{key}={value:g}: {reason}; {_stability_note(ms, st, hmax, limit, label)}")
     verdict = ("not reproduced" if "not" in states else
@@ -256,8 +231,9 @@ def _best_width(eid: str, runs, rule: str, key: str) -> Finding:
 # E3 / E5: orderings over a window; E1: GD's decrease.
 
 
-def _ordering(eid: str, runs, rule: str, key: str) -> Finding:
-    groups = _by(_chosen(runs, rule, key), lambda a: a.rule.params[key])
+def _ordering(eid: str, runs: list[RunAnalysis], family: Family) -> Finding:
+    key = _momentum_key(family)
+    groups = group_by(_of(runs, family), lambda a: a.rule.params[key])
     steps = min((a.record.steps for g in groups.values() for a in g), default=0)
     start = math.ceil(ORDER_WINDOW_START * steps)
     statement = (
@@ -274,7 +250,7 @@ def _ordering(eid: str, runs, rule: str, key: str) -> Finding:
         return _make(eid, runs, statement, "inconclusive",
                      f"only {len(groups)} {key} value(s) stored", criterion, constants)  # fmt: skip
     keys = list(groups)
-    M = np.array([np.mean([_curve(a)[: steps + 1] for a in groups[k]], axis=0) for k in keys])
+    M = np.array([np.mean([finite_curve(a)[: steps + 1] for a in groups[k]], axis=0) for k in keys])
     floors = np.array([groups[k][0].floor_rel * M[i, 0] for i, k in enumerate(keys)])
     W = M[:, start:]
     used = (W > floors[:, None]).all(axis=0)
@@ -284,17 +260,17 @@ def _ordering(eid: str, runs, rule: str, key: str) -> Finding:
     table = []
     for i, k in enumerate(keys):
         # below_previous: share of the window's epochs where this curve is below the previous one
-        below = "" if i == 0 else _num(pair[i - 1][used].mean() if counted else None)
-        table.append({key: k, "seeds": len(groups[k]), f"loss@{start}": _num(M[i, start]),
-                      f"loss@{steps}": _num(M[i, -1]), "below_previous": below})  # fmt: skip
+        below = "" if i == 0 else cell(pair[i - 1][used].mean() if counted else None)
+        table.append({key: k, "seeds": len(groups[k]), f"loss@{start}": cell(M[i, start]),
+                      f"loss@{steps}": cell(M[i, -1]), "below_previous": below})  # fmt: skip
     ev = f"strictly ordered at {ordered} of {counted} epochs in {start}..{steps} (fraction "
     ev += f"{fmt_number(frac)})"
     for j in (start, steps):
         ev += f"; loss at epoch {j}: " + ", ".join(
             f"{key}={k:g}: {fmt_number(M[i, j])}" for i, k in enumerate(keys))  # fmt: skip
-    gd = [a for a in runs if a.rule.name == "gd"]
+    gd = _of(runs, Family.GD)
     if gd:
-        ev += f"; GD: {fmt_number(float(np.mean([_final(a) for a in gd])))}"
+        ev += f"; GD: {fmt_number(float(np.mean([final_loss(a) for a in gd])))}"
     if counted < W.shape[1]:
         ev += f"; {W.shape[1] - counted} epoch(s) at a rounding floor left out"
     verdict = "inconclusive" if not counted else (
@@ -302,8 +278,8 @@ def _ordering(eid: str, runs, rule: str, key: str) -> Finding:
     return _make(eid, runs, statement, verdict, ev, criterion, constants, table)
 
 
-def _e1(runs) -> Finding:
-    gd = sorted((a for a in runs if a.rule.name == "gd"), key=lambda a: a.seed)
+def _e1(runs: list[RunAnalysis]) -> Finding:
+    gd = sorted(_of(runs, Family.GD), key=lambda a: a.seed)
     statement = (f"GD's loss decreases from one epoch to the next at >= {ORDER_MIN_FRACTION:.0%} "
                  "of the epochs (the notebook's baseline curve)")  # fmt: skip
     criterion = (f"reproduced if the run stays finite and L_k < L_(k-1) at >= "
@@ -313,12 +289,12 @@ def _e1(runs) -> Finding:
     if not gd:
         return _make("E1", runs, statement, "inconclusive", "no GD run", criterion, constants)
     a = gd[0]
-    L, steps, h0 = _curve(a), a.record.steps, a.record.h0
+    L, steps, h0 = finite_curve(a), a.record.steps, a.record.h0
     down = int(np.sum(L[1:] < L[:-1]))
     ok = a.ok and steps > 0 and down >= ORDER_MIN_FRACTION * steps
     marks = sorted({k for k in (0, 10, 100, 1000, steps) if k <= steps})
-    table = [{"epoch": k, "loss": _num(L[k]),
-              "(1-h0)^(2k)": _num(None if h0 is None else (1 - h0) ** (2 * k))}
+    table = [{"epoch": k, "loss": cell(L[k]),
+              "(1-h0)^(2k)": cell(None if h0 is None else (1 - h0) ** (2 * k))}
              for k in marks]  # fmt: skip
     ev = (f"{run_name(a)}: " + ", ".join(f"epoch {k}: {fmt_number(float(L[k]))}" for k in marks)
           + f"; below the epoch before at {down} of {steps} epochs. {_e1_rate(a)}")  # fmt: skip
@@ -356,14 +332,14 @@ def _blowup(a: RunAnalysis) -> int | None:
     """First epoch with a non-finite loss or one above BLOWUP_FACTOR x the running minimum."""
     if not a.ok and a.record.diverged_at is not None:
         return int(a.record.diverged_at)
-    L = _curve(a)
+    L = finite_curve(a)
     hit = np.flatnonzero(~np.isfinite(L) | (L > BLOWUP_FACTOR * np.minimum.accumulate(L)))
     return int(hit[0]) if hit.size else None
 
 
-def _e6(runs) -> Finding:
-    hom = [a for a in runs if a.rule.name.startswith("hom")]
-    groups = _by(hom, lambda a: (a.rule.params.get("b1"), a.rule.params.get("b2")))
+def _e6(runs: list[RunAnalysis]) -> Finding:
+    hom = _of(runs, Family.HIGHER_ORDER)
+    groups = group_by(hom, lambda a: (a.rule.params.get("b1"), a.rule.params.get("b2")))
     steps = min((a.record.steps for a in hom), default=0)
     statement = (
         f"the largest b2 (b1 + b2 >= 1) blows up (loss {BLOWUP_FACTOR:g} x its running minimum, "
@@ -381,7 +357,7 @@ def _e6(runs) -> Finding:
     parts, table, blow, final = [], [], {}, {}
     for b, g in groups.items():
         a = g[0]
-        blow[b], final[b], h, lim = _blowup(a), _final(a), _hmax([a]), _limit(a.rule)
+        blow[b], final[b], h, lim = _blowup(a), final_loss(a), mean_hmax([a]), stable_limit(a.rule)
         if blow[b] is None:
             text = f"no blow-up, loss {fmt_number(final[b])} at epoch {a.record.steps}"
         else:
@@ -391,9 +367,9 @@ def _e6(runs) -> Finding:
             text += f", h_max = {fmt_number(h)} at init vs the HOM limit {fmt_number(lim)}"
         parts.append(f"({b[0]:g}, {b[1]:g}): {text}")
         table.append({"b1": b[0], "b2": b[1], "blow_up_epoch": "none" if blow[b] is None
-                      else blow[b], "loss_min": _num(float(np.min(_curve(a)))),
-                      f"loss@{a.record.steps}": _num(final[b]), "h_max": _num(h),
-                      "h_limit": _num(lim)})  # fmt: skip
+                      else blow[b], "loss_min": cell(float(np.min(finite_curve(a)))),
+                      f"loss@{a.record.steps}": cell(final[b]), "h_max": cell(h),
+                      "h_limit": cell(lim)})  # fmt: skip
     largest = max(groups, key=lambda k: k[1])
     rest = sorted((k for k in groups if k != largest), key=lambda k: k[1])
     faster = all(final[rest[i + 1]] < final[rest[i]] for i in range(len(rest) - 1))
@@ -404,10 +380,10 @@ def _e6(runs) -> Finding:
         parts.append(f"not tested: the run ends at epoch {steps}, before the paper's blow-up")
     else:
         verdict = "not reproduced"
-    for name in ("gd", "hb"):
-        others = [a for a in runs if a.rule.name == name]
+    for family in (Family.GD, Family.HEAVY_BALL):
+        others = _of(runs, family)
         if others:
-            parts.append(f"{others[0].label}: {fmt_number(_final(others[0]))}")
+            parts.append(f"{others[0].label}: {fmt_number(final_loss(others[0]))}")
     return _make("E6", runs, statement, verdict, "; ".join(parts), criterion, constants, table)
 
 
@@ -415,10 +391,12 @@ def evaluate_findings(analyses: list[RunAnalysis]) -> list[Finding]:
     """The notebook findings, one per experiment tagged ``E1``..``E6`` (module docstring)."""
     judge = {
         "E1": _e1,
-        "E2": lambda runs: _best_width("E2", runs, "hb", "beta"),
-        "E3": lambda runs: _ordering("E3", runs, "hb", "beta"),
-        "E4": lambda runs: _best_width("E4", runs, "nesterov", "r"),
-        "E5": lambda runs: _ordering("E5", runs, "nesterov", "r"),
+        "E2": lambda runs: _best_width("E2", runs, Family.HEAVY_BALL),
+        "E3": lambda runs: _ordering("E3", runs, Family.HEAVY_BALL),
+        "E4": lambda runs: _best_width("E4", runs, Family.NESTEROV_SCHEDULED),
+        "E5": lambda runs: _ordering("E5", runs, Family.NESTEROV_SCHEDULED),
         "E6": _e6,
     }
-    return [judge[k](runs) for k, runs in _by(analyses, lambda a: a.kind).items() if k in judge]
+    return [
+        judge[k](runs) for k, runs in group_by(analyses, lambda a: a.kind).items() if k in judge
+    ]

@@ -29,6 +29,8 @@ file:///.../copy.html``; both counts must be equal and >= 8.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from ._html_parts import (
     CSS,
     VERDICT_COLORS,
@@ -60,7 +62,7 @@ class _Figures:
         self.anchors = anchors
         self.placed: dict[str, tuple[str, str]] = {}  # name -> (label, section anchor)
 
-    def take(self, names, label: str, section: str) -> tuple[list[str], list[str]]:
+    def take(self, names: Iterable[str], label: str, section: str) -> tuple[list[str], list[str]]:
         """(figures to show here, links to figures already shown elsewhere); absent names are
         skipped."""
         shown, links = [], []
@@ -336,7 +338,9 @@ def _environment(summary: dict, experiments: dict) -> str:
     return env_table + "<h3>Experiments</h3>" + exps
 
 
-def render_html(summary: dict, figures, experiments: dict | None = None) -> str:
+def render_html(
+    summary: dict, figures: Sequence[tuple[str, bytes, str]], experiments: dict | None = None
+) -> str:
     """The report page (module docstring).
 
     Args:

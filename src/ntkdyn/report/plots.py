@@ -12,12 +12,15 @@ rates, crossover, error vs width, kernel drift) and are re-exported here.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
 from ..experiments.config import data_key
-from .claims import is_scheduled_nesterov
+from ..experiments.store import KernelRecord
+from ..optim import Family
+from .claims import Claim
 from .plots_paper import (
     curves_figure,
     hb_semilog_figure,
@@ -33,6 +36,7 @@ from .plots_theory import (
     rates_figure,
     width_error_figure,
 )
+from .summary import RunAnalysis
 
 __all__ = [
     "NamedFigure",
@@ -92,7 +96,10 @@ _CAPTIONS = {
 
 
 def figures_for(
-    analyses, info: dict | None = None, kernels: dict | None = None, claims=()
+    analyses: Sequence[RunAnalysis],
+    info: Mapping[str, Mapping[str, object]] | None = None,
+    kernels: Mapping[str, KernelRecord] | None = None,
+    claims: Sequence[Claim] = (),
 ) -> list[NamedFigure]:
     """All figures of a report: per experiment, those of its kind (module docstring), then
     one figure per claim judged as a limit in width, drawn from the claim's own numbers.
@@ -110,7 +117,7 @@ def figures_for(
         # "$" would start matplotlib mathtext (a bad command raises at draw time): escape it
         title = str(info.get(eid, {}).get("title") or eid).replace("$", r"\$")
         plan: list[tuple[str, Figure]] = []
-        bessel = any(is_scheduled_nesterov(a) for a in runs)
+        bessel = any(a.rule.family is Family.NESTEROV_SCHEDULED for a in runs)
         if kind in ("theory-ladder", "theory-curves"):
             plan.append(("overlay", overlay_figure(runs, title)))
             if bessel:

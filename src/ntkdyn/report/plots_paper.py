@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..optim import Family
 from ._canvas import first_seed, new_figure, plot_runs, set_title
+from .summary import RunAnalysis
 
 __all__ = [
     "curves_figure",
@@ -22,7 +25,18 @@ __all__ = [
 ]
 
 
-def curves_figure(runs, title: str) -> Figure:
+def _of(runs: Sequence[RunAnalysis], *families: Family) -> list[RunAnalysis]:
+    """The first-seed runs whose rule belongs to one of ``families``."""
+    return [a for a in first_seed(runs) if a.rule.family in families]
+
+
+def _gd_then_by_momentum(a: RunAnalysis) -> tuple[bool, float]:
+    """Sort key: GD first, then by the rule's momentum (beta) or damping (r) parameter."""
+    key = a.rule.momentum_key
+    return a.rule.family is not Family.GD, a.rule.params[key] if key else 0.0
+
+
+def curves_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """Loss vs epoch (semilog) of every run, e.g. E1's GD curve."""
     fig, ax = new_figure()
     plot_runs(ax[0, 0], first_seed(runs))
@@ -30,25 +44,23 @@ def curves_figure(runs, title: str) -> Figure:
     return fig
 
 
-def hb_semilog_figure(runs, title: str) -> Figure:
+def hb_semilog_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """docs/paper.md HB_Epoch: Heavy Ball loss vs epoch (semilog), GD for reference."""
-    chosen = [a for a in first_seed(runs) if a.rule.name in ("hb", "gd")]
-    chosen.sort(key=lambda a: (a.rule.name != "gd", a.rule.params.get("beta", 0.0)))
+    chosen = sorted(_of(runs, Family.HEAVY_BALL, Family.GD), key=_gd_then_by_momentum)
     fig, ax = new_figure()
     plot_runs(ax[0, 0], chosen)
     set_title(ax[0, 0], title)
     return fig
 
 
-def nag_loglog_figure(runs, title: str) -> Figure:
+def nag_loglog_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """docs/paper.md NAG_Epoch: scheduled Nesterov loss vs epoch on log-log axes with GD, plus
     ``k^-r`` guides through each curve's value at 10% of the run."""
-    chosen = [a for a in first_seed(runs) if a.rule.name in ("gd", "nesterov", "nesterov-torch")]
-    chosen.sort(key=lambda a: (a.rule.name != "gd", a.rule.params.get("r", 0.0)))
+    chosen = sorted(_of(runs, Family.GD, Family.NESTEROV_SCHEDULED), key=_gd_then_by_momentum)
     fig, ax = new_figure()
     plot_runs(ax[0, 0], chosen, loglog=True)
     for a in chosen:
-        if a.rule.name == "gd" or not a.ok:
+        if a.rule.family is Family.GD or not a.ok:
             continue
         k0 = max(1, a.record.steps // 10)
         k = np.array([k0, a.record.steps], float)
@@ -57,16 +69,16 @@ def nag_loglog_figure(runs, title: str) -> Figure:
     return fig
 
 
-def hom_figure(runs, title: str) -> Figure:
+def hom_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """docs/paper.md HM: higher-order momentum curves with GD and HB."""
-    chosen = [a for a in first_seed(runs) if a.rule.name in ("gd", "hb", "hom", "hom-notebook")]
+    chosen = _of(runs, Family.GD, Family.HEAVY_BALL, Family.HIGHER_ORDER)
     fig, ax = new_figure()
     plot_runs(ax[0, 0], chosen)
     set_title(ax[0, 0], title)
     return fig
 
 
-def loss_vs_width_figure(runs, title: str, key: str) -> Figure:
+def loss_vs_width_figure(runs: Sequence[RunAnalysis], title: str, key: str) -> Figure:
     """docs/paper.md HB_Width / NAG_Width: loss at the last epoch vs width, one line per ``key``
     value (beta or r), the mean over seeds with the seeds as dots; diverged runs as x at top."""
     groups = defaultdict(lambda: defaultdict(list))

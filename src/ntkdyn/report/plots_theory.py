@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..optim import Family
 from ..verdicts import judge_rate
 from ..verdicts.tolerances import C6_SLOPE_BAND, KERNEL_MODEL_RTOL, WIDTH_SLOPE_BAND
 from ._canvas import envelope, first_seed, log_widths, new_figure, positive, set_title, steps_of
 from ._evidence import power_law_fit, width_errors
-from .claims import kernel_model
+from .claims import Claim, kernel_model
+from .summary import RunAnalysis
 
 __all__ = [
     "crossover_figure",
@@ -31,7 +34,7 @@ __all__ = [
 ]
 
 
-def overlay_figure(runs, title: str) -> Figure:
+def overlay_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """Measured loss vs the exact discrete prediction with ``H(0)`` and ``H^inf`` (docs/mathematics.md 3)
     and the limiting ODE (docs/mathematics.md 4), one panel per optimizer (its widest width, first seed)."""
     widest = max(a.width for a in runs)
@@ -63,10 +66,10 @@ def overlay_figure(runs, title: str) -> Figure:
     return fig
 
 
-def crossover_figure(runs, title: str) -> Figure:
+def crossover_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """C7: ``L_k k^r`` of scheduled Nesterov (flat in the power-law window, then falling like
     ``(1 - h0)^k``), with the crossover ``k = r/h0`` marked and the predicted late slope."""
-    chosen = [a for a in first_seed(runs) if a.rule.name in ("nesterov", "nesterov-torch")]
+    chosen = [a for a in first_seed(runs) if a.rule.family is Family.NESTEROV_SCHEDULED]
     chosen.sort(key=lambda a: a.rule.r)
     fig, ax = new_figure()
     ax = ax[0, 0]
@@ -94,7 +97,7 @@ def crossover_figure(runs, title: str) -> Figure:
     return fig
 
 
-def rates_figure(runs, title: str) -> Figure:
+def rates_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """Point tests: each network's per-step rate (y) against its H(0) kernel model's on the
     same window (x, ``ntkdyn.verdicts.judge_rate``), open squares at the rule's asymptotic
     ``-log q``; the diagonal is agreement, the grey band the point tolerance."""
@@ -132,7 +135,7 @@ def rates_figure(runs, title: str) -> Figure:
     return fig
 
 
-def deviation_figure(claim) -> Figure:
+def deviation_figure(claim: Claim) -> Figure:
     """A kernel claim as a limit in width: ``|deviation|`` of every run (dots) and the median
     over seeds (line) against the width, with the tolerance (dashed) and ``m^-1/2``,
     ``m^-1/4`` guides through the narrowest median (dotted): the numbers of the verdict."""
@@ -166,7 +169,7 @@ def deviation_figure(claim) -> Figure:
     return fig
 
 
-def width_error_figure(runs, title: str) -> Figure:
+def width_error_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """C6: ``max|L_net - L_pred|/L_0`` (docs/mathematics.md 6, median over seeds) vs width on log-log axes,
     with each optimizer's fitted slope and a ``width^-1/2`` guide."""
     table = width_errors(runs, "abs_err")
@@ -197,7 +200,9 @@ def width_error_figure(runs, title: str) -> Figure:
     return fig
 
 
-def kernel_drift_figure(runs, title: str, lambda0: float | None = None) -> Figure:
+def kernel_drift_figure(
+    runs: Sequence[RunAnalysis], title: str, lambda0: float | None = None
+) -> Figure:
     """lambda_min(H(t)) over training per width (left; dashed: lambda_0 of H^inf) and the
     final ``||W(t) - W(0)||_F`` and ``||H(t) - H(0)||_2`` vs width (right, log-log)."""
     fig, axes = new_figure((10.0, 4.0), 2, 1)

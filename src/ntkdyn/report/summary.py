@@ -23,16 +23,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .._io import atomic_write_text
+from ..conventions import loss_factor
 from ..optim.rules import Rule, parse
 from ..rates import PredictedRate, RateFit, fit_rate, predicted_rate
 from ..verdicts.tolerances import FLOOR_REL
+
+if TYPE_CHECKING:
+    from ..experiments.store import RunRecord
 
 __all__ = [
     "ABS_HORIZON",
@@ -43,8 +49,8 @@ __all__ = [
     "analyze_run",
     "build_summary",
     "experiment_info",
-    "loss_factor",
     "prediction_error",
+    "run_loss_factor",
     "summary_json",
     "write_summary",
 ]
@@ -56,23 +62,22 @@ ABS_HORIZON = 1e-4
 REL_HORIZON = 1e-2
 
 
-def loss_factor(config: dict, kernels: dict | None = None) -> float:
-    """``c`` of ``loss = c/2 sum e_i^2`` for a run config: half-sum 1, mse ``2/n`` (docs/mathematics.md 0).
+def run_loss_factor(config: dict, kernels: dict | None = None) -> float:
+    """``c`` of ``loss = c/2 sum e_i^2`` for a run config (``ntkdyn.conventions.loss_factor``).
 
-    ``n`` is the config's, or, when it is None (all rows of the data), the size of the run's
-    stored ``H^inf`` in ``kernels``.
+    ``n`` (read for the mse loss only) is the config's, or, when it is None (all rows of the
+    data), the size of the run's stored ``H^inf`` in ``kernels``.
     """
-    if config.get("loss") != "mse":
-        return 1.0
+    loss = config.get("loss", "half-sum")
     n = config.get("n")
-    if not n and kernels:
+    if loss == "mse" and not n and kernels:
         from ..experiments.config import data_key
 
         k = kernels.get(data_key(config))
         n = None if k is None else k.n
-    if not n:
+    if loss == "mse" and not n:
         raise ValueError(f"`n` of the run config is needed for the mse loss factor, got {n!r}")
-    return 2.0 / float(n)
+    return loss_factor(loss, n)
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,7 +124,9 @@ def _short(value: float) -> str:
     return f"{value:.4g}"
 
 
-def prediction_error(losses, pred, *, horizon: float, relative: bool) -> float | None:
+def prediction_error(
+    losses: np.ndarray, pred: np.ndarray, *, horizon: float, relative: bool
+) -> float | None:
     """docs/mathematics.md 6 error of a measured curve against a prediction (module docstring).
 
     ``abs``: ``max |L - P| / L_0``; ``rel``: ``max |L - P| / E_P`` with ``E_P`` the suffix maximum
@@ -143,7 +150,9 @@ def prediction_error(losses, pred, *, horizon: float, relative: bool) -> float |
     return float(np.max(diff) / P[0])
 
 
-def analyze_run(record, kind: str = "curves", kernels: dict | None = None) -> RunAnalysis:
+def analyze_run(
+    record: RunRecord, kind: str = "curves", kernels: dict | None = None
+) -> RunAnalysis:
     """Fit, predict and compare one stored run (module docstring)."""
     cfg = record.config
     with warnings.catch_warnings():
@@ -160,7 +169,7 @@ def analyze_run(record, kind: str = "curves", kernels: dict | None = None) -> Ru
         eig = _eigenvalues(record, kernels)
         if eig is not None:
             with np.errstate(divide="ignore", invalid="ignore"):  # gamma = 0 branch unused
-                predicted = predicted_rate(rule, eig)
+                predicted = predicted_rate(eig, rule)
     errors = {}
     for name, pred in (("", record.pred_discrete), ("_inf", record.pred_discrete_inf)):
         usable = ok and pred is not None
@@ -174,7 +183,7 @@ def analyze_run(record, kind: str = "curves", kernels: dict | None = None) -> Ru
             if usable
             else None
         )
-    c = loss_factor(cfg, kernels)
+    c = run_loss_factor(cfg, kernels)
     return RunAnalysis(record, rule, kind, c, floor, fit, fit_k, predicted, **errors)
 
 
@@ -188,7 +197,7 @@ def _eigenvalues(record, kernels):
 
         k = kernels.get(data_key(record.config))
         if k is not None and np.all(k.eigenvalues > 0):
-            return loss_factor(record.config, kernels) * np.asarray(k.eigenvalues)
+            return run_loss_factor(record.config, kernels) * np.asarray(k.eigenvalues)
     return None
 
 
@@ -255,7 +264,19 @@ def _run_entry(a: RunAnalysis) -> dict:
     }  # fmt: skip
 
 
-def build_summary(analyses, claims, findings, kernels: dict, meta: dict) -> dict:
+class _Reported(Protocol):
+    """A claim or finding: what summary.json stores of it."""
+
+    def as_dict(self) -> dict: ...
+
+
+def build_summary(
+    analyses: Sequence[RunAnalysis],
+    claims: Iterable[_Reported],
+    findings: Iterable[_Reported],
+    kernels: dict,
+    meta: dict,
+) -> dict:
     """The summary.json payload (docs/design.md "Out dir"): runs, claims, findings, kernel(s),
     environment (from the store's meta), config name."""
     try:
@@ -303,13 +324,6 @@ def summary_json(summary: dict) -> str:
     return json.dumps(summary, sort_keys=True, indent=1, allow_nan=False) + "\n"
 
 
-def write_summary(path, summary: dict) -> Path:
+def write_summary(path: str | Path, summary: dict) -> Path:
     """Write summary.json atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(summary_json(summary), encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(path, summary_json(summary))

@@ -5,7 +5,7 @@
 the records and the divergence convention.
 """
 
-from .engine import LOSSES, train
+from .engine import train
 from .result import DIVERGENCE_FACTOR, Diagnostics, RunResult
 
-__all__ = ["DIVERGENCE_FACTOR", "LOSSES", "Diagnostics", "RunResult", "train"]
+__all__ = ["DIVERGENCE_FACTOR", "Diagnostics", "RunResult", "train"]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..conventions import DTYPES, LOSSES
 from ..models import TwoLayerReLU
 from ..optim.rules import Rule, parse
 from .ensemble import TwoLayerEnsemble
@@ -31,11 +32,10 @@ from .generic import GenericEnsemble
 from .loop import run_batch
 from .result import RunResult
 
-__all__ = ["LOSSES", "train"]
+__all__ = ["train"]
 
-#: Loss names accepted by :func:`train`.
-LOSSES = ("half-sum", "mse")
-_DTYPES = (torch.float32, torch.float64)
+#: The torch dtypes of the precision names a run may use (``ntkdyn.conventions.DTYPES``).
+_DTYPES = tuple(getattr(torch, name) for name in DTYPES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,19 +169,19 @@ def _check_model_fits(model: nn.Module, X: torch.Tensor, index: int) -> None:
 
 
 def train(
-    models,
-    X,
-    y,
-    rules,
+    models: nn.Module | Sequence[nn.Module],
+    X: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    rules: Rule | str | Sequence[Rule | str],
     steps: int,
     *,
     loss: str = "half-sum",
     dtype: torch.dtype | None = None,
-    device=None,
+    device: torch.device | str | None = None,
     diagnostics_every: int | None = None,
     diagnostics: bool = True,
     progress: Callable[[int, int], None] | None = None,
-    reparametrize="auto",
+    reparametrize: bool | str = "auto",
     allow_tf32: bool = False,
     fast_path: bool = True,
 ) -> list[RunResult]:

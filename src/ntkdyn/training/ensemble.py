@@ -29,13 +29,20 @@ Adam is not linear in the gradient, so an Adam batch always runs in W-space.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
+from ..conventions import loss_factor
 from . import fused
 from .layout import UnitLayout
 from .result import _to_host
 from .updates import LinearUpdate, make_update
+
+if TYPE_CHECKING:
+    from ..models import TwoLayerReLU
+    from ..optim.rules import Rule
 
 #: The compiled kernels pay off (and their one-off compile time) from this many ``(M, n)``
 #: elements on; smaller CUDA batches run eagerly.
@@ -61,7 +68,17 @@ class TwoLayerEnsemble:
     #: Force (True) or forbid (False) the compiled kernels (``fused``); None: CUDA and large.
     _fused: bool | None = None
 
-    def __init__(self, models, rules, X, y, *, steps, loss, reparametrize):
+    def __init__(
+        self,
+        models: Sequence[TwoLayerReLU],
+        rules: Sequence[Rule],
+        X: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        steps: int,
+        loss: str,
+        reparametrize: bool,
+    ):
         self.N = len(models)
         self.dtype, self.device = X.dtype, X.device
         to = {"dtype": self.dtype, "device": self.device}
@@ -71,7 +88,7 @@ class TwoLayerEnsemble:
         self.y, self.n, self.d = y, X.shape[0], X.shape[1]
         self.X = X
         self.mean_loss = loss == "mse"
-        self.loss_factor = 2.0 / self.n if self.mean_loss else 1.0
+        self.loss_factor = loss_factor(loss, self.n)
 
         place = self.layout.place
         W0 = place([m.W.detach() for m in models], **to)
@@ -254,7 +271,7 @@ class TwoLayerEnsemble:
             "pattern_change": flips / (widths * self.n),
         }
 
-    def final_params(self, models) -> list[dict[str, torch.Tensor]]:
+    def final_params(self, models: Sequence[TwoLayerReLU]) -> list[dict[str, torch.Tensor]]:
         """Final ``state_dict`` of every network (CPU tensors, training dtype)."""
         Wa = self.weights()
         trained = {"W": Wa[:, : self.d]}

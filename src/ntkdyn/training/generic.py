@@ -14,12 +14,19 @@ outputs with respect to every trained tensor (docs/mathematics.md §1.5).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch.func import functional_call, grad_and_value, jacrev, vmap
 
 from .result import _to_host
 from .updates import make_update
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..optim.rules import Rule
 
 __all__ = ["GenericEnsemble"]
 
@@ -35,7 +42,16 @@ class GenericEnsemble:
         loss: ``"half-sum"`` or ``"mse"``.
     """
 
-    def __init__(self, models, rules, X, y, *, steps, loss):
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        rules: Sequence[Rule],
+        X: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        steps: int,
+        loss: str,
+    ):
         self.N = len(models)
         self.dtype, self.device = X.dtype, X.device
         template = models[0]
@@ -109,7 +125,7 @@ class GenericEnsemble:
         )
         return {"gram": H, "gram0": self._H0, "weight_change": sq.sqrt(), "pattern_change": None}
 
-    def final_params(self, models) -> list[dict[str, torch.Tensor]]:
+    def final_params(self, models: Sequence[nn.Module]) -> list[dict[str, torch.Tensor]]:
         """Final ``state_dict`` of every network (CPU tensors, training dtype)."""
         tensors = {**self.params, **self.constant}
         out = []

@@ -17,6 +17,7 @@ and must be reproducible run to run:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class UnitLayout:
         """The real (non-padding) rows of network ``j``."""
         return slice(int(self.starts[j]), int(self.starts[j]) + self.widths[j])
 
-    def place(self, parts: list[torch.Tensor], **to) -> torch.Tensor:
+    def place(self, parts: list[torch.Tensor], **to: Any) -> torch.Tensor:
         """Stack per-network ``(m_j, ...)`` tensors into one ``(M, ...)`` tensor (zero padding)."""
         out = torch.zeros((self.M,) + tuple(parts[0].shape[1:]), **to)
         for j, part in enumerate(parts):

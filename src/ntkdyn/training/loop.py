@@ -8,14 +8,30 @@ divergence is detected with device-side masks, and the host only reads at checkp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from .result import DIVERGENCE_FACTOR, Diagnostics
 
-__all__ = ["BatchRun", "run_batch"]
+__all__ = ["Batch", "BatchRun", "run_batch"]
+
+
+class Batch(Protocol):
+    """What :func:`run_batch` needs of a batch of N networks (module docstring)."""
+
+    N: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def forward(self, need_grad: bool = True) -> torch.Tensor: ...
+
+    def step(self, k: int, frozen: torch.Tensor) -> None: ...
+
+    def diagnostics(self) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -23,11 +39,11 @@ class BatchRun:
     """Raw output of :func:`run_batch` for N networks (turned into RunResults by the engine)."""
 
     losses: np.ndarray  # (steps + 1, N) float64
-    diverged_at: list  # per network: step or None
-    diagnostics: list  # per network: Diagnostics (None when no checkpoints were asked for)
+    diverged_at: list[int | None]  # per network: step or None
+    diagnostics: list[Diagnostics | None]  # None when no checkpoints were asked for
 
 
-def _spectra(diag: dict) -> dict:
+def _spectra(diag: dict) -> dict[str, np.ndarray | None]:
     """Eigen-summaries of the per-network Grams ``(N, n, n)``; NaN where a Gram is not finite."""
     H, H0 = diag["gram"], diag["gram0"]
     ok = torch.isfinite(H).flatten(1).all(1)
@@ -48,7 +64,14 @@ def _spectra(diag: dict) -> dict:
     return {k: None if v is None else v.detach().cpu().double().numpy() for k, v in out.items()}
 
 
-def run_batch(batch, steps: int, checkpoints: set[int], progress=None, offset=0, total=None):
+def run_batch(
+    batch: Batch,
+    steps: int,
+    checkpoints: set[int],
+    progress: Callable[[int, int], None] | None = None,
+    offset: int = 0,
+    total: int | None = None,
+) -> BatchRun:
     """Train ``batch`` for ``steps`` steps; returns a :class:`BatchRun`.
 
     Divergence (result.py): at step t a live network with a non-finite loss or a loss above

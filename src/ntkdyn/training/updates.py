@@ -6,13 +6,12 @@ networks themselves (the generic path, ``index=None``). Each network has its own
 coefficient is a per-entry column broadcast along the other axes.
 
 * Linear rules (``ntkdyn.optim.rules``): the register machine
-  ``z_k = A_k z_{k-1} - lr b_k g`` with ``A_k[0, 0] = 1`` and ``A_k[r, 0] = 0``, so register 0
-  (the parameters) receives the increment ``inc = sum_{c >= 1} A_k[0, c] z_c - lr b_k[0] g`` and
-  the auxiliary registers ``z_r' = sum_{c >= 1} A_k[r, c] z_c - lr b_k[r] g`` start at 0. The
-  batch is padded to the largest register count s; every network's ``(A_k, lr b_k)`` for all
-  steps is uploaded once as a ``(steps, columns, N)`` table and gathered per step on the device.
-  Only the (r, c) entries that are non-zero somewhere in the batch cost an operation.
-* Adam (``rules.Adam``) mirrors ``torch.optim.Adam``'s default single-tensor step operation for
+  ``z_k = A_k z_{k-1} - lr b_k g``, run as the update program of ``ntkdyn.optim.program``
+  (register 0 receives an increment, the auxiliary registers start at 0). The batch is padded
+  to the largest register count s; every network's coefficients for all steps are uploaded
+  once as a ``(steps, columns, N)`` table and gathered per step on the device. Only the
+  (r, c) entries that are non-zero somewhere in the batch cost an operation.
+* Adam (``Family.ADAM``) mirrors ``torch.optim.Adam``'s default single-tensor step operation for
   operation: ``m <- lerp(m, g, 1 - beta1)``, ``v <- beta2 v + ((1 - beta2) g) g``,
   ``p <- p + (-lr / (1 - beta1^k)) m / (sqrt(v) / sqrt(1 - beta2^k) + eps)``; the bias
   corrections are computed in Python floats exactly as torch does.
@@ -24,10 +23,12 @@ at which it was frozen and nothing of it reaches any other network.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
-from ..optim.rules import Adam, LinearRule
+from ..optim import Family, LinearRule, Rule, Term, update_program
 
 __all__ = ["AdamUpdate", "LinearUpdate", "Registers", "make_update"]
 
@@ -38,7 +39,7 @@ class Registers:
     def __init__(self, param: torch.Tensor, aux: int):
         self.param = param
         self.aux = [torch.zeros_like(param) for _ in range(aux)]
-        self._scratch = None
+        self._scratch: list[torch.Tensor] | None = None
 
     @property
     def scratch(self) -> list[torch.Tensor]:
@@ -55,51 +56,43 @@ def _columns(coefs: torch.Tensor, ndim: int) -> list[torch.Tensor]:
     return [row.view(shape) for row in coefs]
 
 
-class LinearUpdate:
-    """The linear rules of a batch, one per network, as one padded register machine."""
+def _source(term: Term, g: torch.Tensor, reg: Registers) -> torch.Tensor:
+    return g if term.is_gradient else reg.aux[term.source - 1]
 
-    def __init__(self, rules: list[LinearRule], steps: int, dtype, device):
+
+class LinearUpdate:
+    """The linear rules of a batch, one per network, as one padded register machine.
+
+    ``program`` is the batch's :class:`~ntkdyn.optim.program.UpdateProgram` (its terms are the
+    union over networks and steps); its coefficients live on the device as a
+    ``(steps, columns, N)`` table.
+    """
+
+    def __init__(
+        self, rules: Sequence[LinearRule], steps: int, dtype: torch.dtype, device: torch.device
+    ):
         n_nets = len(rules)
         s = max(rule.registers for rule in rules)
         A = np.zeros((steps, n_nets, s, s))
         b = np.zeros((steps, n_nets, s))
         for j, rule in enumerate(rules):
             r = rule.registers
-            Aj, bj = rule.schedule(steps)
-            A[:, j, :r, :r] = Aj
-            b[:, j, :r] = rule.lr * bj
-        if steps and (np.any(A[:, :, 0, 0] != 1.0) or np.any(A[:, :, 1:, 0] != 0.0)):
-            raise ValueError(
-                "`rules` must keep register 0 as the parameters (A_k[0, 0] = 1, A_k[r, 0] = 0), "
-                "as every rule of ntkdyn.optim.rules does"
-            )
+            A[:, j, :r, :r], b[:, j, :r] = rule.schedule(steps)
+        lr = np.array([rule.lr for rule in rules])
+        try:
+            self.program = update_program(A, b, lr)
+        except ValueError as exc:
+            raise ValueError(f"`rules`: {exc}") from None
         self.registers = s
-        used = lambda arr: bool(np.any(arr != 0.0))
-        columns = [-b[:, :, 0]]
-        self._inc_terms = []  # (aux register c, column)
-        for c in range(1, s):
-            if used(A[:, :, 0, c]):
-                self._inc_terms.append((c, len(columns)))
-                columns.append(A[:, :, 0, c])
-        self._aux_terms = []  # per aux register r: ([(c, column)], grad column or None)
-        for r in range(1, s):
-            terms = []
-            for c in range(1, s):
-                if used(A[:, :, r, c]):
-                    terms.append((c, len(columns)))
-                    columns.append(A[:, :, r, c])
-            grad_col = None
-            if used(b[:, :, r]):
-                grad_col = len(columns)
-                columns.append(-b[:, :, r])
-            self._aux_terms.append((terms, grad_col))
-        table = np.stack(columns, axis=1) if steps else np.zeros((0, len(columns), n_nets))
-        self._table = torch.as_tensor(table, dtype=dtype, device=device)
+        table = np.moveaxis(self.program.coefficients, -1, 1)  # (steps, columns, N)
+        self._table = torch.as_tensor(np.ascontiguousarray(table), dtype=dtype, device=device)
 
     def registers_for(self, param: torch.Tensor) -> Registers:
         return Registers(param, self.registers - 1)
 
-    def coefficients(self, k, index, frozen):
+    def coefficients(
+        self, k: int, index: torch.Tensor | None, frozen: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Step ``k``'s ``(columns, L)`` coefficients and ``(L,)`` frozen mask per leading entry."""
         coefs = self._table[k - 1]
         if index is not None:
@@ -107,36 +100,38 @@ class LinearUpdate:
             frozen = frozen.index_select(0, index)
         return coefs, frozen
 
-    def apply(self, k, regs, grads, index, frozen) -> None:
+    def apply(
+        self,
+        k: int,
+        regs: Sequence[Registers],
+        grads: Sequence[torch.Tensor],
+        index: torch.Tensor | None,
+        frozen: torch.Tensor,
+    ) -> None:
         """Step ``k >= 1`` in place for every ``Registers`` in ``regs`` with gradients ``grads``.
 
         ``index`` maps the leading axis to networks (None: the leading axis is the network);
         ``frozen`` is an ``(N,)`` bool tensor of networks whose parameters must not move.
         """
         coefs, frozen = self.coefficients(k, index, frozen)
+        program = self.program
         for reg, g in zip(regs, grads):
             nd = g.ndim
             col = _columns(coefs, nd).__getitem__
-            inc = reg.scratch[0]
-            torch.mul(g, col(0), out=inc)
-            for c, i in self._inc_terms:
-                inc.addcmul_(reg.aux[c - 1], col(i))
-            for r, (terms, grad_col) in enumerate(self._aux_terms, start=1):
-                new = reg.scratch[r]
-                if terms:
-                    (c0, i0), rest = terms[0], terms[1:]
-                    torch.mul(reg.aux[c0 - 1], col(i0), out=new)
-                    for c, i in rest:
-                        new.addcmul_(reg.aux[c - 1], col(i))
-                    if grad_col is not None:
-                        new.addcmul_(g, col(grad_col))
-                elif grad_col is not None:
-                    torch.mul(g, col(grad_col), out=new)
-                else:
-                    new.zero_()
+            # each quantity is the left-to-right sum of its terms (optim.program)
+            for update in (program.increment, *program.auxiliary):
+                out = reg.scratch[update.target]
+                if not update.terms:
+                    out.zero_()
+                    continue
+                first, *rest = update.terms
+                torch.mul(_source(first, g, reg), col(first.column), out=out)
+                for term in rest:
+                    out.addcmul_(_source(term, g, reg), col(term.column))
             # The new auxiliary registers become current by swapping buffers (no copy).
             for r in range(1, self.registers):
                 reg.aux[r - 1], reg.scratch[r] = reg.scratch[r], reg.aux[r - 1]
+            inc = reg.scratch[0]
             inc.masked_fill_(frozen.view((-1,) + (1,) * (nd - 1)), 0.0)
             reg.param.add_(inc)
 
@@ -144,7 +139,7 @@ class LinearUpdate:
 class AdamUpdate:
     """Adam rules of a batch (per-network lr, betas, eps), elementwise like torch.optim.Adam."""
 
-    def __init__(self, rules: list[Adam], steps: int, dtype, device):
+    def __init__(self, rules: Sequence[Rule], steps: int, dtype: torch.dtype, device: torch.device):
         const = np.array([[1.0 - r.beta1, r.beta2, 1.0 - r.beta2, r.eps] for r in rules]).T
         self._const = torch.as_tensor(const, dtype=dtype, device=device)
         per_step = np.empty((steps, 2, len(rules)))
@@ -161,7 +156,14 @@ class AdamUpdate:
     def registers_for(self, param: torch.Tensor) -> Registers:
         return Registers(param, 2)
 
-    def apply(self, k, regs, grads, index, frozen) -> None:
+    def apply(
+        self,
+        k: int,
+        regs: Sequence[Registers],
+        grads: Sequence[torch.Tensor],
+        index: torch.Tensor | None,
+        frozen: torch.Tensor,
+    ) -> None:
         """Step ``k >= 1`` in place (same arguments as :meth:`LinearUpdate.apply`)."""
         coefs = torch.cat([self._const, self._table[k - 1]], dim=0)
         if index is not None:
@@ -183,10 +185,12 @@ class AdamUpdate:
             reg.param.add_(tmp)
 
 
-def make_update(rules, steps: int, dtype, device):
+def make_update(
+    rules: Sequence[Rule], steps: int, dtype: torch.dtype, device: torch.device
+) -> LinearUpdate | AdamUpdate:
     """The batch update for ``rules``: all linear, or all Adam (the engine groups them)."""
     if all(isinstance(r, LinearRule) for r in rules):
         return LinearUpdate(rules, steps, dtype, device)
-    if all(isinstance(r, Adam) for r in rules):
+    if all(r.family is Family.ADAM for r in rules):
         return AdamUpdate(rules, steps, dtype, device)
     raise ValueError("a batch must hold only linear rules or only Adam rules")

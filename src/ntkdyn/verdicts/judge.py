@@ -141,7 +141,11 @@ def _kind_check(
 
 
 def judge_rate(
-    losses, model: KernelModel, rule: Rule | str, *, floor_rel: float = FLOOR_REL["float64"]
+    losses: np.ndarray,
+    model: KernelModel,
+    rule: Rule | str,
+    *,
+    floor_rel: float = FLOOR_REL["float64"],
 ) -> RunJudgment:
     """A linear rule's per-step rate: network against its kernel model on one window.
 
@@ -213,7 +217,11 @@ def _small_step(model: KernelModel, rule: LinearRule, r: float) -> dict:
 
 
 def judge_power_law(
-    losses, model: KernelModel, rule: Rule | str, *, floor_rel: float = FLOOR_REL["float64"]
+    losses: np.ndarray,
+    model: KernelModel,
+    rule: Rule | str,
+    *,
+    floor_rel: float = FLOOR_REL["float64"],
 ) -> RunJudgment:
     """Scheduled Nesterov's power law in its pre-asymptotic window (claim C3).
 
@@ -272,7 +280,11 @@ def _half_deviations(L: np.ndarray, P: np.ndarray, window: Window) -> list[float
 
 
 def judge_crossover(
-    losses, model: KernelModel, rule: Rule | str, *, floor_rel: float = FLOOR_REL["float64"]
+    losses: np.ndarray,
+    model: KernelModel,
+    rule: Rule | str,
+    *,
+    floor_rel: float = FLOOR_REL["float64"],
 ) -> RunJudgment:
     """Scheduled Nesterov turns linear after ``r / h0`` (claim C7).
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,7 @@ class Aggregate:
     slope: float | None = None
 
 
-def combine(verdicts) -> str:
+def combine(verdicts: Iterable[str]) -> str:
     """Several claim parts: any refuted -> refuted; else any inconclusive (or none) ->
     inconclusive; else supported."""
     verdicts = list(verdicts)

@@ -87,7 +87,7 @@ class KernelModel:
 
     def discrete_factor(self, rule: Rule | str) -> float:
         """The rule's asymptotic per-step loss factor ``q`` on this kernel (>= 1: unstable)."""
-        return float(predicted_rate(rule, self.eigenvalues).discrete_factor)
+        return float(predicted_rate(self.eigenvalues, rule).discrete_factor)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Window:
         return f"k = {self.start}..{self.stop - 1}"
 
 
-def first_below(curve, level: float) -> int | None:
+def first_below(curve: np.ndarray, level: float) -> int | None:
     """First index ``k >= 1`` with ``curve[k] <= level * curve[0]`` or not finite, else None."""
     c = np.asarray(curve, dtype=np.float64)
     bad = np.flatnonzero(~(c[1:] > level * c[0]))
@@ -134,14 +134,14 @@ def _lstsq_slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(xc @ (y - y.mean()) / (xc @ xc))
 
 
-def envelope_slope(curve, window: Window) -> float | None:
+def envelope_slope(curve: np.ndarray, window: Window) -> float | None:
     """Least-squares slope of ``log E_k`` against ``k`` on the window (None if too short or
     not finite and positive there)."""
     pts = _window_log_envelope(curve, window)
     return None if pts is None else _lstsq_slope(*pts)
 
 
-def envelope_exponent(curve, window: Window) -> float | None:
+def envelope_exponent(curve: np.ndarray, window: Window) -> float | None:
     """``p`` of ``E_k ~ k^-p``: minus the least-squares slope of ``log E_k`` on ``log k``."""
     pts = _window_log_envelope(curve, window)
     return None if pts is None else -_lstsq_slope(np.log(pts[0]), pts[1])

@@ -1,0 +1,57 @@
+"""The conventions of ntkdyn, each defined once (docs/mathematics.md 0).
+
+Import-light on purpose (no torch, no numpy): the CLI, the config parser and the theory
+modules all read their names, loss factors and numerical policies from here.
+
+* Loss: ``loss = c/2 sum_i e_i^2`` with ``e = u - y``. ``"half-sum"`` is ``1/2 sum e_i^2``
+  (``c = 1``); ``"mse"`` is torch's ``MSELoss(reduction="mean")``, ``1/n sum e_i^2``
+  (``c = 2/n``). The dynamics run on the effective kernel ``K = c H``.
+* Kernel validation (one policy, applied by ``ntkdyn.kernels.spectrum``): ``K`` must be
+  symmetric to ``SYMMETRY_RTOL``; eigenvalues in ``[-EIG_FLOOR_RTOL * lambda_max, 0)`` are
+  rounding and clipped to 0 with one warning; more negative ones are rejected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DTYPES",
+    "EIG_FLOOR_RTOL",
+    "LATE_STEP",
+    "LOSSES",
+    "MODES",
+    "SYMMETRY_RTOL",
+    "loss_factor",
+]
+
+#: Loss names: ``"half-sum"`` (``1/2 sum e_i^2``, c = 1) and ``"mse"`` (``MSELoss(mean)``, c = 2/n).
+LOSSES = ("half-sum", "mse")
+#: Floating-point precisions a run may use (torch / NumPy dtype names).
+DTYPES = ("float32", "float64")
+#: Parameterisations of the two-layer net (docs/mathematics.md 0): ``"theory"`` (``1/sqrt(m)``,
+#: output layer fixed) and ``"notebook"`` (the authors' model: bias, both layers trained).
+MODES = ("theory", "notebook")
+
+#: ``K`` counts as symmetric when ``max|K - K^T| <= SYMMETRY_RTOL * max|K|``; float64 Grams
+#: built by sums in different orders differ by ~1e-15 relative, far below this.
+SYMMETRY_RTOL = 1e-10
+#: Eigenvalues in ``[-EIG_FLOOR_RTOL * lambda_max, 0)`` are rounding of a singular PSD kernel
+#: (eigh's error is ~n eps lambda_max) and are clipped to 0; below that ``K`` is not a kernel.
+EIG_FLOOR_RTOL = 1e-10
+
+#: The step that stands in for ``k -> infinity`` for schedules whose step matrices depend on k
+#: (vanishing-damping Nesterov, ``beta_k = 1 - r/(k + r - 1)``). At 10**12 ``beta_k`` equals its
+#: limit 1 to ~r 1e-12, far below every tolerance of the theory (>= 1e-8), while ``1 - beta_k``
+#: is still resolved in float64 (eps ~ 2e-16), so the matrices stay those of a real step.
+LATE_STEP = 10**12
+
+
+def loss_factor(loss: str, n: int) -> float:
+    """``c`` of ``loss = c/2 sum e_i^2`` on ``n`` points: 1 for half-sum, ``2/n`` for mse.
+
+    Raises ValueError naming ``loss`` if it is not one of ``LOSSES``.
+    """
+    if loss == "half-sum":
+        return 1.0
+    if loss == "mse":
+        return 2.0 / n
+    raise ValueError(f"`loss` must be one of {list(LOSSES)}, got {loss!r}")
