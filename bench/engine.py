@@ -103,7 +103,7 @@ def _notebook_loop(X, y, models, rules):
 
     def run():
         finals = []
-        for net, rule in zip(nets, rules):
+        for net, rule in zip(nets, rules, strict=True):
             state = {k: v.clone() for k, v in net.state_dict().items()}
             beta = getattr(rule, "beta", 0.0)
             opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=beta)
@@ -153,8 +153,11 @@ def _ratio(name, value, target, *, at_least):
 
 def _check_losses(engine_results, loop_finals):
     """Same initial weights, same rules: final losses agree to float32 rounding, relative to
-    the initial loss (the metric of tests/test_engine.py)."""
-    worst = max(abs(r.losses[-1] - f) / r.losses[0] for r, f in zip(engine_results, loop_finals))
+    the initial loss (the metric of tests/test_engine_plain_loop.py)."""
+    worst = max(
+        abs(r.losses[-1] - f) / r.losses[0]
+        for r, f in zip(engine_results, loop_finals, strict=True)
+    )
     ok = worst <= LOSS_AGREEMENT
     print(
         f"{'final loss, engine vs loop: max |dL| / L0':<58s} {worst:9.2e}    "

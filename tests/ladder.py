@@ -10,7 +10,7 @@ import torch
 
 import ntkdyn
 from ntkdyn.kernels import empirical_ntk
-from ntkdyn.verdicts import KernelModel
+from ntkdyn.prediction import KernelModel
 
 LADDER = (512, 2048, 8192, 32768)
 SEEDS = (0, 1, 2)

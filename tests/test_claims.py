@@ -8,27 +8,52 @@ import math
 import numpy as np
 import pytest
 
-from ladder import LADDER, SEEDS, drifted
 from ntkdyn.experiments.store import RunRecord
 from ntkdyn.optim.rules import parse
+from ntkdyn.prediction import KernelModel
 from ntkdyn.report.claims import evaluate_claims
 from ntkdyn.report.summary import analyze_run
-from ntkdyn.verdicts import KernelModel
 
-CFG = {"mode": "theory", "data": "gaussian:d=5", "n": 20, "data_seed": 0, "loss": "half-sum",
-       "dtype": "float64", "device": "cpu", "diagnostics_every": None}  # fmt: skip
+from ladder import LADDER, SEEDS, drifted
+
+CFG = {
+    "mode": "theory",
+    "data": "gaussian:d=5",
+    "n": 20,
+    "data_seed": 0,
+    "loss": "half-sum",
+    "dtype": "float64",
+    "device": "cpu",
+    "diagnostics_every": None,
+}
 
 
 def _record(experiment, spec, losses, model: KernelModel, width, seed, *, pred=None):
-    cfg = {**CFG, "experiment": experiment, "width": width, "seed": seed,
-           "optimizer": parse(spec).spec, "steps": losses.size - 1, "predict": pred is not None}
+    cfg = {
+        **CFG,
+        "experiment": experiment,
+        "width": width,
+        "seed": seed,
+        "optimizer": parse(spec).spec,
+        "steps": losses.size - 1,
+        "predict": pred is not None,
+    }
     return RunRecord(
-        id=f"{experiment}-{spec}-{width}-{seed}", experiment=experiment, config=cfg,
-        status="ok", diverged_at=None, steps=losses.size - 1, final_loss=float(losses[-1]),
-        losses=losses, pred_discrete=pred, lambda_min_k=model.lambda_min,
-        lambda_max_k=model.lambda_max, kernel_eigenvalues=model.eigenvalues,
-        kernel_modes=model.modes, finished="2026-01-01T00:00:00Z",
-    )  # fmt: skip
+        id=f"{experiment}-{spec}-{width}-{seed}",
+        experiment=experiment,
+        config=cfg,
+        status="ok",
+        diverged_at=None,
+        steps=losses.size - 1,
+        final_loss=float(losses[-1]),
+        losses=losses,
+        pred_discrete=pred,
+        lambda_min_k=model.lambda_min,
+        lambda_max_k=model.lambda_max,
+        kernel_eigenvalues=model.eigenvalues,
+        kernel_modes=model.modes,
+        finished="2026-01-01T00:00:00Z",
+    )
 
 
 def _ladder(init_models, spec, steps, judged=None):
@@ -55,16 +80,25 @@ def test_c1_supported_with_evidence_and_refuted_for_the_wrong_lr(init_models):
     assert good.hypothesis and good.criterion and "supported" in good.criterion
     bad = _claims(_ladder(init_models, "gd:lr=0.115", 1000, "gd:lr=0.1"), "theory-ladder")["C1"]
     assert bad.verdict == "refuted", bad.reason
+    # each seed's row says whether it is inside the tolerance, not merely that it was measured
+    for row in (r for r in good.runs + bad.runs if r["deviation"] is not None):
+        inside = abs(row["deviation"]) <= good.tolerances["KERNEL_MODEL_RTOL"]
+        assert row["verdict"] == ("within" if inside else "outside"), row
+    assert any(row["verdict"] == "outside" for row in bad.runs)
 
 
 def test_c2_point_test_counts_only_where_the_rate_is_lambda_free(init_models):
     models = [init_models[(LADDER[-1], s)] for s in SEEDS]
-    under = [_record("T-pt", "hb:lr=0.1,beta=0.95", m.curve("hb:lr=0.1,beta=0.95", 1000), m,
-                     4096, s) for s, m in zip(SEEDS, models)]  # fmt: skip
+    under = [
+        _record("T-pt", "hb:lr=0.1,beta=0.95", m.curve("hb:lr=0.1,beta=0.95", 1000), m, 4096, s)
+        for s, m in zip(SEEDS, models, strict=True)
+    ]
     claims = _claims(under, "theory-point")
     assert claims["C2"].verdict == "supported", claims["C2"].evidence
-    wrong = [_record("T-pt", "nesterov-sc:lr=0.1,beta=0.95", r.losses, m, 4096, s)
-             for r, s, m in zip(under, SEEDS, models)]  # fmt: skip
+    wrong = [
+        _record("T-pt", "nesterov-sc:lr=0.1,beta=0.95", r.losses, m, 4096, s)
+        for r, s, m in zip(under, SEEDS, models, strict=True)
+    ]
     assert _claims(wrong, "theory-point")["C4"].verdict == "refuted"
 
 
@@ -73,8 +107,7 @@ def test_c3_and_c7_from_exact_scheduled_nesterov_curves(init_models):
     claims = _claims(_ladder(init_models, spec, 2100), "theory-ladder")
     assert claims["C3"].verdict == "supported", claims["C3"].evidence
     assert claims["C7"].verdict == "supported", claims["C7"].evidence
-    wrong = _claims(_ladder(init_models, "nesterov-torch:lr=0.1,r=3", 2100, spec),
-                    "theory-ladder")  # fmt: skip
+    wrong = _claims(_ladder(init_models, "nesterov-torch:lr=0.1,r=3", 2100, spec), "theory-ladder")
     assert wrong["C3"].verdict == "refuted", wrong["C3"].evidence
 
 
@@ -89,8 +122,12 @@ def test_unstable_rule_is_refuted_in_the_claim(init_models):
     mdl = init_models[(LADDER[-1], 0)]
     lr = 1.5 / mdl.lambda_max
     spec = f"nesterov-torch:lr={lr},r=3"
-    recs = [_record("T-n", spec, np.linspace(1.0, 0.5, 300), init_models[(LADDER[-1], s)],
-                    LADDER[-1], s) for s in SEEDS]  # fmt: skip
+    recs = [
+        _record(
+            "T-n", spec, np.linspace(1.0, 0.5, 300), init_models[(LADDER[-1], s)], LADDER[-1], s
+        )
+        for s in SEEDS
+    ]
     c3 = _claims(recs, "theory-curves")["C3"]
     assert c3.verdict == "refuted" and "unstable" in c3.reason
     assert math.isfinite(lr)
@@ -99,5 +136,17 @@ def test_unstable_rule_is_refuted_in_the_claim(init_models):
 @pytest.mark.parametrize("cid", ["C1", "C2", "C3", "C4", "C5", "C6", "C7"])
 def test_every_claim_dict_has_the_report_fields(cid):
     c = {c.id: c for c in evaluate_claims([])}[cid].as_dict()
-    assert {"id", "statement", "hypothesis", "criterion", "tolerances", "verdict", "reason",
-            "evidence", "figures", "by_width", "runs", "quantity"} <= set(c)  # fmt: skip
+    assert {
+        "id",
+        "statement",
+        "hypothesis",
+        "criterion",
+        "tolerances",
+        "verdict",
+        "reason",
+        "evidence",
+        "figures",
+        "by_width",
+        "runs",
+        "quantity",
+    } <= set(c)

@@ -21,11 +21,11 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-GAUSSIAN = ("--data", "gaussian:d=5", "--n", "20")  # docs/mathematics.md 6's data set
+GAUSSIAN = ("--data", "gaussian:d=5", "--n", "20")  # docs/mathematics.md §6's data set
 
 
 def _predict(capsys, out, optimizer, steps, *extra):
-    """``ntkdyn predict`` on the docs/mathematics.md 6 data set; returns the exit code."""
+    """``ntkdyn predict`` on the docs/mathematics.md §6 data set; returns the exit code."""
     argv = ["predict", *GAUSSIAN, "--optimizer", optimizer, "--steps", str(steps)]
     return _run(capsys, *argv, *extra, "--out", str(out))[0]
 
@@ -44,7 +44,7 @@ def test_kernel_json_matches_library(capsys):
     s = spectrum(two_layer_gram(load_dataset("gaussian:d=5", n=20).X))
     assert payload["lambda_min"] == pytest.approx(s.lambda_min, rel=1e-12)
     assert payload["lambda_max"] == pytest.approx(s.lambda_max, rel=1e-12)
-    # docs/mathematics.md 6's data set: lambda_0 = 0.04473, lambda_max = 1.956
+    # docs/mathematics.md §6's data set: lambda_0 = 0.04473, lambda_max = 1.956
     assert payload["lambda_min"] == pytest.approx(0.04473, abs=1e-5)
     rows = {r["optimizer"]: r for r in payload["stability"]}
     assert rows["gd"]["max_stable_lr"] == pytest.approx(2 / s.lambda_max, rel=1e-12)
@@ -60,7 +60,7 @@ def test_kernel_mse_scales_the_stable_lr(capsys):
     mse = json.loads(
         _run(capsys, "kernel", "--data", "gaussian:d=5", "--n", "20", "--loss", "mse", "--json")[1]
     )
-    for a, b in zip(base["stability"], mse["stability"]):
+    for a, b in zip(base["stability"], mse["stability"], strict=True):
         assert b["max_stable_lr"] == pytest.approx(a["max_stable_lr"] * 10, rel=1e-12)
 
 

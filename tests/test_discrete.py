@@ -1,5 +1,5 @@
-"""predict_discrete (docs/mathematics.md 3) against torch.optim on an exactly linear model, the per-mode
-closed forms and recurrences of docs/mathematics.md 3 written by hand, and its own stepping loop.
+"""predict_discrete (docs/mathematics.md §3) against torch.optim on an exactly linear model, the per-mode
+closed forms and recurrences of docs/mathematics.md §3 written by hand, and its own stepping loop.
 
 Metrics: losses relative to L0 (torch), register 0 relative to |xi_0| (closed forms), or
 relative to the loss envelope (suffix maximum) for long runs that fall over many decades.
@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import LINEAR_RULES, rule_params
 from ntkdyn.dynamics import DiscretePrediction, discrete_modes, predict_discrete
 from ntkdyn.dynamics.discrete import _step_modes
 from ntkdyn.kernels import IllConditionedKernelWarning, Spectrum, spectrum
@@ -29,10 +28,12 @@ from ntkdyn.optim import (
     NesterovTorch,
 )
 
-TORCH_MATCH = 1e-12  # issue bound, relative to L0 (docs/mathematics.md 3 observed <= 1.6e-15)
-CLOSED_FORM_MATCH = 1e-12  # relative to |xi_0| (docs/mathematics.md 3 observed <= 1.6e-14)
+from helpers import LINEAR_RULES, rule_params
+
+TORCH_MATCH = 1e-12  # issue bound, relative to L0 (docs/mathematics.md §3 observed <= 1.6e-15)
+CLOSED_FORM_MATCH = 1e-12  # relative to |xi_0| (docs/mathematics.md §3 observed <= 1.6e-14)
 BLOCK_VS_STEP = 1e-12  # block-power GEMM vs the step loop, relative to the loss envelope
-#: NAG-C tail slope d/dk[log L_k + r log k] vs log(1 - h): docs/mathematics.md 3 observed 6.9e-4; our
+#: NAG-C tail slope d/dk[log L_k + r log k] vs log(1 - h): docs/mathematics.md §3 observed 6.9e-4; our
 #: fit over k in [10, 20] r/h on the local maxima gives <= 6e-5.
 LINEARITY_RTOL = 1e-3
 STEPS = 300
@@ -113,7 +114,7 @@ def _assert_xi(xi, expected, xi0):
 
 
 def _two_root(p, q, xi0, xi1, k):
-    """docs/mathematics.md 3: xi_{k+1} = p xi_k - q xi_{k-1} by its (complex) roots; k as a column."""
+    """docs/mathematics.md §3: xi_{k+1} = p xi_k - q xi_{k-1} by its (complex) roots; k as a column."""
     disc = np.sqrt(p * p - 4 * q + 0j)
     z1, z2 = (p + disc) / 2, (p - disc) / 2
     return np.real(((xi1 - z2 * xi0) * z1**k - (xi1 - z1 * xi0) * z2**k) / (z1 - z2))
@@ -202,7 +203,7 @@ def test_nesterov_torch_matrices_by_hand(r):
     steps = 400
     xi, xi0 = _xi(NesterovTorch(1.0, r=r), steps)
     h = MODE_H
-    x, B = xi0.copy(), np.zeros_like(xi0)  # B = lr lambda buffer (docs/mathematics.md 3)
+    x, B = xi0.copy(), np.zeros_like(xi0)  # B = lr lambda buffer (docs/mathematics.md §3)
     for k in range(1, steps + 1):
         mu = (k - 1) / (k + r - 1)
         if mu == 0.0:

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import ntkdyn
-from ladder import LADDER, SEEDS, drifted, kernel_model_of, theory_net
 from ntkdyn.optim.rules import parse
 from ntkdyn.verdicts import (
     at_one_width,
@@ -27,13 +26,15 @@ from ntkdyn.verdicts import (
 )
 from ntkdyn.verdicts.tolerances import KERNEL_MODEL_RTOL, POINT_RTOL, WIDTH_SLOPE_BAND
 
+from ladder import LADDER, SEEDS, drifted, kernel_model_of, theory_net
+
 
 def _train(data, widths, seeds, spec: str, steps: int):
     """``[(width, losses, kernel model)]`` of real networks trained with ``spec``."""
     nets = [theory_net(m, s) for m in widths for s in seeds]
     models = [kernel_model_of(n, data) for n in nets]
     runs = ntkdyn.train(nets, data.X, data.y, parse(spec), steps=steps)
-    return [(n.width, r.losses, mdl) for n, r, mdl in zip(nets, runs, models)]
+    return [(n.width, r.losses, mdl) for n, r, mdl in zip(nets, runs, models, strict=True)]
 
 
 def _limit(trained, judge, spec):
@@ -102,8 +103,15 @@ def test_scheduled_and_constant_momentum_are_not_interchangeable(theory_like):
 
 def test_wrong_learning_rate_is_refuted(init_models):
     """C1: GD run at lr 0.115 judged as lr 0.1, on the whole ladder."""
-    pairs = [(m, judge_rate(drifted(mdl, m, s).curve("gd:lr=0.115", 1000), mdl, "gd:lr=0.1")
-              .within(KERNEL_MODEL_RTOL)) for (m, s), mdl in init_models.items()]  # fmt: skip
+    pairs = [
+        (
+            m,
+            judge_rate(drifted(mdl, m, s).curve("gd:lr=0.115", 1000), mdl, "gd:lr=0.1").within(
+                KERNEL_MODEL_RTOL
+            ),
+        )
+        for (m, s), mdl in init_models.items()
+    ]
     agg = width_limit(pairs, tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
     assert agg.verdict == "refuted", agg.reason
 
@@ -124,10 +132,19 @@ def test_first_order_drift_is_supported(init_models, spec):
     critical damping too (its m^-1/4 branch-point law is asymptotic; docs/verdicts.md §3)."""
     pairs = []
     for (m, s), mdl in init_models.items():
-        rule = parse(spec) if "critical" not in spec else parse(
-            f"hb:lr=0.1,beta={1 - 2 * math.sqrt(0.1 * mdl.lambda_min)}")  # fmt: skip
-        pairs.append((m, judge_rate(drifted(mdl, m, s).curve(rule, 1000), mdl, rule)
-                      .within(KERNEL_MODEL_RTOL)))  # fmt: skip
+        rule = (
+            parse(spec)
+            if "critical" not in spec
+            else parse(f"hb:lr=0.1,beta={1 - 2 * math.sqrt(0.1 * mdl.lambda_min)}")
+        )
+        pairs.append(
+            (
+                m,
+                judge_rate(drifted(mdl, m, s).curve(rule, 1000), mdl, rule).within(
+                    KERNEL_MODEL_RTOL
+                ),
+            )
+        )
     agg = width_limit(pairs, tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
     assert agg.verdict == "supported", agg.reason
     assert agg.slope == pytest.approx(-0.5, abs=0.1)
@@ -140,7 +157,14 @@ def test_exact_power_law_and_crossover_are_supported(init_models):
         pairs = [(LADDER[-1], judge_power_law(m.curve(spec, 2100), m, spec)) for m in models]
         assert at_one_width(pairs, tol=KERNEL_MODEL_RTOL).verdict == "supported"
     spec = "nesterov-torch:lr=0.1,r=2"
-    pairs = [(m, judge_crossover(drifted(mdl, m, s).curve(spec, 2100), mdl, spec)
-              .within(KERNEL_MODEL_RTOL)) for (m, s), mdl in init_models.items()]  # fmt: skip
+    pairs = [
+        (
+            m,
+            judge_crossover(drifted(mdl, m, s).curve(spec, 2100), mdl, spec).within(
+                KERNEL_MODEL_RTOL
+            ),
+        )
+        for (m, s), mdl in init_models.items()
+    ]
     agg = width_limit(pairs, tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
     assert agg.verdict == "supported", agg.reason

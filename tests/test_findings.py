@@ -19,10 +19,10 @@ from ntkdyn.experiments.presets import preset_dict
 from ntkdyn.experiments.store import RunRecord
 from ntkdyn.optim import parse
 from ntkdyn.report.findings import (
-    MIN_SEEDS,
     NOISE_MULTIPLE,
     ORDER_MIN_FRACTION,
     PAPER_BLOWUP_EPOCH,
+    SE_MIN_SEEDS,
     evaluate_findings,
 )
 from ntkdyn.report.summary import analyze_run, summary_json
@@ -36,17 +36,33 @@ def _record(experiment, spec, losses, *, width=750, seed=218, lam_max=None, h0=N
     losses = np.asarray(losses, dtype=float)
     rule = parse(spec)
     ok = bool(np.isfinite(losses).all())
-    cfg = {**NB, "experiment": experiment, "width": width, "seed": seed, "optimizer": rule.spec,
-           "steps": losses.size - 1, "dtype": "float32", "device": "cpu", "predict": False,
-           "diagnostics_every": None}  # fmt: skip
+    cfg = {
+        **NB,
+        "experiment": experiment,
+        "width": width,
+        "seed": seed,
+        "optimizer": rule.spec,
+        "steps": losses.size - 1,
+        "dtype": "float32",
+        "device": "cpu",
+        "predict": False,
+        "diagnostics_every": None,
+    }
     return RunRecord(
-        id=f"{experiment}-{spec}-{width}-{seed}", experiment=experiment, config=cfg,
+        id=f"{experiment}-{spec}-{width}-{seed}",
+        experiment=experiment,
+        config=cfg,
         status="ok" if ok else "diverged",
         diverged_at=None if ok else int(np.argmax(~np.isfinite(losses))),
-        steps=losses.size - 1, final_loss=float(losses[-1]) if ok else None, losses=losses,
-        lambda_min_k=None if h0 is None else h0 / rule.lr, lambda_max_k=lam_max, h0=h0,
-        elapsed=0.1, finished="2026-01-01T00:00:00Z",
-    )  # fmt: skip
+        steps=losses.size - 1,
+        final_loss=float(losses[-1]) if ok else None,
+        losses=losses,
+        lambda_min_k=None if h0 is None else h0 / rule.lr,
+        lambda_max_k=lam_max,
+        h0=h0,
+        elapsed=0.1,
+        finished="2026-01-01T00:00:00Z",
+    )
 
 
 def _finding(records, kind):
@@ -59,8 +75,8 @@ def _sweep(kind, spec, means, *, noise, lam_per_width=None):
     """One run per width and seed whose loss at the last epoch is ``means[width] + noise``."""
     rng = np.random.default_rng(7)
     recs = []
-    for m, mean in zip(WIDTHS, means):
-        for s, e in zip(SEEDS, rng.choice([-1.0, 1.0], size=len(SEEDS)) * noise):
+    for m, mean in zip(WIDTHS, means, strict=True):
+        for s, e in zip(SEEDS, rng.choice([-1.0, 1.0], size=len(SEEDS)) * noise, strict=True):
             lam = None if lam_per_width is None else lam_per_width * m
             L = np.geomspace(30.0, mean + e, 11)
             recs.append(_record(kind, spec, L, width=m, seed=s, lam_max=lam))
@@ -95,10 +111,11 @@ def test_e2_noisy_interior_minimum_is_not_reproduced_and_one_seed_is_inconclusiv
     assert f.verdict == "not reproduced", f.evidence
     assert "inside the seed noise" in f.evidence or "at the edge" in f.evidence
     assert "h_max unknown" in f.evidence
-    one_seed = [r for r in _sweep("E2", "hb:lr=2e-4,beta=0.6", DEEP, noise=0.02)
-                if r.config["seed"] == 0]  # fmt: skip
+    one_seed = [
+        r for r in _sweep("E2", "hb:lr=2e-4,beta=0.6", DEEP, noise=0.02) if r.config["seed"] == 0
+    ]
     f = _finding(one_seed, "E2")
-    assert f.verdict == "inconclusive" and f"fewer than {MIN_SEEDS} seeds" in f.evidence
+    assert f.verdict == "inconclusive" and f"fewer than {SE_MIN_SEEDS} seeds" in f.evidence
     # the lowest seed-mean at the edge is not reproduced however clear it is
     edge = _sweep("E2", "hb:lr=2e-4,beta=0.9", (2.0, 1.8, 1.6, 1.4, 1.2), noise=0.01)
     f = _finding(edge, "E2")
@@ -165,8 +182,10 @@ def _power(k, p, c=1.0):
 
 def test_e3_ordering_over_the_whole_window_is_reproduced():
     k = np.arange(201.0)
-    recs = [_record("E3", f"hb:lr=4e-4,beta={b}", _power(k, p)) for b, p in
-            ((0.2, 0.3), (0.5, 0.5), (0.8, 0.8))]  # fmt: skip
+    recs = [
+        _record("E3", f"hb:lr=4e-4,beta={b}", _power(k, p))
+        for b, p in ((0.2, 0.3), (0.5, 0.5), (0.8, 0.8))
+    ]
     f = _finding(recs, "E3")
     assert f.verdict == "reproduced", f.evidence
     assert "strictly ordered at 161 of 161 epochs in 40..200" in f.evidence
@@ -194,8 +213,10 @@ def test_e5_ordering_holding_in_few_epochs_is_not_reproduced():
 def test_ordering_leaves_out_epochs_at_the_rounding_floor():
     k = np.arange(101.0)
     low = np.maximum(_power(k, 8.0), 30.0 * 1e-13)  # flat at the float32 floor (1e-11 L_0)
-    recs = [_record("E3", "hb:lr=4e-4,beta=0.2", _power(k, 1.0)),
-            _record("E3", "hb:lr=4e-4,beta=0.5", low)]  # fmt: skip
+    recs = [
+        _record("E3", "hb:lr=4e-4,beta=0.2", _power(k, 1.0)),
+        _record("E3", "hb:lr=4e-4,beta=0.5", low),
+    ]
     f = _finding(recs, "E3")
     assert "at a rounding floor left out" in f.evidence
 
@@ -274,8 +295,17 @@ def test_missing_runs_are_inconclusive_and_findings_serialise():
     found = {f.id: f for f in evaluate_findings([analyze_run(r, r.experiment) for r in recs])}
     assert found["E5"].verdict == "inconclusive" and found["E4"].verdict == "inconclusive"
     d = found["E4"].as_dict()
-    keys = {"id", "experiment", "statement", "paper", "verdict", "evidence", "criterion",
-            "constants", "table"}  # fmt: skip
+    keys = {
+        "id",
+        "experiment",
+        "statement",
+        "paper",
+        "verdict",
+        "evidence",
+        "criterion",
+        "constants",
+        "table",
+    }
     assert set(d) == keys
     json.loads(summary_json({"findings": [f.as_dict() for f in found.values()]}))
 
@@ -285,4 +315,4 @@ def test_quick_preset_runs_enough_seeds_and_epochs_for_the_findings():
     assert len(exps["E2"]["seeds"]) >= 4 and len(exps["E4"]["seeds"]) >= 4
     assert exps["E6"]["steps"] >= PAPER_BLOWUP_EPOCH + 1000  # the authors' 5000 epochs
     paper = {e["id"]: e for e in preset_dict("paper")["experiment"]}
-    assert len(paper["E2"]["seeds"]) >= MIN_SEEDS and paper["E6"]["steps"] == 5000
+    assert len(paper["E2"]["seeds"]) >= SE_MIN_SEEDS and paper["E6"]["steps"] == 5000

@@ -110,3 +110,91 @@ def test_experiments_do_not_import_report():
         if dst == f"{PACKAGE}.report" or dst.startswith(f"{PACKAGE}.report.")
     )
     assert not edges, "experiments import report: " + "; ".join(edges)
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer knowledge lives in optim/: nothing else recognises a rule by its name.
+
+#: Where rule names may be written: the rules themselves, and the presets (spec strings).
+NAME_HOMES = ("optim/", "experiments/presets.py")
+
+
+def _name_literals(rule_names: set[str], root: Path = ROOT) -> list[str]:
+    """``file:line 'literal'`` for every string constant outside NAME_HOMES that is a rule
+    name or starts a spec (``"hb:..."``)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(NAME_HOMES):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+                if text in rule_names or text.split(":", 1)[0] in rule_names and ":" in text:
+                    found.append(f"{rel}:{node.lineno} {text!r}")
+    return found
+
+
+def test_no_optimizer_name_literal_outside_optim_and_presets():
+    from ntkdyn.optim.rules import RULES
+
+    assert _name_literals(set(RULES)) == []
+
+
+def test_the_name_scan_finds_a_planted_literal(tmp_path):
+    """The scan can fail: a module that matches on "hb" outside optim/ is reported."""
+    planted = tmp_path / "ntkdyn"
+    (planted / "report").mkdir(parents=True)
+    (planted / "report" / "bad.py").write_text('def f(rule):\n    return rule.name == "hb"\n')
+    (planted / "optim").mkdir()
+    (planted / "optim" / "ok.py").write_text('NAME = "hb"\n')
+    assert _name_literals({"hb", "gd"}, planted) == ["report/bad.py:2 'hb'"]
+
+
+# --------------------------------------------------------------------------------------------
+# Each convention and each verdict tolerance is defined once.
+
+#: Modules that are the one home of named constants, relative to the package root.
+CONSTANT_HOMES = ("conventions.py", "verdicts/tolerances.py")
+
+
+def _assignments(root: Path = ROOT) -> dict[str, list[str]]:
+    """Module-level (and class-level) assigned UPPER_CASE names -> ``file:line`` places."""
+    places: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else ([node.target] if isinstance(node, ast.AnnAssign) else [])
+            )
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id.isupper():
+                    places.setdefault(t.id, []).append(f"{rel}:{node.lineno}")
+    return places
+
+
+def test_conventions_and_tolerances_are_defined_once():
+    places = _assignments()
+    for home in CONSTANT_HOMES:
+        tree = ast.parse((ROOT / home).read_text())
+        names = {
+            t.id
+            for n in tree.body
+            if isinstance(n, (ast.Assign, ast.AnnAssign))
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+            if isinstance(t, ast.Name) and t.id.isupper()
+        }
+        assert names, home
+        for name in sorted(names):
+            assert places[name] == [p for p in places[name] if p.startswith(home)], name
+    # the loss factor's formula is written once
+    sources = {p.relative_to(ROOT).as_posix(): p.read_text() for p in ROOT.rglob("*.py")}
+    assert [rel for rel, text in sources.items() if "2.0 / n" in text] == ["conventions.py"]
+
+
+def test_a_second_definition_would_be_found(tmp_path):
+    (tmp_path / "a.py").write_text("SYMMETRY_RTOL = 1e-10\n")
+    (tmp_path / "b.py").write_text("class C:\n    SYMMETRY_RTOL = 1e-9\n")
+    assert _assignments(tmp_path)["SYMMETRY_RTOL"] == ["a.py:1", "b.py:2"]

@@ -1,6 +1,6 @@
-"""Optimizer rules: the torch adapter against torch.optim and hand-written iterations (docs/mathematics.md 2).
+"""Optimizer rules: the torch adapter against torch.optim and hand-written iterations (docs/mathematics.md §2).
 
-Metric (docs/mathematics.md 2 "Observed"): the maximum over the whole trajectory of the largest absolute
+Metric (docs/mathematics.md §2 "Observed"): the maximum over the whole trajectory of the largest absolute
 parameter deviation, relative to the largest absolute parameter value.
 """
 
@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import ntkdyn
-from helpers import ALL_RULES, LINEAR_RULES, rule_params
 from ntkdyn.optim import (
     GD,
     RULES,
@@ -27,6 +26,8 @@ from ntkdyn.optim import (
     parse,
     rules_of,
 )
+
+from helpers import ALL_RULES, LINEAR_RULES, rule_params
 
 TORCH_MATCH = 1e-12  # the issue's bound for rule.torch vs torch.optim, float64
 STEPS = 300
@@ -94,7 +95,7 @@ def _run_reference(update, steps=STEPS):
 
     def grad_at(point):
         with torch.no_grad():
-            for p, v in zip(params, point):
+            for p, v in zip(params, point, strict=True):
                 p.copy_(v)
         return grad()
 
@@ -169,10 +170,10 @@ def test_textbook_nesterov_matches_two_sequence_iteration(r):
     def update(k, y, grad_at, state):
         x_prev = state.get("x", y)
         g = grad_at(y)
-        x = [yi - LR * gi for yi, gi in zip(y, g)]
+        x = [yi - LR * gi for yi, gi in zip(y, g, strict=True)]
         beta = (k - 1) / (k + r - 1)
         state["x"] = x
-        return [xi + beta * (xi - xp) for xi, xp in zip(x, x_prev)]
+        return [xi + beta * (xi - xp) for xi, xp in zip(x, x_prev, strict=True)]
 
     ours = _run_optimizer(lambda p: Nesterov(LR, r=r).torch(p))
     ref = _run_reference(update)
@@ -180,7 +181,7 @@ def test_textbook_nesterov_matches_two_sequence_iteration(r):
 
 
 def test_torch_nesterov_differs_from_textbook():
-    """docs/mathematics.md 2: with a varying momentum the two schemes are different algorithms."""
+    """docs/mathematics.md §2: with a varying momentum the two schemes are different algorithms."""
     a = _run_optimizer(lambda p: Nesterov(LR, r=3.0).torch(p))
     b = _run_optimizer(lambda p: NesterovTorch(LR, r=3.0).torch(p))
     assert _deviation(a, b) > 1e-3
@@ -196,7 +197,10 @@ def test_hom_matches_recursion(b1, b2):
         x1 = state.get("x1", x)
         x2 = state.get("x2", x)
         g = grad_at(x)
-        new = [xi - LR * gi + b1 * (xi - a) + b2 * (a - c) for xi, gi, a, c in zip(x, g, x1, x2)]
+        new = [
+            xi - LR * gi + b1 * (xi - a) + b2 * (a - c)
+            for xi, gi, a, c in zip(x, g, x1, x2, strict=True)
+        ]
         state["x2"], state["x1"] = x1, x
         return new
 
@@ -224,9 +228,9 @@ def test_hom_notebook_matches_cascade_description(b1, b2):
             state["q"] = [torch.zeros_like(gi) for gi in g]
             state["p"] = [gi.clone() for gi in g]
         else:
-            state["q"] = [c * qi + gi for qi, gi in zip(state["q"], g)]
-            state["p"] = [a * pi + qi for pi, qi in zip(state["p"], state["q"])]
-        return [xi - LR * pi for xi, pi in zip(x, state["p"])]
+            state["q"] = [c * qi + gi for qi, gi in zip(state["q"], g, strict=True)]
+            state["p"] = [a * pi + qi for pi, qi in zip(state["p"], state["q"], strict=True)]
+        return [xi - LR * pi for xi, pi in zip(x, state["p"], strict=True)]
 
     ours = _run_optimizer(lambda p: HigherOrderMomentumNotebook(LR, b1=b1, b2=b2).torch(p))
     ref = _run_reference(update)
@@ -291,7 +295,7 @@ def test_spec_round_trip(rule):
 
 
 def test_first_steps_by_hand():
-    """Per-mode first steps of docs/mathematics.md 3's table, with h = 0.3."""
+    """Per-mode first steps of docs/mathematics.md §3's table, with h = 0.3."""
     h = 0.3
     beta = 0.8
 
@@ -378,6 +382,10 @@ def test_families_and_critical_values_are_declared_by_the_rules():
     with pytest.raises(ValueError, match="gd has no parameter"):
         GD.critical_value(0.04, {"lr": 0.1})
     assert {c.name: c.critical_key for c in RULES.values() if c.critical_key} == {
-        "hb": "beta", "nesterov-sc": "beta", "hom": "b1", "hom-notebook": "b1"}  # fmt: skip
+        "hb": "beta",
+        "nesterov-sc": "beta",
+        "hom": "b1",
+        "hom-notebook": "b1",
+    }
     assert HeavyBall.stable_limit_formula == "2(1 + beta)"
     assert Nesterov.stable_limit_formula == NesterovTorch.stable_limit_formula == "4/3"

@@ -1,7 +1,7 @@
 """Presets: valid configs whose numbers follow from docs/mathematics.md and docs/paper.md (not tuned).
 
 The step counts and grids of the quick preset are checked against the kernel model they were
-derived from (docs/mathematics.md 3, 5, 6, 7.2), and the notebook miniature's width/lr scaling against the
+derived from (docs/mathematics.md §3, 5, 6, 7.2), and the notebook miniature's width/lr scaling against the
 measured width-proportionality of the notebook NTK (docs/mathematics.md §7.1).
 """
 
@@ -16,7 +16,7 @@ import torch
 
 from ntkdyn.data import load_dataset
 from ntkdyn.dynamics.discrete import predict_discrete
-from ntkdyn.experiments.config import Config, expand_runs
+from ntkdyn.experiments.config import Config
 from ntkdyn.experiments.presets import (
     FULL_LADDER,
     MINI_WIDTH_DIVISOR,
@@ -25,10 +25,11 @@ from ntkdyn.experiments.presets import (
     get_preset,
     preset_dict,
 )
+from ntkdyn.experiments.runs import expand_runs
 from ntkdyn.kernels import empirical_ntk, spectrum, two_layer_gram
 from ntkdyn.models import TwoLayerReLU
 
-#: docs/mathematics.md 6: lambda_0 = 0.04473, critical beta = 1 - 2 sqrt(lambda_0 0.1) = 0.8662.
+#: docs/mathematics.md §6: lambda_0 = 0.04473, critical beta = 1 - 2 sqrt(lambda_0 0.1) = 0.8662.
 LAMBDA_0 = 0.04473
 BETA_CRIT = 0.8662
 
@@ -52,7 +53,17 @@ def test_quick_is_a_valid_config_with_every_kind_the_report_needs(quick_runs):
     config, runs = quick_runs
     assert isinstance(config, Config) and config.name == "quick"
     kinds = {e.kind for e in config.experiments}
-    assert {"theory-ladder", "theory-curves", "theory-point", "E1", "E2", "E3", "E4", "E5", "E6"} <= kinds
+    assert {
+        "theory-ladder",
+        "theory-curves",
+        "theory-point",
+        "E1",
+        "E2",
+        "E3",
+        "E4",
+        "E5",
+        "E6",
+    } <= kinds
     assert len({r.id for r in runs}) == len(runs)
 
 

@@ -15,7 +15,7 @@ def test_readme_python_block_runs(capsys):
     assert out[2] == "linear"  # fit_rate of the HB prediction
     runs = namespace["runs"]
     assert all(r.status == "ok" for r in runs)
-    # wide networks follow the kernel prediction (docs/mathematics.md 6): the loss ratios at step 500 agree
+    # wide networks follow the kernel prediction (docs/mathematics.md §6): the loss ratios at step 500 agree
     pred = namespace["losses"][500] / namespace["losses"][0]
     for r in runs:
         assert abs(r.losses[-1] / r.losses[0] - pred) < 0.05

@@ -1,7 +1,7 @@
-"""Stability limits, optimal parameters and the NAG-C crossover (docs/mathematics.md 3).
+"""Stability limits, optimal parameters and the NAG-C crossover (docs/mathematics.md §3).
 
 References: bisection on the spectral radius of the per-mode *companion* matrices written by
-hand from docs/mathematics.md 3's recurrences (independent of the rules' register matrices), the exact
+hand from docs/mathematics.md §3's recurrences (independent of the rules' register matrices), the exact
 iteration (predict_discrete) and docs/mathematics.md's observed values on its n=20 H^inf spectrum.
 """
 
@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 
-from helpers import LINEAR_RULES, rule_params
 from ntkdyn.conventions import LATE_STEP
 from ntkdyn.dynamics import (
     OptimalParameters,
@@ -37,7 +36,10 @@ from ntkdyn.optim import (
     NesterovTorch,
 )
 
-THRESHOLD_MATCH = 1e-10  # issue bound (docs/mathematics.md 3 observed <= 1e-13 HB/NAG-SC, 2.2e-12 HOM)
+from helpers import LINEAR_RULES, rule_params
+
+#: issue bound (docs/mathematics.md §3 observed <= 1e-13 HB/NAG-SC, 2.2e-12 HOM)
+THRESHOLD_MATCH = 1e-10
 #: The optimal HB pair puts double roots on both extreme modes; eigvals of a defective matrix
 #: are accurate only to ~sqrt(eps).
 DOUBLE_ROOT_MATCH = 1e-7
@@ -59,7 +61,7 @@ HOM_PAIRS = [
 
 
 def _mathmd_spectrum():
-    """H^inf of docs/mathematics.md 6: n=20 unit Gaussian rows in d=5 (numpy default_rng(0))."""
+    """H^inf of docs/mathematics.md §6: n=20 unit Gaussian rows in d=5 (numpy default_rng(0))."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20, 5))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
@@ -70,7 +72,7 @@ def _mathmd_spectrum():
 
 
 def _companion(name, p, h):
-    """docs/mathematics.md 3 per-mode recurrences as companion matrices, stacked over h."""
+    """docs/mathematics.md §3 per-mode recurrences as companion matrices, stacked over h."""
     h = np.asarray(h, float)[..., None, None]
     one, zero = np.ones_like(h), np.zeros_like(h)
     if name == "gd":
@@ -135,10 +137,11 @@ def test_optimal_heavy_ball_rate_on_mathmd_spectrum():
     rep = optimal_parameters(H)
     assert isinstance(rep, OptimalParameters)
     kappa = rep.lambda_max / rep.lambda_min
-    assert kappa == pytest.approx(43.715, abs=1e-3)  # docs/mathematics.md 6: lambda_0 0.04473, max 1.956
+    # docs/mathematics.md §6: lambda_0 0.04473, max 1.956
+    assert kappa == pytest.approx(43.715, abs=1e-3)
     expected = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
     assert rep.hb_rate == pytest.approx(expected, rel=1e-14)
-    assert abs(rep.hb_rate - 0.73724827) < 1e-8  # docs/mathematics.md 3: formula 0.73724827
+    assert abs(rep.hb_rate - 0.73724827) < 1e-8  # docs/mathematics.md §3: formula 0.73724827
     assert rep.hb_beta == pytest.approx(expected**2, rel=1e-14)
     best = HeavyBall(rep.hb_lr, beta=rep.hb_beta)
     h_ext = rep.hb_lr * np.array([rep.lambda_min, rep.lambda_max])
@@ -183,7 +186,7 @@ def test_report_fields_and_stable_flag():
 @pytest.mark.parametrize("h,blows_up", [(1.30, False), (1.33, False), (1.34, True), (1.36, True)])
 @pytest.mark.parametrize("cls", [Nesterov, NesterovTorch])
 def test_nesterov_bound_four_thirds_by_iteration(cls, h, blows_up):
-    # docs/mathematics.md 3, r=3: |xi_20000| = 7e-323 / 2e-72 / 8e122 / inf at h = 1.30 / 1.33 / 1.34 / 1.36
+    # docs/mathematics.md §3, r=3: |xi_20000| = 7e-323 / 2e-72 / 8e122 / inf at h = 1.30 / 1.33 / 1.34 / 1.36
     pred = discrete_modes(np.array([[h]]), np.ones(1), cls(1.0, r=3.0), 20000)
     final = abs(pred.xi[-1, 0])
     assert (not np.isfinite(final) or final > 1e50) if blows_up else final < 1e-50
@@ -193,7 +196,7 @@ def test_nesterov_bound_four_thirds_by_iteration(cls, h, blows_up):
 @pytest.mark.parametrize("r", [2.0, 3.0, 6.0, 8.0])
 @pytest.mark.parametrize("cls", [Nesterov, NesterovTorch])
 def test_nesterov_crossover_level(cls, r):
-    # docs/mathematics.md 3: at k_x = r/h the slowest mode's loss is ~ A_r^2 e^-r (sqrt(h)/r)^r L0.
+    # docs/mathematics.md §3: at k_x = r/h the slowest mode's loss is ~ A_r^2 e^-r (sqrt(h)/r)^r L0.
     # Measured here: the envelope (max over one oscillation period around k_x) relative to L0;
     # ratio 0.93-1.10 at h = 1e-3 (0.98-1.03 at h = 1e-4).
     h = 1e-3
@@ -228,14 +231,14 @@ def _nag_two_seq_vs_torch(hmax):
 
 
 def test_torch_nesterov_differs_from_two_sequence_but_is_close():
-    # docs/mathematics.md 3: max|dL|/L0 = 1.3e-2 at h_max = 0.1 (e0 unspecified there; e0 = -y here: 1.6e-2)
+    # docs/mathematics.md §3: max|dL|/L0 = 1.3e-2 at h_max = 0.1 (e0 unspecified there; e0 = -y here: 1.6e-2)
     for hmax in (1e-1, 1e-2):
         assert 1e-3 < _nag_two_seq_vs_torch(hmax) < 5e-2
 
 
 @pytest.mark.slow
 def test_torch_nesterov_difference_vanishes_like_sqrt_h():
-    # docs/mathematics.md 3: 1.1e-2 / 4.9e-3 / 1.8e-3 at h_max 1e-2 / 1e-3 / 1e-4 (slope ~0.39 per decade)
+    # docs/mathematics.md §3: 1.1e-2 / 4.9e-3 / 1.8e-3 at h_max 1e-2 / 1e-3 / 1e-4 (slope ~0.39 per decade)
     d = [_nag_two_seq_vs_torch(h) for h in (1e-2, 1e-3, 1e-4)]
     slope = np.polyfit([-2, -3, -4], np.log10(d), 1)[0]
     assert 0.3 < slope < 0.5

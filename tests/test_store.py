@@ -28,17 +28,33 @@ def record(rid: str, *, steps: int = 4, status: str = "ok", preds: bool = True, 
     if status == "diverged":
         losses[3:] = np.nan
     return RunRecord(
-        id=rid, experiment="E1",
-        config={"width": 64, "seed": seed, "optimizer": "hb:lr=0.1,beta=0.9", "mode": "theory",
-                "data": "gaussian:d=5", "n": 10, "steps": steps, "predict": preds},
-        status=status, diverged_at=3 if status == "diverged" else None, steps=steps,
-        final_loss=float(losses[-1]) if status == "ok" else None, losses=losses,
+        id=rid,
+        experiment="E1",
+        config={
+            "width": 64,
+            "seed": seed,
+            "optimizer": "hb:lr=0.1,beta=0.9",
+            "mode": "theory",
+            "data": "gaussian:d=5",
+            "n": 10,
+            "steps": steps,
+            "predict": preds,
+        },
+        status=status,
+        diverged_at=3 if status == "diverged" else None,
+        steps=steps,
+        final_loss=float(losses[-1]) if status == "ok" else None,
+        losses=losses,
         diagnostics={"step": np.array([0, steps]), "lambda_min": np.array([0.1, np.nan])},
         pred_discrete=losses * 1.01 if preds else None,
         pred_discrete_inf=losses * 0.99 if preds else None,
-        pred_ode=None, lambda_min_k=0.0925, lambda_max_k=1.13, h0=0.00925, elapsed=0.5,
+        pred_ode=None,
+        lambda_min_k=0.0925,
+        lambda_max_k=1.13,
+        h0=0.00925,
+        elapsed=0.5,
         finished="2026-01-01T00:00:00.000001+00:00",
-    )  # fmt: skip
+    )
 
 
 def same_bits(a, b) -> bool:
@@ -59,8 +75,18 @@ def test_round_trip_is_bit_exact(tmp_path):
         for name in ("losses", "pred_discrete", "pred_discrete_inf", "pred_ode"):
             assert same_bits(getattr(got, name), getattr(r, name)), name
         assert got.config == r.config and got.width == 64 and got.optimizer.startswith("hb:")
-        for name in ("experiment", "status", "diverged_at", "steps", "final_loss", "lambda_min_k",
-                     "lambda_max_k", "h0", "elapsed", "finished"):  # fmt: skip
+        for name in (
+            "experiment",
+            "status",
+            "diverged_at",
+            "steps",
+            "final_loss",
+            "lambda_min_k",
+            "lambda_max_k",
+            "h0",
+            "elapsed",
+            "finished",
+        ):
             assert getattr(got, name) == getattr(r, name), name
         np.testing.assert_array_equal(got.diagnostics["step"], [0, r.steps])
         np.testing.assert_array_equal(got.diagnostics["lambda_min"], [0.1, np.nan])

@@ -1,6 +1,6 @@
 """The register machine's interpreters against a plain single-tensor reference.
 
-The reference below is the definition of docs/mathematics.md 2 written out with numpy,
+The reference below is the definition of docs/mathematics.md §2 written out with numpy,
 ``z_k = A_k z_{k-1} - lr b_k g(z_{k-1, 0})`` on one flat float64 vector; the torch optimizer
 (``rule.torch``) and the batched training update (``training.updates``) are both interpreters
 of ``optim.program``'s update program and must follow it for every rule of ``helpers``.
@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ALL_RULES, LINEAR_RULES, rule_params
 from ntkdyn.optim import GRADIENT, Family, HeavyBall, NesterovTorch, Rule, update_program
 from ntkdyn.training.updates import AdamUpdate, LinearUpdate, make_update
+
+from helpers import ALL_RULES, LINEAR_RULES, rule_params
 
 #: Agreement with the reference (float64): the interpreters add the increment to register 0
 #: where the reference multiplies by A_k, so only rounding differs.
@@ -104,8 +105,13 @@ def test_batched_adam_is_torch_adam():
     for k in range(1, STEPS + 1):
         p.grad = torch.as_tensor(grad(p.detach().numpy()))
         opt.step()
-        update.apply(k, [reg], [torch.as_tensor(grad(reg.param[0].numpy()))[None]], None,
-                     torch.zeros(1, dtype=torch.bool))  # fmt: skip
+        update.apply(
+            k,
+            [reg],
+            [torch.as_tensor(grad(reg.param[0].numpy()))[None]],
+            None,
+            torch.zeros(1, dtype=torch.bool),
+        )
     assert _deviation(reg.param[0].numpy(), p.detach().numpy()) <= REFERENCE_RTOL
 
 

@@ -14,8 +14,8 @@ import pytest
 
 import ntkdyn
 from ntkdyn.optim.rules import parse
+from ntkdyn.prediction import KernelModel
 from ntkdyn.verdicts import (
-    KernelModel,
     RunJudgment,
     Window,
     at_one_width,
@@ -88,8 +88,9 @@ def _network_model(width: int, seed: int) -> KernelModel:
     from ntkdyn.kernels import empirical_ntk
 
     data = ntkdyn.load_dataset("gaussian:d=5", n=20)
-    net = ntkdyn.TwoLayerReLU(5, width, generator=torch.Generator().manual_seed(seed),
-                              dtype=torch.float64)  # fmt: skip
+    net = ntkdyn.TwoLayerReLU(
+        5, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
     with torch.no_grad():
         e0 = net(torch.tensor(data.X)).numpy() - data.y
     lam, Q = np.linalg.eigh(empirical_ntk(net, data.X))
@@ -149,8 +150,10 @@ def test_rate_sensitivity_matches_the_theory(theory_model):
 
 
 def test_kernel_model_validates_its_input():
-    with pytest.raises(ValueError, match="`eigenvalues` must be > 0"):
-        KernelModel([0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="`eigenvalues` must be >= 0"):
+        KernelModel([-1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="`eigenvalues` must be > 0"):  # a verdict needs a rate
+        judge_rate(np.ones(10), KernelModel([0.0, 1.0], [1.0, 1.0]), "gd:lr=0.1")
     with pytest.raises(ValueError, match="one length"):
         KernelModel([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="finite"):
@@ -176,8 +179,9 @@ def _ladder(devs_by_width: dict[int, list[float]]):
 
 
 def test_width_limit_supported_when_shrinking_like_the_drift_law():
-    ladder = {m: [0.3 * (m / 512) ** -0.5 * f for f in (0.8, 1.0, 1.2)]
-              for m in (512, 2048, 8192, 32768)}  # fmt: skip
+    ladder = {
+        m: [0.3 * (m / 512) ** -0.5 * f for f in (0.8, 1.0, 1.2)] for m in (512, 2048, 8192, 32768)
+    }
     agg = width_limit(_ladder(ladder), tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
     assert agg.verdict == "supported"
     assert agg.slope == pytest.approx(-0.5, abs=1e-12)
@@ -188,16 +192,24 @@ def test_width_limit_supported_when_shrinking_like_the_drift_law():
     ("ladder", "verdict", "why"),
     [
         ({m: [0.2] * 3 for m in (512, 2048, 8192, 32768)}, "refuted", "exceeds"),
-        ({m: [0.05 * (m / 512) ** 0.1] * 3 for m in (512, 2048, 8192, 32768)}, "refuted",
-         "does not shrink"),
-        ({m: [0.09 * (m / 512) ** -0.05] * 3 for m in (512, 2048, 8192, 32768)}, "inconclusive",
-         "outside"),
-        ({m: [0.3 * (m / 512) ** -0.5] * 3 for m in (512, 2048, 8192)}, "inconclusive",
-         "widths"),
-        ({m: [0.3 * (m / 512) ** -0.5] * 2 for m in (512, 2048, 8192, 32768)}, "inconclusive",
-         "seeds"),
+        (
+            {m: [0.05 * (m / 512) ** 0.1] * 3 for m in (512, 2048, 8192, 32768)},
+            "refuted",
+            "does not shrink",
+        ),
+        (
+            {m: [0.09 * (m / 512) ** -0.05] * 3 for m in (512, 2048, 8192, 32768)},
+            "inconclusive",
+            "outside",
+        ),
+        ({m: [0.3 * (m / 512) ** -0.5] * 3 for m in (512, 2048, 8192)}, "inconclusive", "widths"),
+        (
+            {m: [0.3 * (m / 512) ** -0.5] * 2 for m in (512, 2048, 8192, 32768)},
+            "inconclusive",
+            "seeds",
+        ),
     ],
-)  # fmt: skip
+)
 def test_width_limit_fails_and_abstains_where_it_must(ladder, verdict, why):
     agg = width_limit(_ladder(ladder), tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
     assert agg.verdict == verdict

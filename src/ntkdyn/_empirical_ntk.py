@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ._validate import choice, integer
 from .models import DeepReLU, TwoLayerReLU
 
 __all__ = ["JACOBIAN_BUDGET_BYTES", "NTK_METHODS", "empirical_ntk"]
@@ -51,26 +52,15 @@ def _as_matrix(name: str, value: object) -> np.ndarray:
     return array
 
 
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}")
-    return str(value)
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------------------------
 # Empirical kernels.
 
 
 def _resolve_params(model: nn.Module, params: object) -> dict[str, torch.Tensor]:
     """The tensors to differentiate with respect to, by name (detached)."""
-    available = dict(model.named_parameters())
+    available: dict[str, torch.Tensor] = dict(model.named_parameters())
     available.update(model.named_buffers())
+    values: dict[str, torch.Tensor]
     if params is None:
         values = {k: p for k, p in model.named_parameters() if p.requires_grad}
     elif isinstance(params, Mapping):
@@ -232,9 +222,9 @@ def empirical_ntk(
         # ntkdyn's boundary errors are all ValueErrors naming the field (not TypeError).
         message = f"`model` must be a torch.nn.Module, got {type(model).__name__}"
         raise ValueError(message)
-    method = _check_choice("method", method, NTK_METHODS)
+    method = choice("method", method, NTK_METHODS)
     if block_rows is not None:
-        block_rows = _check_positive_int("block_rows", block_rows)
+        block_rows = integer("block_rows", block_rows, minimum=1)
     values = _resolve_params(model, params)
     reference = next(iter(values.values()))
     X_np = _as_matrix("X", X)

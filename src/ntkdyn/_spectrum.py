@@ -1,4 +1,4 @@
-"""The one kernel path: validation and eigendecomposition of a kernel (docs/mathematics.md 0).
+"""The one kernel path: validation and eigendecomposition of a kernel (docs/mathematics.md §0).
 
 Private; ``ntkdyn.kernels`` re-exports ``Spectrum``, ``spectrum`` and
 ``IllConditionedKernelWarning``. Torch-free, so the theory modules (``dynamics``, ``rates``)
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import finite_number
 from .conventions import EIG_FLOOR_RTOL, SYMMETRY_RTOL
 
 __all__ = ["ILL_CONDITIONED_RTOL", "IllConditionedKernelWarning", "Spectrum", "spectrum"]
@@ -25,14 +26,14 @@ ILL_CONDITIONED_RTOL = 1e-10
 class IllConditionedKernelWarning(UserWarning):
     """The kernel is (numerically) singular: ``lambda_min <= 1e-10 lambda_max``.
 
-    The linear-rate guarantees of docs/mathematics.md 3-4 need ``lambda_min(K) > 0``; duplicated or
+    The linear-rate guarantees of docs/mathematics.md §3-4 need ``lambda_min(K) > 0``; duplicated or
     parallel inputs are the usual cause.
     """
 
 
 @dataclass(frozen=True, eq=False)
 class Spectrum:
-    """Eigendecomposition of a symmetric kernel ``K = Q diag(lambda) Q^T`` (docs/mathematics.md 0).
+    """Eigendecomposition of a symmetric kernel ``K = Q diag(lambda) Q^T`` (docs/mathematics.md §0).
 
     Built by :func:`spectrum`, which validates ``K``; every theory function accepts it in place
     of ``K`` (build once, query many).
@@ -55,24 +56,26 @@ class Spectrum:
         """Kernel size."""
         return int(self.eigenvalues.shape[0])
 
+    @classmethod
+    def diagonal(cls, eigenvalues: np.ndarray) -> Spectrum:
+        """The spectrum of ``diag(eigenvalues)`` (ascending, >= 0) with the identity as its
+        eigenvectors: a kernel seen in its own eigenbasis."""
+        lam = np.array(eigenvalues, dtype=np.float64)
+        return _record(lam, np.eye(lam.size))
+
     def scaled(self, c: float) -> Spectrum:
         """The spectrum of ``c K`` for ``c > 0``: eigenvalues times ``c``, the same eigenvectors.
 
-        Use it for the effective kernel ``K = c H`` (docs/mathematics.md 0) instead of
+        Use it for the effective kernel ``K = c H`` (docs/mathematics.md §0) instead of
         decomposing ``c H`` again.
         """
-        if isinstance(c, bool) or not isinstance(c, (int, float, np.integer, np.floating)):
-            raise ValueError(f"`c` must be a finite number > 0, got {c!r}")
-        c = float(c)
-        if not (math.isfinite(c) and c > 0):
-            raise ValueError(f"`c` must be a finite number > 0, got {c!r}")
-        return _record(self.eigenvalues * c, self.eigenvectors)
+        return _record(self.eigenvalues * finite_number("c", c), self.eigenvectors)
 
 
 def spectrum(K: np.ndarray | Spectrum | object, *, vectors: bool = False) -> Spectrum:
     """Validate a kernel and eigendecompose it (``numpy.linalg.eigh``): the one kernel path.
 
-    Policy (docs/mathematics.md 0, "Kernel validation"; constants in ``ntkdyn.conventions``):
+    Policy (docs/mathematics.md §0, "Kernel validation"; constants in ``ntkdyn.conventions``):
 
     * ``K`` must be finite, square and symmetric to ``SYMMETRY_RTOL`` relative to ``max|K|``
       (it is then symmetrised), else ValueError naming ``K``.
@@ -80,37 +83,46 @@ def spectrum(K: np.ndarray | Spectrum | object, *, vectors: bool = False) -> Spe
       kernel: they are clipped to 0, with one ``IllConditionedKernelWarning``. A more negative
       eigenvalue means ``K`` is not a kernel: ValueError naming ``K``.
     * Otherwise ``IllConditionedKernelWarning`` when ``lambda_min <= ILL_CONDITIONED_RTOL *
-      lambda_max``: no linear convergence rate is guaranteed (docs/mathematics.md 3-4).
+      lambda_max``: no linear convergence rate is guaranteed (docs/mathematics.md §3-4).
 
     Args:
         K: ``(n, n)`` array or tensor; a ``Spectrum`` (returned unchanged); or a 1-D array of
             eigenvalues, any order (the spectrum of ``diag(K)``, without eigenvectors).
         vectors: also return the eigenvectors.
+
+    Examples:
+        >>> import numpy as np
+        >>> from ntkdyn import spectrum
+        >>> s = spectrum(np.array([[2.0, 1.0], [1.0, 2.0]]))
+        >>> s.eigenvalues.round(12).tolist(), round(s.condition, 12)
+        ([1.0, 3.0], 3.0)
+        >>> round(s.scaled(0.5).lambda_max, 12)  # the spectrum of K / 2, without a second eigh
+        1.5
     """
     if isinstance(K, Spectrum):
         if vectors and K.eigenvectors is None:
             raise ValueError("`K` is a Spectrum without eigenvectors, but `vectors=True`")
         return K
-    K = _as_kernel_array(K)
-    if K.ndim == 1:
+    kernel = _as_kernel_array(K)
+    if kernel.ndim == 1:
         if vectors:
             raise ValueError(
                 "`K` is a 1-D array of eigenvalues; eigenvectors need the (n, n) kernel"
             )
-        eigenvalues, eigenvectors = np.sort(K), None
+        eigenvalues, eigenvectors = np.sort(kernel), None
     else:
-        scale = float(np.max(np.abs(K)))
-        asymmetry = float(np.max(np.abs(K - K.T)))
+        scale = float(np.max(np.abs(kernel)))
+        asymmetry = float(np.max(np.abs(kernel - kernel.T)))
         if asymmetry > SYMMETRY_RTOL * scale:
             raise ValueError(
                 f"`K` must be symmetric: max|K - K^T| = {asymmetry:.3g} exceeds "
                 f"{SYMMETRY_RTOL:g} * max|K| = {SYMMETRY_RTOL * scale:.3g}"
             )
-        K = (K + K.T) / 2
+        kernel = (kernel + kernel.T) / 2
         if vectors:
-            eigenvalues, eigenvectors = np.linalg.eigh(K)
+            eigenvalues, eigenvectors = np.linalg.eigh(kernel)
         else:
-            eigenvalues, eigenvectors = np.linalg.eigvalsh(K), None
+            eigenvalues, eigenvectors = np.linalg.eigvalsh(kernel), None
     lam_min, lam_max = float(eigenvalues[0]), float(eigenvalues[-1])
     floor = -EIG_FLOOR_RTOL * max(lam_max, 0.0)
     if lam_min < floor:

@@ -1,4 +1,4 @@
-"""The conventions of ntkdyn, each defined once (docs/mathematics.md 0).
+"""The conventions of ntkdyn, each defined once (docs/mathematics.md §0).
 
 Import-light on purpose (no torch, no numpy): the CLI, the config parser and the theory
 modules all read their names, loss factors and numerical policies from here.
@@ -12,6 +12,8 @@ modules all read their names, loss factors and numerical policies from here.
 """
 
 from __future__ import annotations
+
+from ._validate import choice
 
 __all__ = [
     "DTYPES",
@@ -27,7 +29,7 @@ __all__ = [
 LOSSES = ("half-sum", "mse")
 #: Floating-point precisions a run may use (torch / NumPy dtype names).
 DTYPES = ("float32", "float64")
-#: Parameterisations of the two-layer net (docs/mathematics.md 0): ``"theory"`` (``1/sqrt(m)``,
+#: Parameterisations of the two-layer net (docs/mathematics.md §0): ``"theory"`` (``1/sqrt(m)``,
 #: output layer fixed) and ``"notebook"`` (the authors' model: bias, both layers trained).
 MODES = ("theory", "notebook")
 
@@ -50,8 +52,4 @@ def loss_factor(loss: str, n: int) -> float:
 
     Raises ValueError naming ``loss`` if it is not one of ``LOSSES``.
     """
-    if loss == "half-sum":
-        return 1.0
-    if loss == "mse":
-        return 2.0 / n
-    raise ValueError(f"`loss` must be one of {list(LOSSES)}, got {loss!r}")
+    return 1.0 if choice("loss", loss, LOSSES) == "half-sum" else 2.0 / n

@@ -5,7 +5,7 @@ Specs accepted by :func:`load_dataset` and parsed by :func:`parse_data_spec` (th
 
 * ``synthetic``             the paper's toy regression: ``x1, x2 ~ N(0, 1)``,
                             ``x3 = linspace(-4, 4, n)``, ``y = -0.5 x1 + 1.2 x2 + 10 sin(x3)``.
-* ``gaussian:d=5``          rows ``x_i ~ N(0, I_d)``, labels ``y_i = sign(N(0, 1))`` (docs/mathematics.md 6).
+* ``gaussian:d=5``          rows ``x_i ~ N(0, I_d)``, labels ``y_i = sign(N(0, 1))`` (docs/mathematics.md §6).
 * ``digits``                scikit-learn's bundled 8x8 digits (1797 x 64, no download), target =
   ``digits:classes=3/8``    digit value; two classes give labels -1 (first) / +1 (second); three
   ``digits:classes=0/1/2``  or more keep the digit value.
@@ -18,29 +18,18 @@ Specs accepted by :func:`load_dataset` and parsed by :func:`parse_data_spec` (th
 
 Only the first ``:`` separates the name, so ``csv:C:\\data\\x.csv`` works. Nothing is ever
 downloaded, executed or unpickled. The file readers and the exact IDX/npz/CSV rules they
-enforce are in :mod:`ntkdyn._datafiles`. Every source then passes the checks of
+enforce are in :mod:`ntkdyn._datafiles`, the generated and bundled sources in
+:mod:`ntkdyn._datasources`. Every source then passes the checks of
 :func:`validate_dataset` and yields a :class:`Dataset` of read-only float64 arrays; bad input
 is a ValueError naming the field (or the source) in backticks.
 
-``normalize=True`` (the paper's setting, ``||x_i|| = 1``, docs/mathematics.md 0) scales every row to unit
+``normalize=True`` (the paper's setting, ``||x_i|| = 1``, docs/mathematics.md §0) scales every row to unit
 Euclidean norm. Labels are never transformed.
 
-Degenerate inputs (docs/mathematics.md §1.2). ``H^inf_ij = x_i^T x_j (pi - theta_ij) / (2 pi)`` is the Gram of
-the features ``phi_i(w) = x_i 1{w^T x_i > 0}``, ``w ~ N(0, I)``, so ``lambda_min(H^inf) = 0``
-iff ``sum_i c_i phi_i = 0`` for some ``c != 0``. The sum is piecewise constant in ``w``, and
-crossing the hyperplane ``w ⟂ x_i`` changes only the terms of rows on the line of ``x_i``; hence:
-
-* two rows with the same direction (duplicates, positive multiples, a zero row) make H^inf
-  singular: ``phi(a x) = a phi(x)`` for ``a > 0``;
-* an antiparallel pair ``(x, -x)`` alone does not: the supports are disjoint and
-  ``H^inf(x, -x) = 0`` (``theta = pi``);
-* but ``phi(x) - phi(-x) = x`` for every ``w``, so antiparallel pairs whose directions are
-  linearly dependent (always so for more than ``d`` pairs) do make H^inf singular.
-
-The jump across ``w ⟂ u`` forces ``sum_{i on line u} c_i ||x_i|| = 0``; so without same-direction
-rows only antiparallel pairs can carry ``c``, and what remains is ``sum_pairs c_p x_p = 0``: these
-are the only cases, and :func:`find_degeneracy` detects exactly them. The same null vector
-annihilates the output-layer kernel ``H^{a,inf}`` of docs/mathematics.md §1.4 (``sigma(t) - sigma(-t) = t``).
+Degenerate inputs: ``lambda_min(H^inf) = 0`` exactly when two rows have the same direction
+(duplicates, positive multiples, a zero row) or antiparallel pairs have linearly dependent
+directions; :func:`find_degeneracy` detects exactly these cases (docs/mathematics.md §1.2
+derives them).
 """
 
 from __future__ import annotations
@@ -50,8 +39,11 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-from ._datafiles import read_csv, read_mnist, too_many_rows
+from . import _datasources as generated
+from ._datafiles import read_csv, read_mnist
+from ._validate import integer
 from .specs import parse_spec
 
 __all__ = [
@@ -169,7 +161,12 @@ def _first_nonfinite(field: str, name: str, arr: np.ndarray) -> None:
 
 
 def validate_dataset(
-    X, y, *, name: str = "data", normalize: bool = True, check_degenerate: bool = True
+    X: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    name: str = "data",
+    normalize: bool = True,
+    check_degenerate: bool = True,
 ) -> Dataset:
     """Check user arrays and return a float64 :class:`Dataset` (rows unit-norm if ``normalize``).
 
@@ -191,7 +188,9 @@ def _validate(X, y, name, normalize, check_degenerate, stacklevel) -> Dataset:
     if X.ndim != 2:
         raise ValueError(f"`X` of {name!r} must be 2-D (n, d), got shape {X.shape}")
     if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]  # (n, 1) is unambiguous; anything else would broadcast wrongly (docs/mathematics.md 0)
+        y = y[
+            :, 0
+        ]  # (n, 1) is unambiguous; anything else would broadcast wrongly (docs/mathematics.md §0)
     if y.ndim != 1:
         raise ValueError(f"`y` of {name!r} must have shape (n,) or (n, 1), got {y.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -221,7 +220,7 @@ def _validate(X, y, name, normalize, check_degenerate, stacklevel) -> Dataset:
     return Dataset(X, y, name)
 
 
-def find_degeneracy(X, y=None) -> Degeneracy | None:
+def find_degeneracy(X: npt.ArrayLike, y: npt.ArrayLike | None = None) -> Degeneracy | None:
     """First reason found for ``lambda_min(H^inf) = 0`` in the rows of ``X`` (module docstring).
 
     Checks, on row directions ``u_i = x_i / ||x_i||``: a zero row; a pair with
@@ -240,7 +239,9 @@ def find_degeneracy(X, y=None) -> Degeneracy | None:
     tail = "so lambda_min of the NTK Gram H^inf is ~0 and there is no linear rate guarantee"
     if zero.size:
         i = int(zero[0])
-        return Degeneracy("zero", (i,), f"row {i} of `X` is zero, {tail} (docs/mathematics.md §1.2)")
+        return Degeneracy(
+            "zero", (i,), f"row {i} of `X` is zero, {tail} (docs/mathematics.md §1.2)"
+        )
     U = X / norms[:, None]
     block = max(1, _GRAM_BLOCK_BYTES // (8 * n))
     anti: list[tuple[int, int]] = []  # more than d pairs are always dependent: keep d + 1
@@ -275,7 +276,7 @@ def _dependent_antiparallel(U, anti, tail) -> Degeneracy | None:
     if len(anti) <= U.shape[1] and s[-1] > DEPENDENCE_RTOL * s[0]:
         return None
     c = left[:, -1]  # c^T R ~ 0
-    involved = [pair for pair, ci in zip(anti, c) if abs(ci) > 1e-8 * np.abs(c).max()]
+    involved = [pair for pair, ci in zip(anti, c, strict=True) if abs(ci) > 1e-8 * np.abs(c).max()]
     rows = tuple(k for pair in involved for k in pair)
     listed = ", ".join(f"({i}, {j})" for i, j in involved)
     msg = (
@@ -300,24 +301,32 @@ def load_dataset(
     equals the count); ``mnist`` / ``csv``: the first ``n`` rows (the paper uses the first 600
     MNIST training images). ``n`` larger than what is available is a ValueError. ``seed`` drives
     every random draw; no global state is touched.
+
+    Examples:
+        >>> import numpy as np
+        >>> from ntkdyn import load_dataset
+        >>> data = load_dataset("gaussian:d=5", n=20)  # the data set of docs/mathematics.md §6
+        >>> data.name, data.X.shape, sorted(set(data.y.tolist()))
+        ('gaussian:d=5', (20, 5), [-1.0, 1.0])
+        >>> np.linalg.norm(data.X, axis=1).round(12).tolist() == [1.0] * 20  # normalize=True
+        True
+        >>> load_dataset("digits:classes=3/8").X.shape
+        (357, 64)
     """
     parsed = parse_data_spec(spec)
     source, options, path = parsed.source, parsed.options, parsed.path
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"`n` must be an integer >= 1 or None, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
-    n = _DEFAULT_N.get(source) if n is None else int(n)
+    n = None if n is None else integer("n", n, minimum=1)
+    seed = integer("seed", seed, minimum=0)
     if source == "synthetic":
-        X, y = _synthetic(n, seed)
+        X, y = generated.synthetic(_DEFAULT_N[source] if n is None else n, seed)
     elif source == "gaussian":
-        X, y = _gaussian(n, seed, _int_option(options, "d", 5))
+        d = _int_option(options, "d", 5)
+        X, y = generated.gaussian(_DEFAULT_N[source] if n is None else n, seed, d)
     elif source == "digits":
-        X, y = _digits(n, seed, options.get("classes"))
-    elif source == "mnist":
-        X, y = read_mnist(path, n)
+        X, y = generated.digits(n, seed, options.get("classes"))
     else:
-        X, y = read_csv(path, n)
+        assert path is not None  # parse_data_spec requires one for mnist and csv
+        X, y = (read_mnist if source == "mnist" else read_csv)(path, n)
     return _validate(X, y, parsed.canonical, normalize, True, stacklevel=3)
 
 
@@ -362,58 +371,3 @@ def _int_option(options: dict[str, str], key: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"`{key}` must be an integer >= 1, got {options[key]!r}")
     return value
-
-
-# --------------------------------------------------------------------------------------------
-# Generated and bundled sources.
-
-
-def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's toy: x1 then x2 drawn from default_rng(seed), x3 = linspace(-4, 4, n)."""
-    rng = np.random.default_rng(seed)
-    x1 = rng.standard_normal(n)
-    x2 = rng.standard_normal(n)
-    x3 = np.linspace(-4.0, 4.0, n)
-    return np.column_stack([x1, x2, x3]), -0.5 * x1 + 1.2 * x2 + 10.0 * np.sin(x3)
-
-
-def _gaussian(n: int, seed: int, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """docs/mathematics.md 6: X (n, d) ~ N(0, I) first, then y = sign(N(0, 1)) from the same generator."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    y = np.where(rng.standard_normal(n) >= 0, 1.0, -1.0)  # sign, with the null event sent to +1
-    return X, y
-
-
-def _digits(n: int | None, seed: int, classes: str | None) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
-
-    bunch = load_digits()
-    # pixels 0..16 scaled to [0, 1] like MNIST's /255, so notebook mode (normalize=False)
-    # sees the same input scale as the authors' data
-    X, target = bunch.data.astype(np.float64) / 16.0, bunch.target.astype(np.int64)
-    y = target.astype(np.float64)
-    if classes is not None:
-        wanted = _parse_classes(classes)
-        keep = np.isin(target, wanted)
-        X, target = X[keep], target[keep]
-        y = np.where(target == wanted[0], -1.0, 1.0) if len(wanted) == 2 else target.astype(float)
-    if n is not None and n != X.shape[0]:
-        if n > X.shape[0]:
-            raise too_many_rows("digits", n, X.shape[0])
-        idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=n, replace=False))
-        X, y = X[idx], y[idx]
-    return X, y
-
-
-def _parse_classes(text: str) -> list[int]:
-    try:
-        wanted = [int(c) for c in text.split("/")]
-    except ValueError:
-        wanted = []
-    if len(wanted) < 2 or len(set(wanted)) != len(wanted) or not all(0 <= c <= 9 for c in wanted):
-        raise ValueError(
-            f"`classes` must list two or more distinct digits 0-9 separated by '/', "
-            f"e.g. '3/8', got {text!r}"
-        )
-    return wanted

@@ -3,8 +3,8 @@
 :func:`kernel_summary` computes the analytic Gram (``H^inf`` of the two-layer network, or the
 deep ReLU NTK), its spectrum, optionally the empirical Gram of a network at initialisation,
 the largest stable learning rate of every optimizer on the effective kernel ``K = c H``
-(docs/mathematics.md 0, 3), the optimal GD/HB parameters and, on request, the crossover step
-of scheduled Nesterov (docs/mathematics.md 4). :meth:`KernelSummary.to_dict` is the JSON of
+(docs/mathematics.md §0, 3), the optimal GD/HB parameters and, on request, the crossover step
+of scheduled Nesterov (docs/mathematics.md §4). :meth:`KernelSummary.to_dict` is the JSON of
 ``ntkdyn kernel --json``.
 """
 
@@ -42,7 +42,7 @@ class EmpiricalGram:
 @dataclass(frozen=True)
 class NesterovCrossover:
     """Scheduled Nesterov at ``lr``, damping ``r``, ``h0 = lr * lambda_min(K)``: linear after
-    ``step``, at ``L/L0 ~ loss_rel`` (docs/mathematics.md 4)."""
+    ``step``, at ``L/L0 ~ loss_rel`` (docs/mathematics.md §4)."""
 
     lr: float
     r: float
@@ -98,10 +98,12 @@ class KernelSummary:
             }
             for row in self.stability
         ]
+        from .optim import GD, HeavyBall  # the keys are the rules' own names
+
         o = self.optimal
         out["optimal"] = {
-            "gd": {"lr": o.gd_lr, "rate": o.gd_rate},
-            "hb": {"lr": o.hb_lr, "beta": o.hb_beta, "rate": o.hb_rate},
+            GD.name: {"lr": o.gd_lr, "rate": o.gd_rate},
+            HeavyBall.name: {"lr": o.hb_lr, "beta": o.hb_beta, "rate": o.hb_rate},
         }
         if self.nesterov_crossover is not None:
             out["nesterov_crossover"] = asdict(self.nesterov_crossover)

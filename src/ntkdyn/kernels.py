@@ -1,4 +1,4 @@
-"""Neural tangent kernels: analytic limits, empirical Grams and their spectra (docs/mathematics.md 1).
+"""Neural tangent kernels: analytic limits, empirical Grams and their spectra (docs/mathematics.md §1).
 
 Theory side: NumPy float64 in and out; ``X`` may be a NumPy array or a torch tensor ``(n, d)``.
 
@@ -14,7 +14,7 @@ Theory side: NumPy float64 in and out; ``X`` may be a NumPy array or a torch ten
   ``IllConditionedKernelWarning`` when ``lambda_min ~ 0`` (no linear-rate guarantee).
   Implemented in the torch-free private ``_spectrum`` and re-exported here.
 
-The Gram ``H = J J^T`` is loss-free; the dynamics use ``K = c H`` (docs/mathematics.md 0).
+The Gram ``H = J J^T`` is loss-free; the dynamics use ``K = c H`` (docs/mathematics.md §0).
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from ._empirical_ntk import (
     JACOBIAN_BUDGET_BYTES,  # noqa: F401  (public before the split; not in __all__)
     NTK_METHODS,
     _as_matrix,
-    _check_choice,
-    _check_positive_int,
     empirical_ntk,
 )
 from ._spectrum import IllConditionedKernelWarning, Spectrum, spectrum
+from ._validate import choice, integer
 
 __all__ = [
     "LAYERS",
@@ -177,7 +176,7 @@ def two_layer_gram(X: object, *, layer: str = "first") -> np.ndarray:
     Returns:
         ``(n, n)`` float64 array.
     """
-    layer = _check_choice("layer", layer, LAYERS)
+    layer = choice("layer", layer, LAYERS)
     X = _as_matrix("X", X)
     S, norm, half_sin, half_cos = _pair_geometry(X)
     # pi - theta straight from the half-angles: exactly 0 for antipodal rows.
@@ -213,7 +212,7 @@ def deep_relu_ntk(X: object, depth: int) -> np.ndarray:
     Returns:
         ``(n, n)`` float64 array.
     """
-    depth = _check_positive_int("depth", depth)
+    depth = integer("depth", depth, minimum=1)
     X = _as_matrix("X", X)
     S, norm, half_sin, half_cos = _pair_geometry(X)
     sigma, theta_ntk = S, S.copy()
@@ -239,7 +238,17 @@ def deep_relu_ntk(X: object, depth: int) -> np.ndarray:
 def ntk_gram(X: object, *, depth: int | None = None, layer: str = "first") -> np.ndarray:
     """Analytic NTK Gram: ``two_layer_gram(X, layer=layer)`` if ``depth`` is None, else
     ``deep_relu_ntk(X, depth)`` (all layers of the deep net trained; ``layer`` must then stay
-    ``"first"``). docs/mathematics.md §1.2, 1.4, 1.5."""
+    ``"first"``). docs/mathematics.md §1.2, 1.4, 1.5.
+
+    Examples:
+        Two unit rows at angle ``theta = arccos(0.6)``:
+        ``H^inf_12 = 0.6 (pi - theta) / (2 pi)``.
+
+        >>> import numpy as np
+        >>> from ntkdyn import ntk_gram
+        >>> ntk_gram(np.array([[1.0, 0.0], [0.6, 0.8]])).round(4).tolist()
+        [[0.5, 0.2114], [0.2114, 0.5]]
+    """
     if depth is None:
         return two_layer_gram(X, layer=layer)
     if layer != "first":

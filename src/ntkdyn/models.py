@@ -2,7 +2,7 @@
 
 Two-layer ReLU network, two parameterisations:
 
-* ``"theory"`` (Du et al., the paper's analysis; docs/mathematics.md 0):
+* ``"theory"`` (Du et al., the paper's analysis; docs/mathematics.md §0):
   ``f(x) = m^{-1/2} sum_r a_r relu(w_r . x)``, ``w_r ~ N(0, I_d)``, ``a_r ~ Unif{+-1}``
   fixed (a buffer, never trained), no bias; only ``W`` is a trainable parameter.
 * ``"notebook"`` (the authors' Colab model, docs/paper.md): ``Linear(d, m)`` with bias, ReLU,
@@ -15,7 +15,7 @@ Two-layer ReLU network, two parameterisations:
 
 Both expose one interface that the training engine and ``kernels.empirical_ntk`` rely on:
 ``W`` (m, d), ``a`` (m,), ``bias`` (m,) or None, ``output_scale`` (float), ``parameterization``,
-``width``, ``d``; ``forward(X)`` returns shape ``(n,)``, never ``(n, 1)`` (docs/mathematics.md 0 pitfall:
+``width``, ``d``; ``forward(X)`` returns shape ``(n,)``, never ``(n, 1)`` (docs/mathematics.md §0 pitfall:
 an ``(n, 1)`` output against an ``(n,)`` target makes MSELoss broadcast to ``(n, n)``).
 
 ``DeepReLU`` is the NTK-parameterised deep ReLU network of docs/mathematics.md §1.5.
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._validate import choice, integer
 from .conventions import MODES
 
 __all__ = ["DeepReLU", "TwoLayerReLU", "seeded_network"]
@@ -39,13 +40,6 @@ __all__ = ["DeepReLU", "TwoLayerReLU", "seeded_network"]
 
 # --------------------------------------------------------------------------------------------
 # Boundary validation.
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    # bool is an int subclass; True as a width is a bug, not a width of 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _check_dtype(dtype: object) -> torch.dtype:
@@ -62,10 +56,16 @@ def _check_generator(generator: object) -> torch.Generator | None:
     return generator
 
 
-def _check_parameterization(parameterization: object) -> str:
-    if parameterization not in MODES:  # the parameterisation names (ntkdyn.conventions)
-        raise ValueError(f"`parameterization` must be one of {MODES}, got {parameterization!r}")
-    return str(parameterization)
+def _check_network(
+    d: object, width: object, dtype: object, generator: object
+) -> tuple[int, int, torch.dtype, torch.Generator | None]:
+    """The arguments every network shares: input dimension, width, dtype and generator."""
+    return (
+        integer("d", d, minimum=1),
+        integer("width", width, minimum=1),
+        _check_dtype(dtype),
+        _check_generator(generator),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def _check_parameterization(parameterization: object) -> str:
 
 
 class TwoLayerReLU(nn.Module):
-    """Two-layer ReLU network ``f(x) = s * sum_r a_r relu(w_r . x + b_r)`` (docs/mathematics.md 0, docs/paper.md).
+    """Two-layer ReLU network ``f(x) = s * sum_r a_r relu(w_r . x + b_r)`` (docs/mathematics.md §0, docs/paper.md).
 
     ``s = output_scale`` is ``m^{-1/2}`` ("theory") or 1 ("notebook"); ``b = 0`` in "theory".
 
@@ -101,11 +101,9 @@ class TwoLayerReLU(nn.Module):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__()
-        self.d = _check_positive_int("d", d)
-        self.width = _check_positive_int("width", width)
-        self.parameterization = _check_parameterization(parameterization)
-        dtype = _check_dtype(dtype)
-        generator = _check_generator(generator)
+        self.d, self.width, dtype, generator = _check_network(d, width, dtype, generator)
+        # the parameterisation names: ntkdyn.conventions.MODES
+        self.parameterization = choice("parameterization", parameterization, MODES)
         if self.parameterization == "theory":
             self._init_theory(generator, dtype)
         else:
@@ -188,11 +186,8 @@ class DeepReLU(nn.Module):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__()
-        self.d = _check_positive_int("d", d)
-        self.width = _check_positive_int("width", width)
-        self.depth = _check_positive_int("depth", depth)
-        dtype = _check_dtype(dtype)
-        generator = _check_generator(generator)
+        self.d, self.width, dtype, generator = _check_network(d, width, dtype, generator)
+        self.depth = integer("depth", depth, minimum=1)
         shapes = [(width, d)] + [(width, width)] * (depth - 1) + [(1, width)]
         self.weights = nn.ParameterList(
             nn.Parameter(torch.randn(*shape, generator=generator, dtype=dtype)) for shape in shapes

@@ -1,22 +1,24 @@
 """Convergence rates: predicted from (rule, spectrum of K), and measured from a loss curve.
 
-Conventions (docs/mathematics.md 0, 3, 4, 5):
+Conventions (docs/mathematics.md §0, 3, 4, 5):
 
 * ``K`` is the *effective* kernel ``K = c H`` (loss factor included), or its ``Spectrum``, and
   ``h_j = lr * lambda_j(K)``; losses are ``L_k = 1/2 sum_j xi_{j,k}^2`` (any constant factor,
   e.g. 2/n for MSELoss, leaves every rate unchanged).
 * A discrete rate is a per-step loss factor ``q = lim L_{k+1} / L_k``; an ODE rate is the
   exponent ``a`` of ``L(t) ~ exp(-a t)`` with ``t = k lr`` (GD) or ``t = k sqrt(lr)`` (momentum).
-* :func:`fit_rate` is the linear-vs-sublinear classifier of docs/mathematics.md 5, step for step.
+* :func:`fit_rate` is the linear-vs-sublinear classifier of docs/mathematics.md §5, step for step.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._curves import check_curve, envelope, lstsq_line, truncate_at_floor
+from ._validate import finite_number, unit_interval
 from .conventions import LATE_STEP
 from .kernels import Spectrum, spectrum
 from .optim.rules import LinearRule, Rule, parse
@@ -38,12 +40,12 @@ class PredictedRate:
 
     kind: "linear", "sublinear" (the ODE limit of vanishing-damping Nesterov, ``t^-r``) or
         "none" (a nonlinear rule such as Adam: nothing is predicted, and the fields are None).
-    discrete_factor: asymptotic per-step loss factor ``q = max_j rho(M(h_j))^2`` (docs/mathematics.md 3).
+    discrete_factor: asymptotic per-step loss factor ``q = max_j rho(M(h_j))^2`` (docs/mathematics.md §3).
         For scheduled Nesterov it is the limit ``k -> inf`` of the per-step matrices,
         ``1 - h_0`` when ``h_max <= 1``: at a fixed lr the discrete scheme is eventually linear.
     stable: ``discrete_factor < 1``; an unstable rule keeps its kind, and its statement says
         "unstable".
-    ode_rate: ``a`` in ``L(t) ~ exp(-a t)`` of the limiting ODE (docs/mathematics.md 4); None for Bessel.
+    ode_rate: ``a`` in ``L(t) ~ exp(-a t)`` of the limiting ODE (docs/mathematics.md §4); None for Bessel.
     exponent: ``r`` of the ODE law ``L(t) ~ t^-r`` (scheduled Nesterov); else None.
     time_scale: "lr" (t = k lr) or "sqrt_lr" (t = k sqrt(lr)); step_time is that dt per step.
     crossover_step: ``r / h_0``, the step after which discrete scheduled Nesterov turns linear.
@@ -72,7 +74,7 @@ class PredictedRate:
 
 
 def predicted_rate(K: np.ndarray | Spectrum, rule: Rule | str) -> PredictedRate:
-    """Predict the convergence of ``rule`` on ``F(e) = 1/2 e^T K e`` (docs/mathematics.md 3, 4, 7.2).
+    """Predict the convergence of ``rule`` on ``F(e) = 1/2 e^T K e`` (docs/mathematics.md §3, 4, 7.2).
 
     Discrete: ``q = max_j rho(M(h_j))^2`` with ``M(h) = A - h b e_0^T`` from the rule's own
     register matrices (generic; a k-dependent schedule is taken at ``k = LATE_STEP``, its
@@ -87,6 +89,16 @@ def predicted_rate(K: np.ndarray | Spectrum, rule: Rule | str) -> PredictedRate:
             eigenvalues (validated by ``ntkdyn.kernels.spectrum``); it must be positive
             definite (``lambda_min > 0``), else ValueError naming ``K``.
         rule: a :class:`~ntkdyn.optim.Rule` or a spec string such as ``"hb:lr=0.1,beta=0.9"``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from ntkdyn import predicted_rate
+        >>> K = np.array([[2.0, 1.0], [1.0, 2.0]])  # eigenvalues 1 and 3
+        >>> predicted_rate(K, "gd:lr=0.25").statement
+        'linear: L_k ~ 0.5625^k (ODE: exp(-2 t), t = k lr)'
+        >>> rate = predicted_rate(K, "nesterov:lr=0.25,r=3")
+        >>> rate.kind, rate.exponent, round(rate.crossover_step, 6)
+        ('sublinear', 3.0, 12.0)
     """
     rule = parse(rule)
     lam = _positive_definite(spectrum(K))
@@ -129,7 +141,7 @@ def predicted_rate(K: np.ndarray | Spectrum, rule: Rule | str) -> PredictedRate:
 
 
 def _damping(lam: np.ndarray, gamma: float) -> np.ndarray:
-    """``alpha(lambda, gamma)`` of ``e'' + gamma e' + lambda e = 0`` (docs/mathematics.md 4)."""
+    """``alpha(lambda, gamma)`` of ``e'' + gamma e' + lambda e = 0`` (docs/mathematics.md §4)."""
     disc = gamma * gamma - 4.0 * lam
     # 2 lam / (g + sqrt(disc)) equals (g - sqrt(disc)) / 2 without its cancellation at g^2 >> l
     over = 2.0 * lam / (gamma + np.sqrt(np.maximum(disc, 0.0)))
@@ -169,7 +181,7 @@ def _positive_definite(spec: Spectrum) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Measurement: the classifier of docs/mathematics.md 5.
+# Measurement: the classifier of docs/mathematics.md §5.
 
 
 @dataclass(frozen=True)
@@ -184,7 +196,7 @@ class FitWindow:
 
 @dataclass(frozen=True)
 class RateFit:
-    """Result of :func:`fit_rate` (docs/mathematics.md 5).
+    """Result of :func:`fit_rate` (docs/mathematics.md §5).
 
     kind: "linear", "sublinear" or "undetermined" (then ``reason`` says why).
     rate, factor: for "linear", the slope ``s`` of ``log E`` per unit t and ``q = e^s``.
@@ -214,6 +226,7 @@ class RateFit:
     def statement(self) -> str:
         """One line for reports."""
         if self.kind == "linear":
+            assert self.factor is not None  # fit_rate sets it with kind "linear"
             return f"linear: L ~ {_fmt_factor(self.factor)}^t (rate {self.rate:.4g} per unit t)"
         if self.kind == "sublinear":
             return f"sublinear: L ~ t^-{self.exponent:.3f}"
@@ -223,7 +236,7 @@ class RateFit:
 def fit_rate(
     losses: np.ndarray, times: np.ndarray | None = None, *, floor_rel: float = 1e-20
 ) -> RateFit:
-    """Classify a loss curve as linear (``exp(s t)``) or sublinear (``t^-p``), docs/mathematics.md 5.
+    """Classify a loss curve as linear (``exp(s t)``) or sublinear (``t^-p``), docs/mathematics.md §5.
 
     1. truncate at the first ``L <= floor_rel * L_0`` or non-finite value (rounding floors
        otherwise look like stagnation); 2. envelope ``E_i = max_{j >= i} L_j``;
@@ -238,16 +251,27 @@ def fit_rate(
         losses: 1-D array of nonnegative losses ``L_0..L_K`` (inf/nan mark divergence).
         times: 1-D strictly increasing finite times, same length; default ``t_i = i``.
         floor_rel: relative floor in [0, 1); 1e-20 for float64, about 1e-11 for float32.
+
+    Examples:
+        >>> import numpy as np
+        >>> from ntkdyn import fit_rate
+        >>> t = np.arange(200.0)
+        >>> fit = fit_rate(np.exp(-0.1 * t), t)
+        >>> fit.kind, round(fit.rate, 6)
+        ('linear', -0.1)
+        >>> fit = fit_rate((1.0 + t) ** -2.0, t)
+        >>> fit.kind, round(fit.exponent, 1)
+        ('sublinear', 2.0)
     """
-    L, t = _check_curve(losses, times)
-    floor_rel = _check_floor(floor_rel)
+    L, t = check_curve(losses, times)
+    floor_rel = unit_interval("floor_rel", floor_rel)
     if L.size == 0:
         return RateFit("undetermined", reason="no points")
     if not np.isfinite(L[0]) or L[0] == 0.0:
         return RateFit("undetermined", reason=f"L_0 = {L[0]!r}: nothing to fit relative to it")
-    keep, truncated_at = _truncate(L, floor_rel)
+    keep, truncated_at = truncate_at_floor(L, floor_rel)
     L, t = L[:keep], t[:keep]
-    E = np.maximum.accumulate(L[::-1])[::-1]
+    E = envelope(L)
     t_end = t[-1]
     tail = np.flatnonzero((t >= t_end / 4.0) & (t > 0.0))
     n = int(tail.size)
@@ -260,38 +284,41 @@ def fit_rate(
         )
     tt, logE = t[tail], np.log(E[tail])
     window = FitWindow(float(tt[0]), float(t_end), int(tail[0]), int(tail[-1]) + 1)
-    s, r_exp = _lstsq(tt, logE)
-    minus_p, r_pow = _lstsq(np.log(tt), logE)
+    s, r_exp = lstsq_line(tt, logE)
+    minus_p, r_pow = lstsq_line(np.log(tt), logE)
     first = tt < math.sqrt(tt[0] * t_end)
-    fits = {
-        "slope": s,
-        "power": -minus_p,
-        "window": window,
-        "r_exp": r_exp,
-        "r_pow": r_pow,
-        "n_points": n,
-        "truncated_at": truncated_at,
-    }
+    fits = RateFit(  # both fits, whatever the verdict; `replace` adds the verdict
+        "undetermined",
+        slope=s,
+        power=-minus_p,
+        window=window,
+        r_exp=r_exp,
+        r_pow=r_pow,
+        n_points=n,
+        truncated_at=truncated_at,
+    )
     if min(first.sum(), (~first).sum()) < _MIN_HALF_POINTS:
-        return RateFit("undetermined", **fits, reason="too few points in a half of the tail")
-    s1, _ = _lstsq(tt[first], logE[first])
-    s2, _ = _lstsq(tt[~first], logE[~first])
-    rho_pow = _lstsq(tt[~first], np.log(tt[~first]))[0] / _lstsq(tt[first], np.log(tt[first]))[0]
-    fits["rho_pow"] = float(rho_pow)
+        return replace(fits, reason="too few points in a half of the tail")
+    s1, _ = lstsq_line(tt[first], logE[first])
+    s2, _ = lstsq_line(tt[~first], logE[~first])
+    rho_pow = (
+        lstsq_line(tt[~first], np.log(tt[~first]))[0] / lstsq_line(tt[first], np.log(tt[first]))[0]
+    )
+    fits = replace(fits, rho_pow=float(rho_pow))
     if s1 == 0.0:
-        return RateFit("undetermined", **fits, reason="the envelope does not decay on the tail")
+        return replace(fits, reason="the envelope does not decay on the tail")
     rho = s2 / s1
-    fits["rho"] = float(rho)
+    fits = replace(fits, rho=float(rho))
     kind, reason = _decide(rho, rho_pow, r_exp, r_pow)
     if kind == "linear":
-        return RateFit(kind, rate=s, factor=math.exp(s), **fits)
+        return replace(fits, kind=kind, rate=s, factor=math.exp(s))
     if kind == "sublinear":
-        return RateFit(kind, exponent=-minus_p, **fits)
-    return RateFit(kind, **fits, reason=reason)
+        return replace(fits, kind=kind, exponent=-minus_p)
+    return replace(fits, kind=kind, reason=reason)
 
 
 def _decide(rho: float, rho_pow: float, r_exp: float, r_pow: float) -> tuple[str, str]:
-    """docs/mathematics.md 5 step 6: the verdict from the slope ratio and the residuals, and why."""
+    """docs/mathematics.md §5 step 6: the verdict from the slope ratio and the residuals, and why."""
     if not rho > 0.0:
         return "undetermined", f"slope ratio rho = {rho:.3g} <= 0"
     d_lin, d_pow = abs(math.log(rho)), abs(math.log(rho / rho_pow))
@@ -314,7 +341,7 @@ def local_exponent(
     span: float = 2.0,
     floor_rel: float = 1e-20,
 ) -> np.ndarray:
-    """Local power-law exponent ``p_eff(t) = -d log E / d log t`` of the envelope (docs/mathematics.md 5).
+    """Local power-law exponent ``p_eff(t) = -d log E / d log t`` of the envelope (docs/mathematics.md §5).
 
     The derivative is the secant of ``log E`` over ``[t / sqrt(span), t sqrt(span)]``
     (interpolated in ``log t``), which averages over the stair steps of an oscillating
@@ -324,78 +351,20 @@ def local_exponent(
         float64 array aligned with ``losses``; NaN where t <= 0, where the window leaves the
         curve, or beyond the truncation of :func:`fit_rate`.
     """
-    L, t = _check_curve(losses, times)
-    floor_rel = _check_floor(floor_rel)
-    try:
-        span = float(span)
-    except (TypeError, ValueError):
-        raise ValueError(f"`span` must be a number > 1, got {span!r}") from None
-    if not (math.isfinite(span) and span > 1.0):
-        raise ValueError(f"`span` must be a finite number > 1, got {span!r}")
+    L, t = check_curve(losses, times)
+    floor_rel = unit_interval("floor_rel", floor_rel)
+    span = finite_number("span", span, above=1.0)
     out = np.full(L.shape, np.nan)
     if L.size == 0 or not np.isfinite(L[0]) or L[0] == 0.0:
         return out
-    keep, _ = _truncate(L, floor_rel)
+    keep, _ = truncate_at_floor(L, floor_rel)
     pos = np.flatnonzero(t[:keep] > 0.0)
     if pos.size < 2:
         return out
-    E = np.maximum.accumulate(L[:keep][::-1])[::-1][pos]
+    E = envelope(L[:keep])[pos]
     x, y = np.log(t[pos]), np.log(E)
     half = 0.5 * math.log(span)
     inside = (x - half >= x[0]) & (x + half <= x[-1])
     lo, hi = np.interp(x - half, x, y), np.interp(x + half, x, y)
     out[pos[inside]] = -(hi - lo)[inside] / (2.0 * half)
     return out
-
-
-def _lstsq(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Slope of the least-squares line ``y = a + s x`` and its RMS residual (centred sums)."""
-    xc, yc = x - x.mean(), y - y.mean()
-    sxx = float(xc @ xc)
-    s = float(xc @ yc) / sxx if sxx > 0 else 0.0
-    resid = yc - s * xc
-    return s, float(math.sqrt(resid @ resid / x.size))
-
-
-def _truncate(L: np.ndarray, floor_rel: float) -> tuple[int, int | None]:
-    """Number of leading points kept, and the index of the first dropped one (or None)."""
-    # written as "not (L > floor)" so that nan also ends the curve
-    stop = ~(L[1:] > floor_rel * L[0]) | ~np.isfinite(L[1:])
-    if not stop.any():
-        return L.size, None
-    first = int(np.argmax(stop)) + 1
-    return first, first
-
-
-def _check_curve(losses, times) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        L = np.asarray(losses, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"`losses` must be a 1-D array of numbers, got {losses!r:.80}") from None
-    if L.ndim != 1:
-        raise ValueError(f"`losses` must be 1-D (one curve), got shape {L.shape}")
-    negative = L < 0
-    if negative.any():
-        i = int(np.argmax(negative))
-        raise ValueError(f"`losses` must be >= 0 (a loss), got losses[{i}] = {float(L[i])!r}")
-    if times is None:
-        return L, np.arange(L.size, dtype=np.float64)
-    try:
-        t = np.asarray(times, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"`times` must be a 1-D array of numbers, got {times!r:.80}") from None
-    if t.shape != L.shape:
-        raise ValueError(f"`times` must have the shape of `losses` {L.shape}, got {t.shape}")
-    if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
-        raise ValueError("`times` must be finite and strictly increasing")
-    return L, t
-
-
-def _check_floor(floor_rel) -> float:
-    try:
-        value = float(floor_rel)
-    except (TypeError, ValueError):
-        raise ValueError(f"`floor_rel` must be a number in [0, 1), got {floor_rel!r}") from None
-    if not (0.0 <= value < 1.0):
-        raise ValueError(f"`floor_rel` must lie in [0, 1), got {floor_rel!r}")
-    return value

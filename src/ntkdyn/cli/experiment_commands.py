@@ -19,7 +19,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiments.presets import get_preset
 
     config = get_preset(args.preset, data=args.data, dtype=args.dtype, device=args.device)
-    return _sweep_and_report(config, args.out, resume=args.resume, report=True)
+    return _sweep_and_report(config, args.out, resume=args.resume, fresh=args.fresh, report=True)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -29,7 +29,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ValueError(f"`CONFIG` {args.config!r} is not a file")
     config = load_config(path)
-    return _sweep_and_report(config, args.out, resume=args.resume, report=not args.no_report)
+    return _sweep_and_report(
+        config, args.out, resume=args.resume, fresh=args.fresh, report=not args.no_report
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -64,17 +66,20 @@ def _results_dir(text: str) -> Path:
     return out
 
 
-def _sweep_and_report(config: Any, out: str, *, resume: bool, report: bool) -> int:
+def _sweep_and_report(config: Any, out: str, *, resume: bool, fresh: bool, report: bool) -> int:
     from ..experiments.sweep import run_sweep
 
-    result = run_sweep(config, out, resume=resume)
+    result = run_sweep(config, out, resume=resume, fresh=fresh)
     parts = [f"{result.trained} runs trained"]
+    if result.deleted:
+        parts.append(f"{result.deleted} finished runs deleted first (--fresh)")
     if result.skipped:
         parts.append(f"{result.skipped} already finished")
     if result.diverged:
         parts.append(f"{result.diverged} diverged")
-    print(f"stored {result.total} runs in {result.store} ({', '.join(parts)}; "
-          f"{result.elapsed:.1f} s)")  # fmt: skip
+    print(
+        f"stored {result.total} runs in {result.store} ({', '.join(parts)}; {result.elapsed:.1f} s)"
+    )
     if report:
         _build_report(Path(out))
     return 0
@@ -91,12 +96,41 @@ def _build_report(out: Path) -> None:
 
 
 def _print_claims(summary: dict[str, Any]) -> None:
+    """Each claim with its verdict, the reason (measured numbers against the named
+    tolerances) and its evidence per setting and width (median [range] over n seeds); then
+    the notebook findings. report.html has the same with figures."""
     claims = summary.get("claims") or []
-    if not claims:
-        return
-    print("claims:")
-    width = max(len(str(c.get("id", ""))) for c in claims)
-    for claim in claims:
-        verdict = str(claim.get("verdict", "?"))
-        line = f"  {claim.get('id', '')!s:<{width}}  {verdict:<12}  {claim.get('statement', '')}"
-        print(line.rstrip())
+    if claims:
+        print("claims (docs/verdicts.md):")
+        for claim in claims:
+            _print_verdict(claim, claim.get("statement", ""))
+            print(f"      why: {claim.get('reason', '')}")
+            tol = ", ".join(f"{k} = {v}" for k, v in (claim.get("tolerances") or {}).items())
+            if tol:
+                print(f"      tolerances: {tol}")
+            for setting, cells in _by_setting(claim.get("by_width") or []).items():
+                print(f"      {setting}: {'; '.join(cells)}")
+    findings = summary.get("findings") or []
+    if findings:
+        print("findings of the authors' notebook (docs/paper.md):")
+        for finding in findings:
+            _print_verdict(finding, finding.get("statement", ""))
+
+
+def _print_verdict(item: dict[str, Any], statement: str) -> None:
+    print(f"  {item.get('id', '')!s}  {item.get('verdict', '?')!s:<15}  {statement}".rstrip())
+
+
+def _by_setting(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """``m = 512: 47.7% [46.6, 51.5] (3)`` per width, grouped by setting."""
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("median") is None:
+            cell = f"m = {row['width']}: none of {row['n']} measurable"
+        else:
+            cell = (
+                f"m = {row['width']}: {100 * row['median']:.1f}% "
+                f"[{100 * row['low']:.1f}, {100 * row['high']:.1f}] ({row['n']})"
+            )
+        out.setdefault(str(row.get("setting", "")), []).append(cell)
+    return out

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
+from typing import NoReturn, TypeVar
 
+from .._validate import finite_number, integer
 from ..conventions import DTYPES, LOSSES
 from ._errors import UsageError
 
@@ -22,59 +25,63 @@ PRESETS = ("quick", "paper", "theory")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         raise UsageError(message)
 
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------------------------
 # Argument checkers: each names its option in the message.
 
 
-def _integer(name: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{name}` must be an integer, got {text!r}") from None
+def _argument(
+    flag: str, parse: Callable[[str], T], check: Callable[[str, object], T]
+) -> Callable[[str], T]:
+    """An argparse ``type``: ``parse`` the text, then ``check`` it (ntkdyn._validate)."""
 
-
-def positive_int(name: str) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        value = _integer(name, text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"`{name}` must be > 0, got {value}")
-        return value
-
-    return convert
-
-
-def nonneg_int(name: str) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        value = _integer(name, text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"`{name}` must be >= 0, got {value}")
-        return value
-
-    return convert
-
-
-def positive_float(name: str) -> Callable[[str], float]:
-    def convert(text: str) -> float:
+    def convert(text: str) -> T:
+        value: object
         try:
-            value = float(text)
+            value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"`{name}` must be a number, got {text!r}") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"`{name}` must be a finite number > 0, got {text}")
-        return value
+            value = text  # the check refuses it with a message naming the flag
+        try:
+            return check(flag, value)
+        except ValueError as exc:  # argparse prints an ArgumentTypeError's message as is
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return convert
+
+
+def positive_int(flag: str) -> Callable[[str], int]:
+    return _argument(flag, int, partial(integer, minimum=1))
+
+
+def nonneg_int(flag: str) -> Callable[[str], int]:
+    return _argument(flag, int, partial(integer, minimum=0))
+
+
+def positive_float(flag: str) -> Callable[[str], float]:
+    return _argument(flag, float, finite_number)
+
+
+def _add_option(
+    p: argparse.ArgumentParser,
+    flag: str,
+    checker: Callable[[str], Callable[[str], object]],
+    default: object,
+    description: str,
+) -> None:
+    """``--flag VALUE`` checked by ``checker(flag)`` (one of the three above)."""
+    p.add_argument(flag, type=checker(flag), default=default, help=description)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", required=True, help="synthetic | gaussian | digits[:opts] | mnist:PATH | csv:PATH"
     )
-    p.add_argument("--n", type=positive_int("--n"), default=None, help="number of rows")
+    _add_option(p, "--n", positive_int, None, "number of rows")
     p.add_argument("--data-seed", type=int, default=0, help="seed of generated/subsampled data")
 
 
@@ -98,32 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_theory_commands(sub, theory) -> None:
     p = sub.add_parser("kernel", help="NTK Gram spectrum and stable learning rates")
     _add_data_args(p)
-    p.add_argument(
-        "--depth",
-        type=positive_int("--depth"),
-        default=None,
-        help="deep ReLU NTK with this many hidden layers (default: two-layer H^inf)",
-    )
-    p.add_argument(
-        "--width",
-        type=positive_int("--width"),
-        default=None,
-        help="also the empirical Gram of a network of this width at init",
-    )
+    depth_help = "deep ReLU NTK with this many hidden layers (default: two-layer H^inf)"
+    _add_option(p, "--depth", positive_int, None, depth_help)
+    width_help = "also the empirical Gram of a network of this width at init"
+    _add_option(p, "--width", positive_int, None, width_help)
     p.add_argument("--seed", type=int, default=0, help="network seed for --width")
     p.add_argument("--loss", choices=list(LOSSES), default="half-sum")
-    p.add_argument(
-        "--lr",
-        type=positive_float("--lr"),
-        default=None,
-        help="also the scheduled-Nesterov crossover step at this lr",
+    _add_option(
+        p, "--lr", positive_float, None, "also the scheduled-Nesterov crossover step at this lr"
     )
-    p.add_argument(
-        "--r",
-        type=positive_float("--r"),
-        default=3.0,
-        help="damping r for the crossover (default 3)",
-    )
+    _add_option(p, "--r", positive_float, 3.0, "damping r for the crossover (default 3)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=theory.cmd_kernel)
 
@@ -131,11 +122,8 @@ def _add_theory_commands(sub, theory) -> None:
     _add_data_args(p)
     p.add_argument("--optimizer", required=True, help="e.g. hb:lr=0.1,beta=0.9")
     p.add_argument("--steps", type=nonneg_int("--steps"), required=True)
-    p.add_argument(
-        "--width",
-        type=positive_int("--width"),
-        default=None,
-        help="use H(0) and e0 of a theory-mode network of this width",
+    _add_option(
+        p, "--width", positive_int, None, "use H(0) and e0 of a theory-mode network of this width"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss", choices=list(LOSSES), default="half-sum")
@@ -167,12 +155,14 @@ def _add_experiment_commands(sub, exp) -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default=None)
     p.add_argument("--data", default=None, help="dataset override, e.g. mnist:PATH or digits")
     p.add_argument("--resume", action="store_true", help="keep finished runs of DIR")
+    p.add_argument("--fresh", action="store_true", help="delete finished runs of DIR first")
     p.set_defaults(func=exp.cmd_reproduce)
 
     p = sub.add_parser("sweep", help="run the runs of a TOML config and write the report")
     p.add_argument("config", help="CONFIG.toml")
     p.add_argument("--out", required=True, help="results directory")
     p.add_argument("--resume", action="store_true", help="keep finished runs of DIR")
+    p.add_argument("--fresh", action="store_true", help="delete finished runs of DIR first")
     p.add_argument("--no-report", action="store_true", help="only train and store the runs")
     p.set_defaults(func=exp.cmd_sweep)
 

@@ -18,9 +18,21 @@ __all__ = ["cmd_kernel", "cmd_predict", "cmd_rates"]
 
 
 def _load(args: argparse.Namespace):
+    from .._budget import check_fits, kernel_bytes
     from ..data import load_dataset
 
-    return load_dataset(args.data, n=args.n, seed=args.data_seed)
+    if args.n is not None:  # before the data is made: a huge n fails at once, not after minutes
+        what = "the n x n kernel and its eigendecomposition"
+        check_fits("--n", args.n, what, kernel_bytes(args.n), "lower --n")
+    data = load_dataset(args.data, n=args.n, seed=args.data_seed)
+    check_fits(
+        "--data",
+        args.data,
+        f"the kernel of its {data.n} rows",
+        kernel_bytes(data.n),
+        "choose fewer rows with --n",
+    )
+    return data
 
 
 def _json_default(obj: Any) -> Any:
@@ -45,9 +57,14 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     from ..kernel_summary import kernel_summary
 
     s = kernel_summary(
-        _load(args), depth=args.depth, width=args.width, seed=args.seed, loss=args.loss,
-        nesterov_lr=args.lr, nesterov_r=args.r,
-    )  # fmt: skip
+        _load(args),
+        depth=args.depth,
+        width=args.width,
+        seed=args.seed,
+        loss=args.loss,
+        nesterov_lr=args.lr,
+        nesterov_r=args.r,
+    )
     if args.json:
         _print_json(s.to_dict())
         return 0
@@ -96,6 +113,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"`--optimizer` {rule.name} has no linear prediction (train it instead)")
     if args.ode and rule.ode() is None:
         raise UsageError(f"`--ode`: {rule.name} has no limiting ODE")
+    from .._budget import check_fits, curve_bytes
+
+    check_fits(
+        "--steps", args.steps, "the predicted curves", curve_bytes(args.steps), "use fewer --steps"
+    )
     data = _load(args)
     model = None
     if args.width is not None:  # H(0) and e0 of this network; else H^inf and e0 = -y
@@ -106,6 +128,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     curves = prediction.curves
     columns = {"step": curves.steps, "loss": curves.loss}
     if args.ode:
+        assert curves.times is not None and curves.ode_loss is not None  # ode=True fills them
         columns["time"], columns["ode_loss"] = curves.times, curves.ode_loss
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +148,10 @@ def _csv_text(columns: Mapping[str, Any]) -> str:
     buffer = io.StringIO(newline="")
     w = csv.writer(buffer)
     w.writerow(keys)
-    for row in zip(*(columns[k] for k in keys)):
-        w.writerow([int(v) if k == "step" else repr(float(v)) for k, v in zip(keys, row)])
+    for row in zip(*(columns[k] for k in keys), strict=True):
+        w.writerow(
+            [int(v) if k == "step" else repr(float(v)) for k, v in zip(keys, row, strict=True)]
+        )
     return buffer.getvalue()
 
 

@@ -1,4 +1,4 @@
-"""Kernel-regime dynamics: exact discrete recurrences, limiting ODEs, stability (docs/mathematics.md 3-4)."""
+"""Kernel-regime dynamics: exact discrete recurrences, limiting ODEs, stability (docs/mathematics.md §3-4)."""
 
 from .discrete import DiscretePrediction, discrete_modes, predict_discrete
 from .ode import ODEModes, ode_envelope, ode_modes, predict_ode

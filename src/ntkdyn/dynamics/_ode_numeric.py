@@ -1,6 +1,6 @@
 """Numeric fallback of :mod:`ntkdyn.dynamics.ode`: solve_ivp in the original coordinates.
 
-The limiting ODEs (docs/mathematics.md 4) as first-order systems in ``e`` (not in the eigenbasis), so a
+The limiting ODEs (docs/mathematics.md §4) as first-order systems in ``e`` (not in the eigenbasis), so a
 time-varying kernel ``K(t)`` can be followed:
 
 * flow:        ``e' = -K(t) e``
@@ -24,7 +24,7 @@ from scipy import integrate
 from ..optim.rules import ODESpec
 
 #: Numeric Bessel start ``t0 = BESSEL_T0_Z / sqrt(||K||_inf)``, i.e. ``z0 <= 1e-2`` for every
-#: mode (docs/mathematics.md 4), and at most half the first positive kernel sample time.
+#: mode (docs/mathematics.md §4), and at most half the first positive kernel sample time.
 BESSEL_T0_Z = 1e-2
 #: Terms of the Frobenius series: at ``z0 <= 1e-2`` term j is below ``1e-2^j``.
 FROBENIUS_TERMS = 16

@@ -1,6 +1,6 @@
-"""Limiting ODEs of the optimizers on the kernel quadratic, solved per eigenmode (docs/mathematics.md 4).
+"""Limiting ODEs of the optimizers on the kernel quadratic, solved per eigenmode (docs/mathematics.md §4).
 
-Conventions (docs/mathematics.md 0 and 4, stated once here):
+Conventions (docs/mathematics.md §0 and 4, stated once here):
 
 * ``K`` is the *effective* kernel ``c H`` (the loss factor c is already in it). Per eigenmode
   ``lambda = lambda_j(K)`` with ``xi_j = q_j^T e``, the loss is ``L(t) = 1/2 sum_j xi_j(t)^2``.
@@ -9,27 +9,16 @@ Conventions (docs/mathematics.md 0 and 4, stated once here):
 * Every ODE starts from ``e(0) = e0`` and ``e'(0) = 0``. The rule declares its ODE
   (``rule.ode()``, an :class:`~ntkdyn.optim.ODESpec`); Adam declares none.
 
-Closed forms (``method="closed"``), per mode:
+Closed forms (``method="closed"``), per mode, derived in docs/mathematics.md §4: ``flow`` (GD)
+``xi = exp(-lambda t) xi0``; ``oscillator`` (HB, NAG-SC, HOM) ``m xi'' + gamma xi' + lambda xi
+= 0``, one formula free of cancellation for under-, over- and (nearly) critical damping;
+``bessel`` (scheduled NAG, both variants) ``xi = xi0 Gamma(nu+1) (2/z)^nu J_nu(z)`` with
+``nu = (r-1)/2``, ``z = sqrt(lambda) t``. Zero modes keep ``xi = xi0``. ``K`` is validated by
+:func:`ntkdyn.kernels.spectrum`, like every theory input.
 
-* ``flow`` (GD):            ``xi = exp(-lambda t) xi0``.
-* ``oscillator`` (HB, NAG-SC, HOM): ``m xi'' + gamma xi' + lambda xi = 0``. With
-  ``a = gamma / 2m`` and ``D = a^2 - lambda / m`` the solution is
-  ``xi = xi0 exp(-a t) (C + a t S)`` with ``C = cosh(sqrt(D) t)``, ``S = sinh(sqrt(D) t) /
-  (sqrt(D) t)``, i.e. cos/sinc when ``D < 0``. Both pieces are entire in ``D t^2`` and are
-  evaluated without differences of nearly equal numbers (expm1 form for ``D >= 0``, sinc for
-  ``D < 0``), so exactly critical and nearly critical damping are as accurate as the rest.
-* ``bessel`` (scheduled NAG, both variants): ``xi'' + (r/t) xi' + lambda xi = 0``,
-  ``xi = xi0 Gamma(nu+1) (2/z)^nu J_nu(z)``, ``nu = (r-1)/2``, ``z = sqrt(lambda) t``; the
-  power series is used for ``z^2 <= 1``. Zero modes keep ``xi = xi0`` in every case.
-
-``K`` is validated by :func:`ntkdyn.kernels.spectrum`, like every theory input (symmetric,
-finite, positive semi-definite; rounding-level negative eigenvalues clipped to 0).
-
-``method="numeric"`` (and every ``kernel_path``) integrates the first-order system in the
-original coordinates with ``scipy.integrate.solve_ivp`` (DOP853). A kernel path
-``(t_samples, K_samples)`` is interpolated piecewise linearly in t (held constant outside the
-samples); integration restarts at every sample so each piece is smooth. The Bessel system is
-singular at t = 0 and is started at a small ``t0 > 0`` from its Frobenius series.
+``method="numeric"`` (and every ``kernel_path``) integrates the first-order system with
+``scipy.integrate.solve_ivp`` (DOP853) in :mod:`._ode_numeric` (docs/mathematics.md §4,
+"Numeric path").
 """
 
 from __future__ import annotations
@@ -40,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from .._validate import finite_number, finite_vector
 from ..conventions import SYMMETRY_RTOL
 from ..kernels import Spectrum, spectrum
 from ..optim.rules import ODESpec, Rule, parse
@@ -97,7 +87,7 @@ def predict_ode(
     rtol: float = NUMERIC_RTOL,
     atol: float = NUMERIC_ATOL,
 ) -> np.ndarray:
-    """Loss ``L(t) = 1/2 ||e(t)||^2`` of the rule's limiting ODE (docs/mathematics.md 4).
+    """Loss ``L(t) = 1/2 ||e(t)||^2`` of the rule's limiting ODE (docs/mathematics.md §4).
 
     Per eigenmode of K (closed form): ``L(t) = 1/2 sum_j (f(t, lambda_j) q_j^T e0)^2`` with
     ``f`` the flow, oscillator or Bessel solution of the module docstring.
@@ -131,16 +121,16 @@ def predict_ode(
                 "`K` must be None when `kernel_path` is given (the path is the kernel)"
             )
         path = _check_path(kernel_path)
-        e0 = _check_e0(e0, path.K.shape[1])
+        e0 = finite_vector("e0", e0, path.K.shape[1], against="the kernel")
         t = _check_times(times)
-        e = solve_numeric(spec, path, e0, t, _check_tol("rtol", rtol), _check_tol("atol", atol))
+        e = solve_numeric(spec, path, e0, t, *_tolerances(rtol, atol))
         return 0.5 * np.einsum("ti,ti->t", e, e)
     lam, Q = _modes(K)
-    e0 = _check_e0(e0, lam.size)
+    e0 = finite_vector("e0", e0, lam.size, against="the kernel")
     t = _check_times(times)
     if method == "numeric":
         path = KernelPath(np.zeros(1), ((Q * lam) @ Q.T)[None])
-        e = solve_numeric(spec, path, e0, t, _check_tol("rtol", rtol), _check_tol("atol", atol))
+        e = solve_numeric(spec, path, e0, t, *_tolerances(rtol, atol))
         return 0.5 * np.einsum("ti,ti->t", e, e)
     xi0sq = (Q.T @ e0) ** 2
     out = np.empty(t.size)
@@ -161,7 +151,7 @@ def ode_modes(
     """
     spec = _ode_spec(rule)
     lam, Q = _modes(K)
-    e0 = _check_e0(e0, lam.size)
+    e0 = finite_vector("e0", e0, lam.size, against="the kernel")
     t = _check_times(times)
     xi0 = Q.T @ e0
     return ODEModes(t, lam, Q, xi0, _mode_factor(spec, lam, t) * xi0, spec)
@@ -175,7 +165,7 @@ def ode_envelope(
     *,
     cap: bool = True,
 ) -> np.ndarray:
-    """Asymptotic NAG envelope ``1/2 sum_j xi_j0^2 A_r^2 (sqrt(lambda_j) t)^-r`` (docs/mathematics.md 4).
+    """Asymptotic NAG envelope ``1/2 sum_j xi_j0^2 A_r^2 (sqrt(lambda_j) t)^-r`` (docs/mathematics.md §4).
 
     ``A_r = Gamma(nu+1) 2^nu sqrt(2/pi)``, ``nu = (r-1)/2``: ``|xi_j| ~ xi_j0 A_r z^-r/2`` at
     large ``z = sqrt(lambda_j) t``. With ``cap`` each mode's term is capped at its initial
@@ -187,7 +177,7 @@ def ode_envelope(
     if spec.kind != "bessel":
         raise ValueError(f"`rule` must have a Bessel (scheduled Nesterov) ODE, got {spec.kind!r}")
     lam, Q = _modes(K)
-    e0 = _check_e0(e0, lam.size)
+    e0 = finite_vector("e0", e0, lam.size, against="the kernel")
     t = _check_times(times)
     nu = 0.5 * (spec.r - 1.0)
     log_a2 = 2.0 * (special.gammaln(nu + 1.0) + nu * math.log(2.0) + 0.5 * math.log(2 / math.pi))
@@ -259,9 +249,10 @@ def _bessel_factor(nu: float, lam, t) -> np.ndarray:
 # Boundary validation.
 
 
-def _modes(K: np.ndarray | Spectrum) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues and eigenvectors of ``K`` through the one kernel path."""
+def _modes(K: np.ndarray | Spectrum | None) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of ``K`` through the one kernel path (None is refused)."""
     spec = spectrum(K, vectors=True)
+    assert spec.eigenvectors is not None  # vectors=True
     return spec.eigenvalues, spec.eigenvectors
 
 
@@ -303,18 +294,6 @@ def _check_samples(Ks) -> np.ndarray:
     return 0.5 * (Ks + KT)
 
 
-def _check_e0(e0, n: int) -> np.ndarray:
-    try:
-        e0 = np.asarray(e0, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"`e0` must be a numeric vector, got {type(e0).__name__}") from None
-    if e0.shape != (n,):
-        raise ValueError(f"`e0` must have shape ({n},) to match the kernel, got {e0.shape}")
-    if not np.all(np.isfinite(e0)):
-        raise ValueError("`e0` must be finite, found NaN or inf")
-    return e0
-
-
 def _check_times(times) -> np.ndarray:
     try:
         t = np.atleast_1d(np.asarray(times, dtype=np.float64))
@@ -343,8 +322,5 @@ def _check_path(kernel_path) -> KernelPath:
     return KernelPath(ts, Ks)
 
 
-def _check_tol(name: str, value: float) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (ok and math.isfinite(value) and value > 0):
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
-    return float(value)
+def _tolerances(rtol: float, atol: float) -> tuple[float, float]:
+    return finite_number("rtol", rtol), finite_number("atol", atol)

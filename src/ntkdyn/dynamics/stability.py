@@ -1,10 +1,10 @@
 """Stable learning rates, optimal parameters and the NAG-C crossover on the kernel quadratic.
 
-Every eigenmode of ``K`` (effective kernel, ``K = c H``; docs/mathematics.md 0) with ``h = lr lambda``
-evolves by ``M_k(h) = A_k - h b_k e_0^T`` (docs/mathematics.md 3). A rule with constant matrices is stable
+Every eigenmode of ``K`` (effective kernel, ``K = c H``; docs/mathematics.md §0) with ``h = lr lambda``
+evolves by ``M_k(h) = A_k - h b_k e_0^T`` (docs/mathematics.md §3). A rule with constant matrices is stable
 on ``K`` iff the spectral radius ``rho(M(h)) < 1`` for every ``h_j = lr lambda_j``; the stable
 set is ``0 < h < h*`` with ``h*`` declared in closed form by the rule (``rule.max_stable_h()``,
-the docs/mathematics.md 3 table), so the largest stable learning rate is ``h* / lambda_max(K)``. Rules that
+the docs/mathematics.md §3 table), so the largest stable learning rate is ``h* / lambda_max(K)``. Rules that
 declare no closed form get ``h*`` by bisection on ``rho``. For vanishing-damping Nesterov the
 matrices depend on ``k``; its bound ``h < 4/3`` is the ``beta_k -> 1`` limit.
 
@@ -16,7 +16,7 @@ square):
     HB:  lr = 4 / (sqrt(lambda_max) + sqrt(lambda_min))^2,
          beta = ((sqrt(kappa) - 1) / (sqrt(kappa) + 1))^2,   rho = sqrt(beta).
 
-Vanishing-damping NAG at a fixed step is eventually linear (docs/mathematics.md 3, 7.2): the ``t^-r`` phase
+Vanishing-damping NAG at a fixed step is eventually linear (docs/mathematics.md §3, 7.2): the ``t^-r`` phase
 ends near ``k_x = r / h_0`` (``h_0 = lr lambda_min``), where the slowest mode's loss has fallen
 to ``L/L_0 ~ A_r^2 e^-r (sqrt(h_0) / r)^r`` (``A_r = Gamma(nu+1) 2^nu sqrt(2/pi)``,
 ``nu = (r-1)/2``), relative to that mode's own initial loss (unit ``xi_0``).
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln
 
+from .._validate import integer
 from ..conventions import LATE_STEP
 from ..kernels import Spectrum, spectrum
 from ..optim.rules import (
@@ -42,7 +43,7 @@ from ..optim.rules import (
     NesterovSC,
     NesterovTorch,
 )
-from .discrete import _check_int, _check_rule
+from .discrete import _check_rule
 
 __all__ = [
     "OptimalParameters",
@@ -144,7 +145,7 @@ def _matrix_step(rule: LinearRule, k: int | None) -> int:
                 "(constant_from is None); pass the step whose matrix to use"
             )
         return rule.constant_from
-    return _check_int("k", k, 1)
+    return integer("k", k, minimum=1)
 
 
 def spectral_radius(rule: LinearRule | str, h: np.ndarray, *, k: int | None = None) -> np.ndarray:
@@ -174,7 +175,8 @@ def max_stable_h_numeric(rule: LinearRule | str, *, k: int | None = None) -> flo
     def unstable(h):
         return spectral_radius(rule, h, k=k) >= 1.0
 
-    start, span, lo, hi = 0.0, _SCAN_FIRST_SPAN, None, None
+    start, span, lo = 0.0, _SCAN_FIRST_SPAN, 0.0
+    hi: float | None = None  # set, with lo, by the first grid that finds an unstable h
     while hi is None:
         if start >= _SCAN_MAX_H:
             return math.inf
@@ -223,7 +225,7 @@ def _extremes(K: np.ndarray | Spectrum) -> tuple[float, float]:
 
 
 def _crossover(r: float, h0: float) -> tuple[float, float]:
-    """``(r / h_0, A_r^2 e^-r (sqrt(h_0)/r)^r)`` (docs/mathematics.md 3), in logs to avoid overflow."""
+    """``(r / h_0, A_r^2 e^-r (sqrt(h_0)/r)^r)`` (docs/mathematics.md §3), in logs to avoid overflow."""
     if h0 <= 0.0:
         return math.inf, 0.0
     nu = 0.5 * (r - 1.0)
@@ -241,7 +243,17 @@ def stability(K: np.ndarray | Spectrum, rule: LinearRule | str) -> StabilityRepo
         rule: a linear rule (or spec string); its ``lr`` is judged.
 
     Returns:
-        A :class:`StabilityReport` (module docstring for the formulas; docs/mathematics.md 3).
+        A :class:`StabilityReport` (module docstring for the formulas; docs/mathematics.md §3).
+
+    Examples:
+        >>> import numpy as np
+        >>> from ntkdyn import stability
+        >>> K = np.array([[2.0, 1.0], [1.0, 2.0]])  # eigenvalues 1 and 3
+        >>> report = stability(K, "gd:lr=0.5")  # GD is stable for lr * lambda_max < 2
+        >>> report.stable, round(report.max_stable_lr, 6), report.bound
+        (True, 0.666667, 'closed form')
+        >>> round(stability(K, "hb:lr=0.5,beta=0.9").max_stable_h, 12)  # 2 (1 + beta)
+        3.8
     """
     rule = _check_rule(rule)
     lmin, lmax = _extremes(K)
@@ -275,6 +287,14 @@ def optimal_parameters(K: np.ndarray | Spectrum) -> OptimalParameters:
     Args:
         K: effective kernel ``K = c H`` as an ``(n, n)`` array, a ``Spectrum``, or a 1-D
             array of its eigenvalues (validated by ``ntkdyn.kernels.spectrum``).
+
+    Examples:
+        >>> from ntkdyn import optimal_parameters
+        >>> best = optimal_parameters([1.0, 3.0])  # the eigenvalues of K
+        >>> round(best.gd_lr, 6), round(best.gd_rate, 6)  # 2 / (lambda_min + lambda_max)
+        (0.5, 0.5)
+        >>> round(best.hb_lr, 4), round(best.hb_beta, 4), round(best.hb_rate, 4)
+        (0.5359, 0.0718, 0.2679)
     """
     lmin, lmax = _extremes(K)
     smin, smax = math.sqrt(lmin), math.sqrt(lmax)

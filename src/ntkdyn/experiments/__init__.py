@@ -5,19 +5,11 @@ commits each batch to ``DIR/results.sqlite``) -> ``Store`` (read, export). Prese
 paper's experiments live in ``presets``; the report in ``ntkdyn.report``.
 """
 
-from .config import (
-    Config,
-    DataCache,
-    ExperimentConfig,
-    OptimizerChoice,
-    RunSpec,
-    config_dict,
-    expand_runs,
-    load_config,
-    run_id,
-)
+from .config import Config, ExperimentConfig, OptimizerChoice, config_dict, load_config
 from .progress import Progress
-from .store import SCHEMA_VERSION, KernelRecord, RunRecord, Store
+from .records import KernelRecord, RunRecord
+from .runs import DataCache, RunSpec, expand_runs, run_id
+from .store import SCHEMA_VERSION, Store
 from .sweep import SweepResult, plan_batches, run_sweep
 
 __all__ = [

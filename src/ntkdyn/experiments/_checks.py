@@ -1,4 +1,8 @@
-"""Field checks of config values; every message names the field path in backticks."""
+"""Field checks of config values; every message names the field path in backticks.
+
+The generic checks (an integer, a choice) are ``ntkdyn._validate``'s, called with the path;
+these are the config's own kinds of value (tables, key sets, string lists, data specs).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .._validate import choice
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -32,15 +38,7 @@ def table(where: str, value: object) -> Mapping:
 def string(where: str, value: object, *, allowed: Collection[str] | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"`{where}` must be a non-empty string, got {value!r}")
-    if allowed is not None and value not in allowed:
-        raise ValueError(f"`{where}` must be one of {list(allowed)}, got {value!r}")
-    return value
-
-
-def integer(where: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{where}` must be an integer >= {minimum}, got {value!r}")
-    return value
+    return value if allowed is None else choice(where, value, allowed)
 
 
 def int_list(where: str, value: object, *, minimum: int) -> tuple[int, ...]:

@@ -15,13 +15,33 @@ from pathlib import Path
 from .._io import atomic_path
 
 _RUN_FIELDS_CSV = (
-    "id", "experiment", "status", "diverged_at", "steps", "final_loss", "lambda_min_k",
-    "lambda_max_k", "h0", "elapsed", "finished",
-)  # fmt: skip
+    "id",
+    "experiment",
+    "status",
+    "diverged_at",
+    "steps",
+    "final_loss",
+    "lambda_min_k",
+    "lambda_max_k",
+    "h0",
+    "elapsed",
+    "finished",
+)
 _CONFIG_FIELDS_CSV = (
-    "mode", "data", "n", "data_seed", "loss", "width", "seed", "optimizer", "steps", "dtype",
-    "device", "predict", "diagnostics_every",
-)  # fmt: skip
+    "mode",
+    "data",
+    "n",
+    "data_seed",
+    "loss",
+    "width",
+    "seed",
+    "optimizer",
+    "steps",
+    "dtype",
+    "device",
+    "predict",
+    "diagnostics_every",
+)
 _CURVE_COLUMNS = ("step", "run_id", "loss", "pred_discrete", "pred_discrete_inf", "pred_ode")
 
 
@@ -59,11 +79,13 @@ def _curve_rows(runs: Sequence):
         preds = [r.pred_discrete, r.pred_discrete_inf, r.pred_ode]
         for k, loss in enumerate(r.losses):
             yield {
-                "step": k, "run_id": r.id, "loss": float(loss),
+                "step": k,
+                "run_id": r.id,
+                "loss": float(loss),
                 "pred_discrete": None if preds[0] is None else float(preds[0][k]),
                 "pred_discrete_inf": None if preds[1] is None else float(preds[1][k]),
                 "pred_ode": None if preds[2] is None else float(preds[2][k]),
-            }  # fmt: skip
+            }
 
 
 def _cell(value) -> str:
@@ -92,7 +114,7 @@ def _export_parquet(directory: Path, run_cols, run_rows, curve_cols, runs) -> li
     curves = list(_curve_rows(runs))
     curves_table = pa.Table.from_pylist(curves) if curves else pa.table({c: [] for c in curve_cols})
     paths = [directory / "runs.parquet", directory / "curves.parquet"]
-    for table, path in zip((runs_table, curves_table), paths):
+    for table, path in zip((runs_table, curves_table), paths, strict=True):
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
     return paths

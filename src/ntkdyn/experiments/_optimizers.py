@@ -12,9 +12,11 @@ import itertools
 import math
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from typing import TypeGuard
 
+from .._validate import integer
 from ..optim import RULES, SPEC_EXAMPLE, Rule, parse
 from ..specs import parse_spec
 from . import _checks as check
@@ -61,7 +63,7 @@ def _stand_in(name: str, key: str) -> float:
     return 0.1  # lr has no default
 
 
-def _is_special(value: object) -> bool:
+def _is_special(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and (value == "critical" or bool(_SPECIAL_LR.match(value)))
 
 
@@ -87,7 +89,7 @@ def _check_special(where: str, name: str, key: str, value: str) -> None:
 def _choice(
     where: str,
     name: object,
-    params: list[tuple[str, float | str]],
+    params: Sequence[tuple[str, object]],  # validated here
     predict: bool,
     every: int | None,
 ) -> OptimizerChoice:
@@ -98,20 +100,22 @@ def _choice(
         )
     name = name.strip().lower()
     probe = []
+    given: dict[str, float | str] = {}  # the checked values, data-driven strings kept
     for key, value in params:
         if _is_special(value):
             _check_special(where, name, key, value)
-            value = _stand_in(name, key)
+            given[key], number = value, _stand_in(name, key)
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"`{where}.{key}` must be a number, got {value!r}")
-        probe.append(f"{key}={float(value)!r}")
+        else:
+            given[key] = number = value
+        probe.append(f"{key}={float(number)!r}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. HOM's b1 + b2 >= 1 note; warned when run
             rule = parse(f"{name}:" + ",".join(probe))
     except ValueError as exc:
         raise ValueError(f"`{where}`: {exc}") from None
-    given = dict(params)
     ordered = [("lr", given["lr"])] + [(k, given.get(k, v)) for k, v in rule.params.items()]
     ordered = [(k, v if isinstance(v, str) else float(v)) for k, v in ordered]
     return OptimizerChoice(name, tuple(ordered), predict, every, where)
@@ -152,10 +156,11 @@ def _grid(
     if "predict" in g:
         predict = check.boolean(f"{where}.predict", g["predict"])
     if g.get("diagnostics_every") is not None:
-        every = check.integer(f"{where}.diagnostics_every", g["diagnostics_every"], minimum=1)
+        every = integer(f"{where}.diagnostics_every", g["diagnostics_every"], minimum=1)
     axes = []
     for key in (p for p in params if p in g):
-        values = g[key] if isinstance(g[key], (list, tuple)) else [g[key]]
+        value = g[key]
+        values = value if isinstance(value, (list, tuple)) else [value]
         if not values:
             raise ValueError(f"`{where}.{key}` is an empty list: the grid has no runs")
         axes.append([(key, v) for v in values])
@@ -194,7 +199,7 @@ def resolve(choice: OptimizerChoice, lambda_min: float, lambda_max: float) -> Ru
 
     ``lr = "hmax=X"``: ``X / lambda_max``; ``"h0=X"``: ``X / lambda_min``. ``"critical"``:
     the rule's ``critical_value`` (``beta = 1 - 2 sqrt(lambda_min lr)``; HOM: ``b1`` = that
-    minus ``b2``), docs/mathematics.md 4, 6.
+    minus ``b2``), docs/mathematics.md §4, 6.
     """
     params = dict(choice.params)
     m = _SPECIAL_LR.match(str(params["lr"]))
@@ -202,16 +207,18 @@ def resolve(choice: OptimizerChoice, lambda_min: float, lambda_max: float) -> Ru
         scale = lambda_max if m.group(1) == "hmax" else lambda_min
         params["lr"] = _round(float(m.group(2)) / scale)
     cls = choice.rule_class
+    # only the rule's critical_key can still be a string ("critical"; checked at load time)
+    values = {k: v for k, v in params.items() if not isinstance(v, str)}
     for key, value in params.items():
         if value == "critical":
-            params[key] = _round(cls.critical_value(lambda_min, params))
-            if not 0.0 <= params[key] < 1.0:
+            values[key] = _round(cls.critical_value(lambda_min, values))
+            if not 0.0 <= values[key] < 1.0:
                 raise ValueError(
-                    f"`{choice.where}.{key}` = 'critical' resolves to {params[key]:.6g} "
-                    f"(lambda_min(K) = {lambda_min:.4g}, lr = {params['lr']:.4g}); it must lie "
+                    f"`{choice.where}.{key}` = 'critical' resolves to {values[key]:.6g} "
+                    f"(lambda_min(K) = {lambda_min:.4g}, lr = {values['lr']:.4g}); it must lie "
                     "in [0, 1): lower lr"
                 )
     try:
-        return cls(**params)
+        return cls(**values)
     except ValueError as exc:
         raise ValueError(f"`{choice.where}` ({choice.spec}): {exc}") from None

@@ -71,9 +71,13 @@ def environment(devices: dict[str, str]) -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(
-                ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10,
-                check=False, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
-            )  # fmt: skip
+                ["git", "-C", str(package), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+                env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None

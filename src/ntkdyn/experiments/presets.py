@@ -6,55 +6,17 @@ Each preset is a plain dict in the TOML schema of :mod:`.config` and goes throug
 ``theory-point`` (claims C1-C7, docs/verdicts.md) and ``E1`` .. ``E6`` (the notebook's
 experiments, findings).
 
-Theory experiments (all presets): docs/mathematics.md 6's setting, ``gaussian:d=5``, n = 20, unit rows,
-labels +-1, half-sum loss, float64, lr = 0.1 (``h_max = 0.196``, ``h0 = 0.0045``), HB and
-NAG-SC at the critical ``beta = 1 - 2 sqrt(lambda_0 lr) = 0.8662``, HOM at
-``(beta - 0.2, 0.2)``, scheduled Nesterov as torch implements it (``nesterov-torch``, the
-authors' variant). The kernel claims are limits in width: every rule of C1, C2, C4, C5 and
-C7 runs on a width ladder (:data:`QUICK_LADDER`, 1.8 decades, 3 seeds in ``quick``;
-:data:`FULL_LADDER`, 5 seeds, otherwise). Step counts follow from the spectrum (lambda_0 =
-0.0447): GD runs 2000 steps, about 9 / h0: at 1000 its kernel model's window slope was still
-5-18% away from the asymptotic 2 log(1 - h0) (and one H(0) model was classified sublinear),
-so the run could not show linear convergence at all; at 2000 it is within 1%. The crossover of scheduled
-Nesterov ``k_x = r/h0`` is 447 / 670 / 1788 steps for r = 2 / 3 / 8 and C7 needs ``4 k_x``
-above the float64 floor: with lambda_min(H(0)) over the ladder's seeds that is up to 2000
-steps for r = 2 (2100 are run) and 3000 for r = 3 (3100 at one width); r = 8 meets the floor
-first, so C7 reports it as not decidable (docs/mathematics.md §7.2); HB, NAG-SC and HOM
-reach the 1e-20 floor within ~450 steps (500 are run). The point tests run underdamped HB and
-NAG-SC (beta 0.95) and HOM (0.75, 0.2), whose rates barely depend on lambda_min, at
-m = 4096 for 1000 steps (they reach the floor near k = 900).
-The quick ladder stops at 32768 for time: at n = 20 the engine costs about 0.2 us per hidden
-unit and step on a 2-core CPU, and the theory part of ``quick`` is ~5e8 unit-steps.
-
-Notebook miniatures (``quick``): docs/paper.md's E1-E6 in the authors' parameterisation
-(``mode = "notebook"``, MSELoss mean, float32, torch seed 218) on scikit-learn's digits with
-n = 60 rows (the size of the authors' own "small" variant; d = 64), pixels in [0, 1]
-(the loader's raw-pixel mode, ``normalize = False``; digits' 0..16 divided by 16). In this
-parameterisation the effective kernel ``K = (2/n) H`` grows with the width: measured
-``lambda_max(K) ~ 3.7 m`` on digits for n = 60..200 and m = 500..2000, independent of n
-because ``lambda_max(H)`` grows like n (docs/mathematics.md 7.1). So the authors' widths are
-divided by :data:`MINI_WIDTH_DIVISOR` and their learning rates multiplied by it, which keeps
-``h_max = lr lambda_max(K)`` of every network (no n-correction is needed; at the widest E2/E4
-widths h_max ~ 1.5 exceeds scheduled Nesterov's stable limit 4/3, which the E4 finding reports).
-Epochs: 200 for the width sweeps (E2, E4, "loss at epoch 200" as in the paper),
-:data:`MINI_EPOCHS` for the curves E1, E3, E5 (the authors ran 5000) and the authors' 5000 for
-E6, whose (0.2, 0.8) run blew up near epoch 3800 (same h_max, so a comparable epoch scale).
-E2 and E4 average :data:`MINI_E4_SEEDS` seeds (the paper: 1 and 10), enough for the standard
-errors the findings judge an interior minimum against.
-
-``paper``: E1-E6 at the notebook's sizes (n = 600 rows of ``mnist:PATH`` if given, else
-digits; the authors' widths, lr and epochs, their 10 E4 seeds for E2 and E4), plus the
-theory experiments at docs/mathematics.md 6's widths (256 .. 16384, 3 seeds); meant for a GPU.
-``theory``: the theory experiments at full size and E1-E6 in the paper's own setting (theory
-parameterisation, unit rows, MSELoss with the factor explicit, float64, prediction overlays);
-lr is set through ``h_max = lr lambda_max(K)``: 1.0 for the curves, 0.5 for the width sweeps
-(the authors' lr ratio E2 : E1 = 1 : 2).
+What each preset runs, and why these widths, step counts and learning rates (the theory
+experiments in the setting of docs/mathematics.md §6; notebook miniatures that keep ``h_max``
+of every network), is in docs/paper.md, "How ntkdyn maps them".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict
 
+from .._validate import choice
 from .config import Config, load_config
 
 __all__ = [
@@ -66,7 +28,7 @@ __all__ = [
     "QUICK_LADDER",
     "get_preset",
     "preset_dict",
-]  # fmt: skip
+]
 
 PRESETS = ("quick", "paper", "theory")
 #: quick: the authors' widths / 4 and learning rates x 4 (h_max unchanged, module docstring).
@@ -76,9 +38,16 @@ MINI_EPOCHS = 1000
 #: quick: seeds of the width sweeps E2 and E4 (the authors: 1 and 10); a standard error needs
 #: >= 2, and 4 keep the two sweeps under a CPU minute.
 MINI_E4_SEEDS = 4
-#: docs/mathematics.md 6's theory setting.
-_THEORY = {"mode": "theory", "data": "gaussian:d=5", "n": 20, "data_seed": 0,
-           "loss": "half-sum", "dtype": "float64", "predict": True}  # fmt: skip
+#: docs/mathematics.md §6's theory setting.
+_THEORY = {
+    "mode": "theory",
+    "data": "gaussian:d=5",
+    "n": 20,
+    "data_seed": 0,
+    "loss": "half-sum",
+    "dtype": "float64",
+    "predict": True,
+}
 _LR = 0.1
 #: The width of the point tests: modest, where lambda-sensitive rates still deviate 10-20%.
 _POINT_WIDTH = 4096
@@ -87,12 +56,30 @@ QUICK_LADDER = [512, 2048, 8192, 32768]
 FULL_LADDER = [1024, 4096, 16384, 65536]
 #: The authors' torch seed (docs/paper.md).
 _AUTHORS_SEED = 218
+
+
+class _AuthorsSettings(TypedDict):
+    curve_width: int
+    curve_lr: float
+    curve_epochs: int
+    width_lr: float
+    width_epochs: int
+    e2_widths: list[int]
+    e4_widths: list[int]
+    e4_seeds: list[int]
+
+
 #: docs/paper.md's settings: width, lr, epochs and grids of E1-E6.
-_AUTHORS = {
-    "curve_width": 3000, "curve_lr": 1e-4, "curve_epochs": 5000, "width_lr": 5e-5,
-    "width_epochs": 200, "e2_widths": list(range(2000, 8001, 500)),
-    "e4_widths": list(range(1000, 8001, 1000)), "e4_seeds": list(range(10)),
-}  # fmt: skip
+_AUTHORS: _AuthorsSettings = {
+    "curve_width": 3000,
+    "curve_lr": 1e-4,
+    "curve_epochs": 5000,
+    "width_lr": 5e-5,
+    "width_epochs": 200,
+    "e2_widths": list(range(2000, 8001, 500)),
+    "e4_widths": list(range(1000, 8001, 1000)),
+    "e4_seeds": list(range(10)),
+}
 
 
 def _theory_experiments(*, ladder: list[int], seeds: list[int]) -> list[dict]:
@@ -101,26 +88,62 @@ def _theory_experiments(*, ladder: list[int], seeds: list[int]) -> list[dict]:
     crit, one = "critical", [ladder[-2]]
     ladder_exp = {**_THEORY, "kind": "theory-ladder", "widths": ladder, "seeds": seeds}
     return [
-        {**ladder_exp, "id": "T-gd", "steps": 2000, "diagnostics_every": 100,
-         "title": "Theory: GD, width ladder", "optimizers": [f"gd:lr={_LR}"]},
-        {**ladder_exp, "id": "T-nag", "steps": 2100, "diagnostics_every": 100,
-         "title": "Theory: scheduled Nesterov (torch, r = 2), width ladder",
-         "optimizers": [f"nesterov-torch:lr={_LR},r=2"]},
-        {**ladder_exp, "id": "T-momentum", "steps": 500, "diagnostics_every": 25,
-         "title": "Theory: HB, NAG-SC (critical beta) and HOM (beta - 0.2, 0.2), width ladder",
-         "optimizers": [f"hb:lr={_LR},beta={crit}", f"nesterov-sc:lr={_LR},beta={crit}",
-                        f"hom:lr={_LR},b1={crit},b2=0.2"]},
-        {**_THEORY, "id": "T-nag-r", "kind": "theory-curves", "widths": one, "seeds": seeds,
-         "steps": 3100, "diagnostics_every": 100,
-         "title": f"Theory: scheduled Nesterov (torch, r = 3, 8), m = {one[0]}",
-         "optimizers": [f"nesterov-torch:lr={_LR},r={r}" for r in (3, 8)]},
-        {**_THEORY, "id": "T-point", "kind": "theory-point", "widths": [_POINT_WIDTH],
-         "seeds": seeds, "steps": 1000, "diagnostics_every": 50,
-         "title": f"Theory: underdamped HB, NAG-SC (beta 0.95) and HOM (0.75, 0.2), "
-                  f"m = {_POINT_WIDTH}",
-         "optimizers": [f"hb:lr={_LR},beta=0.95", f"nesterov-sc:lr={_LR},beta=0.95",
-                        f"hom:lr={_LR},b1=0.75,b2=0.2"]},
-    ]  # fmt: skip
+        {
+            **ladder_exp,
+            "id": "T-gd",
+            "steps": 2000,
+            "diagnostics_every": 100,
+            "title": "Theory: GD, width ladder",
+            "optimizers": [f"gd:lr={_LR}"],
+        },
+        {
+            **ladder_exp,
+            "id": "T-nag",
+            "steps": 2100,
+            "diagnostics_every": 100,
+            "title": "Theory: scheduled Nesterov (torch, r = 2), width ladder",
+            "optimizers": [f"nesterov-torch:lr={_LR},r=2"],
+        },
+        {
+            **ladder_exp,
+            "id": "T-momentum",
+            "steps": 500,
+            "diagnostics_every": 25,
+            "title": "Theory: HB, NAG-SC (critical beta) and HOM (beta - 0.2, 0.2), width ladder",
+            "optimizers": [
+                f"hb:lr={_LR},beta={crit}",
+                f"nesterov-sc:lr={_LR},beta={crit}",
+                f"hom:lr={_LR},b1={crit},b2=0.2",
+            ],
+        },
+        {
+            **_THEORY,
+            "id": "T-nag-r",
+            "kind": "theory-curves",
+            "widths": one,
+            "seeds": seeds,
+            "steps": 3100,
+            "diagnostics_every": 100,
+            "title": f"Theory: scheduled Nesterov (torch, r = 3, 8), m = {one[0]}",
+            "optimizers": [f"nesterov-torch:lr={_LR},r={r}" for r in (3, 8)],
+        },
+        {
+            **_THEORY,
+            "id": "T-point",
+            "kind": "theory-point",
+            "widths": [_POINT_WIDTH],
+            "seeds": seeds,
+            "steps": 1000,
+            "diagnostics_every": 50,
+            "title": f"Theory: underdamped HB, NAG-SC (beta 0.95) and HOM (0.75, 0.2), "
+            f"m = {_POINT_WIDTH}",
+            "optimizers": [
+                f"hb:lr={_LR},beta=0.95",
+                f"nesterov-sc:lr={_LR},beta=0.95",
+                f"hom:lr={_LR},b1=0.75,b2=0.2",
+            ],
+        },
+    ]
 
 
 def _paper_experiments(
@@ -144,26 +167,58 @@ def _paper_experiments(
     curves = {**base, "widths": [m], "seeds": seed, "steps": curve_epochs}
     sweep = {**base, "steps": a["width_epochs"]}
     return [
-        {**curves, "id": "E1", "kind": "E1", "optimizers": [f"gd:lr={lr_c}"],
-         "title": f"E1: GD loss vs epoch{note}"},
-        {**sweep, "id": "E2", "kind": "E2", "widths": e2, "seeds": e4_seeds,
-         "title": f"E2: HB loss at epoch {a['width_epochs']} vs width, mean of "
-                  f"{len(e4_seeds)} seeds{note}",
-         "grid": [{"optimizer": "hb", "lr": [lr_w], "beta": [0.0, 0.6, 0.9]}]},
-        {**curves, "id": "E3", "kind": "E3", "title": f"E3: HB loss vs epoch{note}",
-         "grid": [{"optimizer": "hb", "lr": [lr_c], "beta": [0.2, 0.5, 0.8]}]},
-        {**sweep, "id": "E4", "kind": "E4", "widths": e4, "seeds": e4_seeds,
-         "title": f"E4: NAG loss at epoch {a['width_epochs']} vs width, mean of "
-                  f"{len(e4_seeds)} seeds{note}",
-         "grid": [{"optimizer": "nesterov-torch", "lr": [lr_w], "r": [2.0, 4.0, 10.0]}]},
-        {**curves, "id": "E5", "kind": "E5", "title": f"E5: NAG loss vs epoch with GD{note}",
-         "optimizers": [f"gd:lr={lr_c}"],
-         "grid": [{"optimizer": "nesterov-torch", "lr": [lr_c], "r": [2.0, 3.0, 6.0, 8.0]}]},
-        {**curves, "id": "E6", "kind": "E6", "steps": a["curve_epochs"],
-         "title": f"E6: higher-order momentum with GD and HB 0.2{note}",
-         "optimizers": [f"gd:lr={lr_c}", f"hb:lr={lr_c},beta=0.2"],
-         "grid": [{"optimizer": _hom(base), "lr": [lr_c], "b1": [0.2], "b2": [0.2, 0.5, 0.8]}]},
-    ]  # fmt: skip
+        {
+            **curves,
+            "id": "E1",
+            "kind": "E1",
+            "optimizers": [f"gd:lr={lr_c}"],
+            "title": f"E1: GD loss vs epoch{note}",
+        },
+        {
+            **sweep,
+            "id": "E2",
+            "kind": "E2",
+            "widths": e2,
+            "seeds": e4_seeds,
+            "title": f"E2: HB loss at epoch {a['width_epochs']} vs width, mean of "
+            f"{len(e4_seeds)} seeds{note}",
+            "grid": [{"optimizer": "hb", "lr": [lr_w], "beta": [0.0, 0.6, 0.9]}],
+        },
+        {
+            **curves,
+            "id": "E3",
+            "kind": "E3",
+            "title": f"E3: HB loss vs epoch{note}",
+            "grid": [{"optimizer": "hb", "lr": [lr_c], "beta": [0.2, 0.5, 0.8]}],
+        },
+        {
+            **sweep,
+            "id": "E4",
+            "kind": "E4",
+            "widths": e4,
+            "seeds": e4_seeds,
+            "title": f"E4: NAG loss at epoch {a['width_epochs']} vs width, mean of "
+            f"{len(e4_seeds)} seeds{note}",
+            "grid": [{"optimizer": "nesterov-torch", "lr": [lr_w], "r": [2.0, 4.0, 10.0]}],
+        },
+        {
+            **curves,
+            "id": "E5",
+            "kind": "E5",
+            "title": f"E5: NAG loss vs epoch with GD{note}",
+            "optimizers": [f"gd:lr={lr_c}"],
+            "grid": [{"optimizer": "nesterov-torch", "lr": [lr_c], "r": [2.0, 3.0, 6.0, 8.0]}],
+        },
+        {
+            **curves,
+            "id": "E6",
+            "kind": "E6",
+            "steps": a["curve_epochs"],
+            "title": f"E6: higher-order momentum with GD and HB 0.2{note}",
+            "optimizers": [f"gd:lr={lr_c}", f"hb:lr={lr_c},beta=0.2"],
+            "grid": [{"optimizer": _hom(base), "lr": [lr_c], "b1": [0.2], "b2": [0.2, 0.5, 0.8]}],
+        },
+    ]
 
 
 def _hom(base: dict) -> str:
@@ -172,43 +227,67 @@ def _hom(base: dict) -> str:
 
 
 def _notebook_base(data: str | None, n: int) -> dict:
-    return {"mode": "notebook", "data": data or "digits", "n": n, "data_seed": 0, "loss": "mse",
-            "dtype": "float32", "predict": False}  # fmt: skip
+    return {
+        "mode": "notebook",
+        "data": data or "digits",
+        "n": n,
+        "data_seed": 0,
+        "loss": "mse",
+        "dtype": "float32",
+        "predict": False,
+    }
 
 
 def preset_dict(name: str = "quick", *, data: str | None = None) -> dict:
     """The preset as a plain config dict (TOML schema of :mod:`.config`), before overrides of
     dtype and device."""
-    if name not in PRESETS:
-        raise ValueError(f"`preset` must be one of {list(PRESETS)}, got {name!r}")
+    choice("preset", name, PRESETS)
     if name == "quick":
         k = MINI_WIDTH_DIVISOR
         experiments = _theory_experiments(ladder=QUICK_LADDER, seeds=[0, 1, 2])
         experiments += _paper_experiments(
-            _notebook_base(data, 60), scale=k, curve_epochs=MINI_EPOCHS,
-            e4_seeds=list(range(MINI_E4_SEEDS)), lr_of=lambda lr, _: lr * k,
+            _notebook_base(data, 60),
+            scale=k,
+            curve_epochs=MINI_EPOCHS,
+            e4_seeds=list(range(MINI_E4_SEEDS)),
+            lr_of=lambda lr, _: lr * k,
             note=f" (miniature: digits n = 60, pixels / 16, widths / {k}, lr x {k})",
-        )  # fmt: skip
+        )
         description = (
-            "Every claim on embedded data in a few CPU minutes: docs/mathematics.md 6's theory "
+            "Every claim on embedded data in a few CPU minutes: docs/mathematics.md §6's theory "
             "setting and notebook-mode miniatures of docs/paper.md's E1-E6."
         )
     elif name == "paper":
         experiments = _theory_experiments(ladder=FULL_LADDER, seeds=[0, 1, 2, 3, 4])
         experiments += _paper_experiments(
-            _notebook_base(data, 600), scale=1, curve_epochs=_AUTHORS["curve_epochs"],
-            e4_seeds=_AUTHORS["e4_seeds"], lr_of=lambda lr, _: lr, note="",
-        )  # fmt: skip
+            _notebook_base(data, 600),
+            scale=1,
+            curve_epochs=_AUTHORS["curve_epochs"],
+            e4_seeds=_AUTHORS["e4_seeds"],
+            lr_of=lambda lr, _: lr,
+            note="",
+        )
         description = "docs/paper.md's E1-E6 at the notebook's sizes (meant for a GPU)."
     else:
-        base = {"mode": "theory", "data": data or "digits", "n": 600, "data_seed": 0,
-                "loss": "mse", "dtype": "float64", "predict": True}  # fmt: skip
+        base = {
+            "mode": "theory",
+            "data": data or "digits",
+            "n": 600,
+            "data_seed": 0,
+            "loss": "mse",
+            "dtype": "float64",
+            "predict": True,
+        }
         h = {"curve": 1.0, "width": 0.5}  # h_max = lr lambda_max(K) (module docstring)
         experiments = _theory_experiments(ladder=FULL_LADDER, seeds=[0, 1, 2, 3, 4])
         experiments += _paper_experiments(
-            base, scale=1, curve_epochs=_AUTHORS["curve_epochs"], e4_seeds=_AUTHORS["e4_seeds"],
-            lr_of=lambda lr, kind: f"hmax={h[kind]}", note=" (theory mode)",
-        )  # fmt: skip
+            base,
+            scale=1,
+            curve_epochs=_AUTHORS["curve_epochs"],
+            e4_seeds=_AUTHORS["e4_seeds"],
+            lr_of=lambda lr, kind: f"hmax={h[kind]}",
+            note=" (theory mode)",
+        )
         description = "E1-E6 in the paper's own setting with overlays, and the claims at full size."
     return {"name": name, "description": description, "experiment": experiments}
 
@@ -225,7 +304,7 @@ def get_preset(
     Args:
         name: "quick" (default), "paper" or "theory".
         data: dataset spec for the docs/paper.md experiments E1-E6 (e.g. ``mnist:PATH``); the
-            theory experiments always use docs/mathematics.md 6's data.
+            theory experiments always use docs/mathematics.md §6's data.
         dtype: "float32" or "float64" for every experiment (default: per experiment).
         device: "auto", "cpu" or "cuda" for every experiment.
     """

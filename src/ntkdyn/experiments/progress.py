@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
+from typing import TextIO
 
 __all__ = ["Progress", "format_eta"]
 
@@ -56,10 +58,10 @@ class Progress:
         *,
         work: float | None = None,
         label: str = "sweep",
-        stream=None,
+        stream: TextIO | None = None,
         tty: bool | None = None,
         interval: float = LINE_INTERVAL_S,
-        clock=time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = int(total)
         self.work = float(work if work is not None else total)
@@ -70,7 +72,7 @@ class Progress:
         self.interval = interval
         self.clock = clock
         self._start = clock()
-        self._last_line = None
+        self._last_line: float | None = None  # clock time of the last plain line
         self._printed = ""
         self._done, self._work_done, self._width = 0, 0.0, 0
 

@@ -19,26 +19,14 @@ block the writer) with a busy timeout.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from numpy.typing import ArrayLike
+from .records import RUN_COLUMNS, KernelRecord, RunRecord, decode_curve, encode_curve, run_from_row
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "STORE_NAME",
-    "KernelRecord",
-    "RunRecord",
-    "Store",
-    "decode_curve",
-    "encode_curve",
-]
+__all__ = ["SCHEMA_VERSION", "STORE_NAME", "Store"]
 
 #: Version of the table layout below; a store with another version is refused.
 SCHEMA_VERSION = "2"
@@ -83,138 +71,6 @@ CREATE TABLE IF NOT EXISTS kernels (
 );
 """
 
-_RUN_COLUMNS = (
-    "id", "experiment", "config", "status", "diverged_at", "steps", "final_loss", "losses",
-    "diagnostics", "pred_discrete", "pred_discrete_inf", "pred_ode", "lambda_min_k",
-    "lambda_max_k", "h0", "kernel_eigenvalues", "kernel_modes", "elapsed", "finished",
-)  # fmt: skip
-_CURVES = ("losses", "pred_discrete", "pred_discrete_inf", "pred_ode")
-#: Every float64 array column: the curves and the kernel model at initialisation.
-_ARRAYS = _CURVES + ("kernel_eigenvalues", "kernel_modes")
-
-
-def encode_curve(values: ArrayLike | None) -> bytes | None:
-    """float64 little-endian bytes of a 1-D curve (None stays None, i.e. SQL NULL)."""
-    if values is None:
-        return None
-    return np.ascontiguousarray(np.asarray(values, dtype=np.float64).ravel(), dtype="<f8").tobytes()
-
-
-def decode_curve(blob: bytes | None) -> np.ndarray | None:
-    """Inverse of :func:`encode_curve`; the array is read-only."""
-    if blob is None:
-        return None
-    arr = np.frombuffer(blob, dtype="<f8").astype(np.float64)
-    arr.setflags(write=False)
-    return arr
-
-
-@dataclass(frozen=True, eq=False)
-class RunRecord:
-    """One finished run as stored (curves in the units of the loss actually minimised).
-
-    Attributes:
-        id: stable run id (``config.run_id``).
-        experiment: id of the experiment the run belongs to.
-        config: the normalised run config (``RunSpec.config``).
-        status: ``"ok"`` or ``"diverged"``.
-        diverged_at: first step with a non-finite or exploding loss, or None.
-        steps: optimizer steps; ``losses`` has ``steps + 1`` entries.
-        final_loss: ``losses[-1]`` for an ``ok`` run, None for a diverged one.
-        losses: measured training loss per step.
-        diagnostics: dict of equal-length arrays (``step``, ``lambda_min``, ``lambda_max``,
-            ``h_drift``, ``w_drift``, ``flipped``) or None.
-        pred_discrete: exact kernel prediction with ``K = c H(0)`` of the run's own init.
-        pred_discrete_inf: the same with ``K = c H^inf``.
-        pred_ode: the limiting ODE with ``c H^inf`` at the run's step times, or None.
-        lambda_min_k, lambda_max_k: extreme eigenvalues of ``K = c H(0)``.
-        h0: ``lr * lambda_min_k`` (linear rules only).
-        kernel_eigenvalues: ascending eigenvalues of ``K = c H(0)`` (``(n,)``), or None.
-        kernel_modes: ``xi_0 = Q^T e_0``, the initial residual in that eigenbasis, or None.
-        elapsed: this run's share of its batch's wall time, seconds.
-        finished: UTC ISO time at which its batch was committed.
-    """
-
-    id: str
-    experiment: str
-    config: dict
-    status: str
-    diverged_at: int | None
-    steps: int
-    final_loss: float | None
-    losses: np.ndarray
-    diagnostics: dict | None = None
-    pred_discrete: np.ndarray | None = None
-    pred_discrete_inf: np.ndarray | None = None
-    pred_ode: np.ndarray | None = None
-    lambda_min_k: float | None = None
-    lambda_max_k: float | None = None
-    h0: float | None = None
-    kernel_eigenvalues: np.ndarray | None = None
-    kernel_modes: np.ndarray | None = None
-    elapsed: float | None = None
-    finished: str = ""
-
-    @property
-    def width(self) -> int:
-        return self.config["width"]
-
-    @property
-    def seed(self) -> int:
-        return self.config["seed"]
-
-    @property
-    def optimizer(self) -> str:
-        """Canonical spec of the run's rule (``optim.parse`` rebuilds it)."""
-        return self.config["optimizer"]
-
-    def _row(self) -> tuple:
-        diagnostics = None
-        if self.diagnostics is not None:
-            diagnostics = json.dumps(
-                {k: np.asarray(v).tolist() for k, v in self.diagnostics.items()}, sort_keys=True
-            )
-        values = {
-            "config": json.dumps(self.config, sort_keys=True, separators=(",", ":")),
-            "diagnostics": diagnostics,
-            "final_loss": _real(self.final_loss),
-            **{name: encode_curve(getattr(self, name)) for name in _ARRAYS},
-        }
-        return tuple(values[c] if c in values else getattr(self, c) for c in _RUN_COLUMNS)
-
-
-@dataclass(frozen=True, eq=False)
-class KernelRecord:
-    """Spectrum of ``H^inf`` (loss factor not included) of one data key."""
-
-    key: str
-    data: str
-    n: int
-    data_seed: int
-    mode: str
-    lambda_min: float
-    lambda_max: float
-    eigenvalues: np.ndarray = field(repr=False)
-
-
-def _real(value) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _run_from_row(row: sqlite3.Row) -> RunRecord:
-    values = {c: row[c] for c in _RUN_COLUMNS}
-    values["config"] = json.loads(values["config"])
-    if values["diagnostics"] is not None:
-        values["diagnostics"] = {
-            k: np.asarray(v) for k, v in json.loads(values["diagnostics"]).items()
-        }
-    for name in _ARRAYS:
-        values[name] = decode_curve(values[name])
-    return RunRecord(**values)
-
 
 class Store:
     """The SQLite results store (module docstring). Use as a context manager.
@@ -226,9 +82,9 @@ class Store:
     Raises ValueError when the file is not an ntkdyn store or has another ``schema_version``.
     """
 
-    def __init__(self, path, *, readonly: bool = False) -> None:
-        path = Path(path)
-        self.path = path / STORE_NAME if path.is_dir() else path
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        given = Path(path)
+        self.path = given / STORE_NAME if given.is_dir() else given
         self.readonly = readonly
         if readonly:
             if not self.path.is_file():
@@ -288,7 +144,7 @@ class Store:
     def __enter__(self) -> Store:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ----------------------------------------------------------------------------------------
@@ -306,19 +162,27 @@ class Store:
     def write_batch(self, records: Sequence[RunRecord]) -> None:
         """Insert (or replace) the runs of one finished batch in one transaction."""
         rows = [r._row() for r in records]
-        marks = ", ".join("?" * len(_RUN_COLUMNS))
+        marks = ", ".join("?" * len(RUN_COLUMNS))
         with self._conn:
             self._conn.executemany(
-                f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({marks})", rows
+                f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({marks})", rows
             )
 
     def write_kernels(self, records: Iterable[KernelRecord]) -> None:
         """Insert or replace H^inf spectra, one transaction."""
         rows = [
-            (k.key, k.data, int(k.n), int(k.data_seed), k.mode, float(k.lambda_min),
-             float(k.lambda_max), encode_curve(k.eigenvalues))
+            (
+                k.key,
+                k.data,
+                int(k.n),
+                int(k.data_seed),
+                k.mode,
+                float(k.lambda_min),
+                float(k.lambda_max),
+                encode_curve(k.eigenvalues),
+            )
             for k in records
-        ]  # fmt: skip
+        ]
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO kernels VALUES (?,?,?,?,?,?,?,?)", rows)
 
@@ -344,23 +208,30 @@ class Store:
 
     def load_runs(self, experiment: str | None = None) -> list[RunRecord]:
         """Stored runs (optionally of one experiment), ordered by experiment then id."""
-        query = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
+        query = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
         args: tuple = ()
         if experiment is not None:
             query += " WHERE experiment = ?"
             args = (experiment,)
         query += " ORDER BY experiment, id"
-        return [_run_from_row(r) for r in self._conn.execute(query, args)]
+        return [run_from_row(r) for r in self._conn.execute(query, args)]
 
     def kernels(self) -> dict[str, KernelRecord]:
-        """Data key -> H^inf spectrum (see ``config.data_key``)."""
+        """Data key -> H^inf spectrum (see ``runs.data_key``)."""
         out = {}
         for r in self._conn.execute("SELECT * FROM kernels ORDER BY key"):
+            eigenvalues = decode_curve(r["eigenvalues"])
+            assert eigenvalues is not None  # the column is NOT NULL
             out[r["key"]] = KernelRecord(
-                key=r["key"], data=r["data"], n=r["n"], data_seed=r["data_seed"], mode=r["mode"],
-                lambda_min=r["lambda_min"], lambda_max=r["lambda_max"],
-                eigenvalues=decode_curve(r["eigenvalues"]),
-            )  # fmt: skip
+                key=r["key"],
+                data=r["data"],
+                n=r["n"],
+                data_seed=r["data_seed"],
+                mode=r["mode"],
+                lambda_min=r["lambda_min"],
+                lambda_max=r["lambda_max"],
+                eigenvalues=eigenvalues,
+            )
         return out
 
     def journal_mode(self) -> str:

@@ -13,13 +13,13 @@ Order of work (docs/design.md, "Data flow of the main job"; "Reliability rules")
    exactly the batches it lost (same composition, hence bit-identical curves);
 4. per batch: build each model from ``torch.Generator().manual_seed(seed)``, compute its
    kernel predictions from the *initial* weights (theory mode: ``K = c H(0)`` and
-   ``K_inf = c H^inf`` with ``e0 = u(W0) - y``, docs/mathematics.md 3, 6; the limiting ODE on ``K_inf`` at
-   times ``rule.ode().times(lr, k)``, docs/mathematics.md 4), train, and commit the batch in one
+   ``K_inf = c H^inf`` with ``e0 = u(W0) - y``, docs/mathematics.md §3, 6; the limiting ODE on ``K_inf`` at
+   times ``rule.ode().times(lr, k)``, docs/mathematics.md §4), train, and commit the batch in one
    transaction. A diverged network is stored with status "diverged"; the others are not
    affected.
 
 Predictions are in the units of the loss minimised: ``predict_discrete`` gives ``1/2 ||e||^2``
-and is multiplied by ``c`` (1 for half-sum, 2/n for mse; docs/mathematics.md 0).
+and is multiplied by ``c`` (1 for half-sum, 2/n for mse; docs/mathematics.md §0).
 """
 
 from __future__ import annotations
@@ -29,19 +29,26 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ._lock import out_dir_lock
 from ._setup import check_out_dir, environment, now, resolve_device
-from .config import Config, DataCache, RunSpec, config_dict, expand_runs, load_config
+from .config import Config, config_dict, load_config
 from .progress import Progress
-from .store import STORE_NAME, KernelRecord, RunRecord, Store
+from .records import KernelRecord, RunRecord
+from .runs import DataCache, RunSpec, expand_runs
+from .store import STORE_NAME, Store
 
 __all__ = [
-    "CUDA_BATCH_ELEMENTS", "MAX_BATCH_ELEMENTS", "SweepResult", "plan_batches", "run_sweep",
-]  # fmt: skip
+    "CUDA_BATCH_ELEMENTS",
+    "MAX_BATCH_ELEMENTS",
+    "SweepResult",
+    "plan_batches",
+    "run_sweep",
+]
 
 #: Bound on total width x max(n, d) of one engine batch on a CPU (float64: 256 MiB per tensor).
 MAX_BATCH_ELEMENTS = 1 << 25
@@ -50,13 +57,25 @@ MAX_BATCH_ELEMENTS = 1 << 25
 CUDA_BATCH_ELEMENTS = 1 << 28
 
 _BATCH_KEYS = (
-    "mode", "data", "n", "data_seed", "loss", "steps", "dtype", "device", "diagnostics_every",
-)  # fmt: skip
+    "mode",
+    "data",
+    "n",
+    "data_seed",
+    "loss",
+    "steps",
+    "dtype",
+    "device",
+    "diagnostics_every",
+)
 #: RunResult.diagnostics field -> stored key (store.RunRecord.diagnostics).
 _DIAGNOSTIC_NAMES = {
-    "steps": "step", "lambda_min": "lambda_min", "lambda_max": "lambda_max",
-    "kernel_change": "h_drift", "weight_change": "w_drift", "pattern_change": "flipped",
-}  # fmt: skip
+    "steps": "step",
+    "lambda_min": "lambda_min",
+    "lambda_max": "lambda_max",
+    "kernel_change": "h_drift",
+    "weight_change": "w_drift",
+    "pattern_change": "flipped",
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,8 @@ class SweepResult:
         out_dir: the results directory; ``store``: its SQLite file.
         total: runs in the config; ``skipped``: already finished (``resume``);
         trained: runs trained now, of which ``diverged`` diverged; ``batches``: engine batches
-        run now; ``elapsed``: wall time in seconds.
+        run now; ``elapsed``: wall time in seconds; ``deleted``: finished runs deleted by
+        ``fresh``.
     """
 
     out_dir: Path
@@ -78,6 +98,7 @@ class SweepResult:
     diverged: int
     batches: int
     elapsed: float
+    deleted: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,7 +136,8 @@ def plan_batches(
         if bound is None:
             cuda = devices.get(group[0].config["device"]) == "cuda"
             bound = CUDA_BATCH_ELEMENTS if cuda else MAX_BATCH_ELEMENTS
-        current, size = [], 0
+        current: list[RunSpec] = []
+        size = 0
         for run in group:
             if current and (size + run.width) * per_unit > bound:
                 batches.append(current)
@@ -152,21 +174,24 @@ def _predict(run: RunSpec, model, cache: DataCache, loss: str) -> _Prediction:
         warnings.simplefilter("ignore")
         k0 = kernel_at_init(model, ds, loss)
     rule, steps = run.rule, run.config["steps"]
-    model_at_init = {
-        "lambda_min_k": k0.spectrum.lambda_min, "lambda_max_k": k0.spectrum.lambda_max,
-        "h0": rule.lr * k0.spectrum.lambda_min if rule.is_linear else None,
-        "kernel_eigenvalues": np.array(k0.spectrum.eigenvalues), "kernel_modes": k0.modes,
-    }  # fmt: skip
+    model_at_init = _Prediction(
+        lambda_min_k=k0.lambda_min,
+        lambda_max_k=k0.lambda_max,
+        h0=rule.lr * k0.lambda_min if rule.is_linear else None,
+        kernel_eigenvalues=np.array(k0.eigenvalues),
+        kernel_modes=k0.modes,
+    )
     if not (rule.is_linear and run.config["predict"]):
-        return _Prediction(**model_at_init)
+        return model_at_init
     discrete = predict_curves(k0, rule, steps).loss
     discrete_inf = ode = None
     if run.config["mode"] == "theory":  # H^inf is the limit of the theory parameterisation only
         c = k0.loss_factor
-        k_inf = KernelModel(cache.spectrum(run.data_spec).scaled(c), k0.e0, c)
+        assert k0.e0 is not None  # kernel_at_init builds it from the residual
+        k_inf = KernelModel.from_spectrum(cache.spectrum(run.data_spec).scaled(c), k0.e0, c)
         limit = predict_curves(k_inf, rule, steps, ode=True)
         discrete_inf, ode = limit.loss, limit.ode_loss
-    return _Prediction(discrete, discrete_inf, ode, **model_at_init)
+    return replace(model_at_init, discrete=discrete, discrete_inf=discrete_inf, ode=ode)
 
 
 def _diagnostics(diag) -> dict | None:
@@ -192,32 +217,52 @@ def _train_batch(batch: list[RunSpec], cache: DataCache, devices: dict[str, str]
     ds = cache.dataset(spec)
     dtype = torch.float32 if first["dtype"] == "float32" else torch.float64
     models = [
-        TwoLayerReLU(ds.d, run.width, parameterization=first["mode"], dtype=dtype,
-                     generator=torch.Generator().manual_seed(run.seed))
+        TwoLayerReLU(
+            ds.d,
+            run.width,
+            parameterization=first["mode"],
+            dtype=dtype,
+            generator=torch.Generator().manual_seed(run.seed),
+        )
         for run in batch
-    ]  # fmt: skip
-    preds = [_predict(run, m, cache, first["loss"]) for run, m in zip(batch, models)]
+    ]
+    preds = [_predict(run, m, cache, first["loss"]) for run, m in zip(batch, models, strict=True)]
     results = train(
         # writable copies of the (read-only) data: torch warns on read-only arrays
-        models, np.array(ds.X), np.array(ds.y), [run.rule for run in batch], first["steps"],
+        models,
+        np.array(ds.X),
+        np.array(ds.y),
+        [run.rule for run in batch],
+        first["steps"],
         loss=first["loss"],
-        dtype=dtype, device=devices[first["device"]],
+        dtype=dtype,
+        device=devices[first["device"]],
         diagnostics_every=first["diagnostics_every"],
-    )  # fmt: skip
+    )
     records = []
-    for run, res, pred in zip(batch, results, preds):
+    for run, res, pred in zip(batch, results, preds, strict=True):
         ok = res.status == "ok"
-        records.append({
-            "id": run.id, "experiment": run.experiment, "config": run.config,
-            "status": res.status, "diverged_at": res.diverged_at, "steps": run.config["steps"],
-            "final_loss": float(res.losses[-1]) if ok else None,
-            "losses": np.asarray(res.losses, dtype=np.float64),
-            "diagnostics": _diagnostics(getattr(res, "diagnostics", None)),
-            "pred_discrete": pred.discrete, "pred_discrete_inf": pred.discrete_inf,
-            "pred_ode": pred.ode, "lambda_min_k": pred.lambda_min_k,
-            "lambda_max_k": pred.lambda_max_k, "h0": pred.h0,
-            "kernel_eigenvalues": pred.kernel_eigenvalues, "kernel_modes": pred.kernel_modes,
-        })  # fmt: skip
+        records.append(
+            {
+                "id": run.id,
+                "experiment": run.experiment,
+                "config": run.config,
+                "status": res.status,
+                "diverged_at": res.diverged_at,
+                "steps": run.config["steps"],
+                "final_loss": float(res.losses[-1]) if ok else None,
+                "losses": np.asarray(res.losses, dtype=np.float64),
+                "diagnostics": _diagnostics(getattr(res, "diagnostics", None)),
+                "pred_discrete": pred.discrete,
+                "pred_discrete_inf": pred.discrete_inf,
+                "pred_ode": pred.ode,
+                "lambda_min_k": pred.lambda_min_k,
+                "lambda_max_k": pred.lambda_max_k,
+                "h0": pred.h0,
+                "kernel_eigenvalues": pred.kernel_eigenvalues,
+                "kernel_modes": pred.kernel_modes,
+            }
+        )
     return records
 
 
@@ -225,7 +270,9 @@ def _train_batch(batch: list[RunSpec], cache: DataCache, devices: dict[str, str]
 # Entry point.
 
 
-def _reporter(progress, total: int, work: float) -> Callable[[int, float], None] | None:
+def _reporter(
+    progress: bool | Callable[[int, int], None] | None, total: int, work: float
+) -> Progress | Callable[[int, int], None] | None:
     if progress is False:
         return None
     if progress is None or progress is True:
@@ -240,6 +287,7 @@ def run_sweep(
     out_dir: str | os.PathLike[str],
     *,
     resume: bool = False,
+    fresh: bool = False,
     progress: bool | Callable[[int, int], None] | None = None,
     max_batch_elements: int | None = None,
 ) -> SweepResult:
@@ -249,8 +297,12 @@ def run_sweep(
         config: a :class:`Config`, a dict, a TOML path or TOML text (``load_config``).
         out_dir: the results directory (created if needed).
         resume: keep the finished runs of an existing store of the *same* config and train
-            only the others. Without it, an existing store of the same config is emptied and
-            everything is trained again; a store of a different config is refused either way.
+            only the others.
+        fresh: delete the finished runs of an existing store of the same config and train
+            everything again. Without ``resume`` or ``fresh`` a store holding finished runs is
+            refused (nothing is ever deleted silently); a store of a different config is
+            refused always. The directory is locked for the whole sweep: a second sweep into
+            it is refused with the holder's pid.
         progress: None or True: a progress bar / periodic lines on stderr; False: silent; a
             callable ``f(done_runs, total_runs)`` is called after each committed batch.
         max_batch_elements: batch size bound; None picks it per device (:func:`plan_batches`).
@@ -259,38 +311,43 @@ def run_sweep(
         a :class:`SweepResult`.
     """
     start = time.perf_counter()
-    config: Config = load_config(config)
+    if resume and fresh:
+        raise ValueError(
+            "`--resume` and `--fresh` exclude each other: keep the runs or delete them"
+        )
+    loaded = load_config(config)
     out = check_out_dir(out_dir)
     cache = DataCache()
-    runs = expand_runs(config, cache=cache)
+    runs = expand_runs(loaded, cache=cache)
     devices = {d: resolve_device(d) for d in sorted({r.config["device"] for r in runs})}
-    config_json = json.dumps(config_dict(config), sort_keys=True)
+    config_json = json.dumps(config_dict(loaded), sort_keys=True)
     store_path = out / STORE_NAME
     if store_path.exists():
-        with Store(store_path) as existing:  # checks schema_version
-            stored = existing.meta().get("config")
-            if stored is not None and stored != config_json:
-                name = json.loads(stored).get("name", "?")
-                raise ValueError(
-                    f"`--out` {str(out)!r} holds results of a different config ({name!r}); "
-                    "use another --out directory or delete its results.sqlite"
-                )
+        _check_existing(store_path, out, config_json, resume=resume, fresh=fresh)
     batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
     spectra = {r.data_spec.key: r.data_spec for r in runs}
     kernels = [_kernel_record(spec, cache) for spec in spectra.values()]
     provenance = environment(devices)
 
-    # Validation is over: from here on files are written.
+    # Validation is over: from here on files are written, by this process alone.
     out.mkdir(parents=True, exist_ok=True)
-    with Store(store_path) as store:
-        if not resume:
+    with out_dir_lock(out), Store(store_path) as store:
+        # again under the lock: another sweep may have written since the check above
+        _check_existing(store_path, out, config_json, resume=resume, fresh=fresh)
+        deleted = 0
+        if fresh:
+            deleted = len(store.finished_ids())
             store.delete_runs()
         done = store.finished_ids()
         meta = store.meta()
-        store.set_meta({
-            "config": config_json, "environment": json.dumps(provenance, sort_keys=True),
-            "created": meta.get("created", now()), "updated": now(),
-        })  # fmt: skip
+        store.set_meta(
+            {
+                "config": config_json,
+                "environment": json.dumps(provenance, sort_keys=True),
+                "created": meta.get("created", now()),
+                "updated": now(),
+            }
+        )
         store.write_kernels(kernels)
         pending = [[r for r in b if r.id not in done] for b in batches]
         pending = [b for b in pending if b]
@@ -319,14 +376,46 @@ def run_sweep(
         finally:
             if isinstance(report, Progress):
                 report.close()
-    return SweepResult(out, store_path, len(runs), skipped, trained, diverged, len(pending),
-                       time.perf_counter() - start)  # fmt: skip
+    return SweepResult(
+        out,
+        store_path,
+        len(runs),
+        skipped,
+        trained,
+        diverged,
+        len(pending),
+        time.perf_counter() - start,
+        deleted,
+    )
+
+
+def _check_existing(store_path: Path, out: Path, config_json: str, *, resume: bool, fresh: bool):
+    """Refuse a store of another config, and one with finished runs unless told what to do."""
+    with Store(store_path) as existing:  # checks schema_version
+        stored = existing.meta().get("config")
+        if stored is not None and stored != config_json:
+            name = json.loads(stored).get("name", "?")
+            raise ValueError(
+                f"`--out` {str(out)!r} holds results of a different config ({name!r}); "
+                "use another --out directory or delete its results.sqlite"
+            )
+        finished = len(existing.finished_ids())
+    if finished and not (resume or fresh):
+        raise ValueError(
+            f"`--out` {str(out)!r} holds {finished} finished runs of this config: add --resume "
+            "to keep them and train the rest, or --fresh to delete them and start over"
+        )
 
 
 def _kernel_record(spec, cache: DataCache) -> KernelRecord:
     s = cache.spectrum(spec)
     return KernelRecord(
-        key=spec.key, data=spec.data, n=cache.dataset(spec).n, data_seed=spec.data_seed,
-        mode=spec.mode, lambda_min=s.lambda_min, lambda_max=s.lambda_max,
+        key=spec.key,
+        data=spec.data,
+        n=cache.dataset(spec).n,
+        data_seed=spec.data_seed,
+        mode=spec.mode,
+        lambda_min=s.lambda_min,
+        lambda_max=s.lambda_max,
         eigenvalues=np.asarray(s.eigenvalues),
-    )  # fmt: skip
+    )

@@ -2,19 +2,15 @@
 
 Conventions (docs/mathematics.md sections 0 and 2; stated here once and tested against torch.optim):
 
-* A linear rule is a *register machine*. Its state is ``z = (z_0, z_1, ..., z_{s-1})``:
-  register 0 holds the parameters the model sees (the point where the gradient is taken and
-  the loss is reported), the other registers are displacement-like buffers that start at 0.
-  Step ``k = 1, 2, ...`` is
-
-      z_k = A_k z_{k-1} - lr * b_k * g(z_{k-1, 0})
-
-  with ``A_k[0, 0] = 1`` and ``A_k[r, 0] = 0`` for ``r >= 1`` (updates are increments, so no
-  register ever stores a second copy of the parameters; this keeps float32 training exact).
-* On the quadratic ``F(e) = 1/2 e^T K e`` each eigenmode with ``h = lr * lambda_j(K)`` evolves
-  by the per-mode matrix ``M_k(h) = A_k - h b_k e_0^T`` (docs/mathematics.md 3). The torch optimizer, the
-  training engine, the discrete predictor and the stability analysis are all derived from
-  ``(A_k, b_k)``; the limiting ODE and closed-form stability limits are declared per family.
+* A linear rule is a *register machine* (docs/mathematics.md §2): register 0 holds the
+  parameters the model sees (where the gradient is taken and the loss reported), the others are
+  displacement-like buffers starting at 0, and step ``k = 1, 2, ...`` is
+  ``z_k = A_k z_{k-1} - lr * b_k * g(z_{k-1, 0})`` with ``A_k[0, 0] = 1`` and ``A_k[r, 0] = 0``
+  for ``r >= 1`` (updates are increments, no second copy of the parameters: float32 stays exact).
+* Per eigenmode of ``F(e) = 1/2 e^T K e`` a step is ``M_k(h) = A_k - h b_k e_0^T`` with
+  ``h = lr * lambda_j(K)`` (docs/mathematics.md §3). The torch optimizer, the training engine,
+  the discrete predictor and the stability analysis all derive from ``(A_k, b_k)``; the limiting
+  ODE and closed-form stability limits are declared per family.
 * Step counting starts at ``k = 1``. Scheduled Nesterov uses ``beta_k = (k - 1) / (k + r - 1)``,
   so ``beta_1 = 0`` (the first step is a gradient step).
 * ``nesterov`` is the textbook two-sequence NAG (Su, Boyd, Candes). ``nesterov-torch`` is
@@ -37,14 +33,18 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
+
+from .._validate import finite_number
 
 if TYPE_CHECKING:  # annotations only
     import torch
 
 __all__ = ["Family", "LinearRule", "ODESpec", "Rule"]
+
+_R = TypeVar("_R", bound="Rule")
 
 
 class Family(str, Enum):
@@ -94,42 +94,6 @@ class ODESpec:
 
 
 # --------------------------------------------------------------------------------------------
-# Validation helpers (boundary checks with messages that name the field).
-
-
-def _check_lr(lr: float) -> float:
-    try:
-        lr = float(lr)
-    except (TypeError, ValueError):
-        raise ValueError(f"`lr` must be a positive number, got {lr!r}") from None
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}")
-    return lr
-
-
-def _check_unit(name: str, value: float, *, low: float = 0.0, closed_low: bool = True) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number in [{low:g}, 1), got {value!r}") from None
-    ok_low = value >= low if closed_low else value > low
-    if not math.isfinite(value) or not ok_low or value >= 1:
-        bracket = "[" if closed_low else "("
-        raise ValueError(f"`{name}` must lie in {bracket}{low:g}, 1), got {value!r}")
-    return value
-
-
-def _check_positive(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number > 0, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
-    return value
-
-
-# --------------------------------------------------------------------------------------------
 # Base classes.
 
 
@@ -149,7 +113,7 @@ class Rule:
     stable_limit_formula: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lr", _check_lr(self.lr))
+        object.__setattr__(self, "lr", finite_number("lr", self.lr))
 
     @property
     def params(self) -> dict[str, float]:
@@ -162,7 +126,7 @@ class Rule:
         parts = [f"lr={self.lr!r}"] + [f"{k}={v!r}" for k, v in self.params.items()]
         return f"{self.name}:" + ",".join(parts)
 
-    def with_lr(self, lr: float) -> Rule:
+    def with_lr(self: _R, lr: float) -> _R:
         """The same rule with another learning rate."""
         return type(self)(lr, **self.params)
 
@@ -173,7 +137,7 @@ class Rule:
     @classmethod
     def critical_value(cls, lambda_min: float, params: Mapping[str, float]) -> float:
         """The value of ``critical_key`` at critical damping of the slowest mode
-        (docs/mathematics.md 4, 6), given ``lambda_min`` of K and the other parameters
+        (docs/mathematics.md §4, 6), given ``lambda_min`` of K and the other parameters
         (``lr`` included); unrounded. ValueError for a rule without ``critical_key``."""
         if cls.critical_key is None:
             raise ValueError(f"{cls.name} has no parameter that 'critical' sets")
@@ -228,7 +192,7 @@ class LinearRule(Rule):
 
 
 def _critical_beta(lambda_min: float, lr: float) -> float:
-    """``1 - 2 sqrt(lambda_min lr)``: critical damping of the slowest mode (docs/mathematics.md 4)."""
+    """``1 - 2 sqrt(lambda_min lr)``: critical damping of the slowest mode (docs/mathematics.md §4)."""
     return 1.0 - 2.0 * math.sqrt(max(lambda_min, 0.0) * lr)
 
 

@@ -1,4 +1,4 @@
-"""Higher-order momentum (docs/mathematics.md 2): the exact (b1, b2) recursion and the authors'
+"""Higher-order momentum (docs/mathematics.md §2): the exact (b1, b2) recursion and the authors'
 cascaded notebook optimizer, both register machines of family ``HIGHER_ORDER`` (registered
 with the other rules in ``optim.rules``)."""
 
@@ -12,7 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Family, LinearRule, ODESpec, _check_unit, _critical_beta
+from .._validate import unit_interval
+from .base import Family, LinearRule, ODESpec, _critical_beta
 
 __all__ = ["HigherOrderMomentum", "HigherOrderMomentumNotebook"]
 
@@ -33,8 +34,8 @@ _HOM_LIMIT = "2(1 + b1 - b2), less when b2 < 0"
 
 
 def _check_hom(rule: HigherOrderMomentum | HigherOrderMomentumNotebook) -> None:
-    object.__setattr__(rule, "b1", _check_unit("b1", rule.b1))
-    object.__setattr__(rule, "b2", _check_unit("b2", rule.b2, low=-1.0, closed_low=False))
+    object.__setattr__(rule, "b1", unit_interval("b1", rule.b1))
+    object.__setattr__(rule, "b2", unit_interval("b2", rule.b2, low=-1.0, closed_low=False))
     if rule.b1 + rule.b2 >= 1.0:
         warnings.warn(
             f"b1 + b2 = {rule.b1 + rule.b2:g} >= 1: higher-order momentum has no linear rate "
@@ -46,7 +47,7 @@ def _check_hom(rule: HigherOrderMomentum | HigherOrderMomentumNotebook) -> None:
 
 @dataclass(frozen=True)
 class HigherOrderMomentum(LinearRule):
-    """Exact higher-order momentum (docs/mathematics.md 2):
+    """Exact higher-order momentum (docs/mathematics.md §2):
     ``x_{k+1} = x_k - lr g_k + b1 (x_k - x_{k-1}) + b2 (x_{k-1} - x_{k-2})``,
     ``x_{-1} = x_{-2} = x_0``. Registers (x, d_k, d_{k-1}) with ``d_k = x_k - x_{k-1}``.
     ODE (with b1 + b2 = 1 - gamma sqrt(lr)): ``(1 + b2) e'' + gamma e' + K e = 0``.

@@ -1,7 +1,7 @@
 """The one interpreter of the register machine: ``(A_k, b_k)`` turned into an update program.
 
 A linear rule (``ntkdyn.optim.base``) steps its registers by ``z_k = A_k z_{k-1} - lr b_k g``
-with ``A_k[0, 0] = 1`` and ``A_k[r, 0] = 0`` (docs/mathematics.md 2). Written out, only the
+with ``A_k[0, 0] = 1`` and ``A_k[r, 0] = 0`` (docs/mathematics.md §2). Written out, only the
 non-zero entries cost work:
 
 * register 0 (the parameters) receives the increment
@@ -45,8 +45,10 @@ GRADIENT = 0
 class RegisterMachine(Protocol):
     """What the interpreters need of a linear rule (``ntkdyn.optim.base.LinearRule``)."""
 
-    lr: float
-    registers: int
+    @property
+    def lr(self) -> float: ...
+    @property
+    def registers(self) -> int: ...
 
     def step_matrices(self, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -119,7 +121,10 @@ def update_program(A: np.ndarray, b: np.ndarray, lr: float | np.ndarray) -> Upda
             "as every rule of ntkdyn.optim does"
         )
     grad = -(np.asarray(lr, dtype=np.float64)[..., None] * b)  # -lr b, (leading..., s)
-    used = lambda column: bool(np.any(column != 0.0))
+
+    def used(column: np.ndarray) -> bool:
+        return bool(np.any(column != 0.0))
+
     columns: list[np.ndarray] = []
 
     def term(source: int, column: np.ndarray) -> Term:

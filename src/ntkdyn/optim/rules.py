@@ -12,18 +12,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .._validate import finite_number, unit_interval
 from ..specs import parse_spec
 from .base import (
     Family,
     LinearRule,
     ODESpec,
     Rule,
-    _check_positive,
-    _check_unit,
     _momentum_matrices,
 )
 from .higher_order import HigherOrderMomentum, HigherOrderMomentumNotebook
@@ -31,21 +30,16 @@ from .higher_order import HigherOrderMomentum, HigherOrderMomentumNotebook
 if TYPE_CHECKING:  # annotations only
     import torch
 
+# The rules defined here; the package (ntkdyn.optim) re-exports them with the conventions.
 __all__ = [
     "GD",
     "RULES",
     "SPEC_EXAMPLE",
     "Adam",
-    "Family",
     "HeavyBall",
-    "HigherOrderMomentum",
-    "HigherOrderMomentumNotebook",
-    "LinearRule",
     "Nesterov",
     "NesterovSC",
     "NesterovTorch",
-    "ODESpec",
-    "Rule",
     "parse",
     "rules_of",
 ]
@@ -75,42 +69,52 @@ class GD(LinearRule):
 
 
 @dataclass(frozen=True)
-class HeavyBall(LinearRule):
+class _ConstantMomentum(LinearRule):
+    """A two-register rule with constant momentum ``beta`` in [0, 1) whose limiting ODE is the
+    damped oscillator ``e'' + gamma e' + K e = 0``, ``gamma = (1 - beta) / sqrt(lr)``."""
+
+    beta: float = 0.9
+    registers: ClassVar[int] = 2
+    critical_key: ClassVar[str | None] = "beta"
+    momentum_key: ClassVar[str | None] = "beta"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "beta", unit_interval("beta", self.beta))
+
+    def ode(self) -> ODESpec:
+        return ODESpec("oscillator", "sqrt_lr", gamma=(1 - self.beta) / math.sqrt(self.lr))
+
+
+@dataclass(frozen=True)
+class HeavyBall(_ConstantMomentum):
     """Polyak's heavy ball, ``x_{k+1} = x_k - lr g_k + beta (x_k - x_{k-1})``, ``x_{-1} = x_0``.
 
     Identical to ``torch.optim.SGD(lr, momentum=beta)``. Registers: (x, d = x_k - x_{k-1}),
     ``d' = beta d - lr g``, ``x' = x + d'``. ODE: ``e'' + gamma e' + K e = 0`` with
-    ``gamma = (1 - beta) / sqrt(lr)``, ``t = k sqrt(lr)`` (docs/mathematics.md 4).
+    ``gamma = (1 - beta) / sqrt(lr)``, ``t = k sqrt(lr)`` (docs/mathematics.md §4).
     """
 
-    beta: float = 0.9
     name: ClassVar[str] = "hb"
     family: ClassVar[Family] = Family.HEAVY_BALL
-    registers: ClassVar[int] = 2
-    critical_key: ClassVar[str | None] = "beta"
-    momentum_key: ClassVar[str | None] = "beta"
     stable_limit_formula: ClassVar[str | None] = "2(1 + beta)"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "beta", _check_unit("beta", self.beta))
 
     def step_matrices(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         return _momentum_matrices(self.beta, 1.0, 1.0)
-
-    def ode(self) -> ODESpec:
-        return ODESpec("oscillator", "sqrt_lr", gamma=(1 - self.beta) / math.sqrt(self.lr))
 
     def max_stable_h(self) -> float:
         return 2.0 * (1.0 + self.beta)
 
 
-def _nag_beta(k: int, r: float) -> float:
+_Step = TypeVar("_Step", float, np.ndarray)  # one step, or a vector of steps
+
+
+def _nag_beta(k: _Step, r: float) -> _Step:
     return (k - 1) / (k + r - 1)
 
 
 @dataclass(frozen=True)
-class NesterovSC(LinearRule):
+class NesterovSC(_ConstantMomentum):
     """Nesterov with constant momentum beta (two-sequence; equal to torch's nesterov=True).
 
     ``x_k = y_{k-1} - lr g(y_{k-1})``, ``y_k = x_k + beta (x_k - x_{k-1})``; the model sees y.
@@ -118,39 +122,23 @@ class NesterovSC(LinearRule):
     ``u' = beta u - lr beta g``. ODE: the heavy-ball oscillator with gamma = (1-beta)/sqrt(lr).
     """
 
-    beta: float = 0.9
     name: ClassVar[str] = "nesterov-sc"
     family: ClassVar[Family] = Family.NESTEROV_CONSTANT
-    registers: ClassVar[int] = 2
-    critical_key: ClassVar[str | None] = "beta"
-    momentum_key: ClassVar[str | None] = "beta"
     stable_limit_formula: ClassVar[str | None] = "2(1 + beta)/(1 + 2 beta)"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "beta", _check_unit("beta", self.beta))
 
     def step_matrices(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         return _momentum_matrices(self.beta, 1.0 + self.beta, self.beta)
-
-    def ode(self) -> ODESpec:
-        return ODESpec("oscillator", "sqrt_lr", gamma=(1 - self.beta) / math.sqrt(self.lr))
 
     def max_stable_h(self) -> float:
         return 2.0 * (1.0 + self.beta) / (1.0 + 2.0 * self.beta)
 
 
 @dataclass(frozen=True)
-class Nesterov(LinearRule):
-    """Textbook two-sequence NAG with vanishing damping, ``beta_k = (k-1)/(k+r-1)``.
-
-    Same registers as :class:`NesterovSC` with beta replaced by beta_k. Limiting ODE
-    ``e'' + (r/t) e' + K e = 0`` (Bessel solution, sublinear ``t^-r``). At a fixed step it is
-    eventually linear after ``k ~ r / h_0`` (docs/mathematics.md 3, 7.2).
-    """
+class _ScheduledNesterov(LinearRule):
+    """A two-register Nesterov rule with momentum ``(k-1)/(k+r-1)`` at step k (damping ``r > 0``),
+    whose limiting ODE is ``e'' + (r/t) e' + K e = 0`` (Bessel solution)."""
 
     r: float = 3.0
-    name: ClassVar[str] = "nesterov"
     family: ClassVar[Family] = Family.NESTEROV_SCHEDULED
     registers: ClassVar[int] = 2
     constant_from: ClassVar[int | None] = None
@@ -159,7 +147,25 @@ class Nesterov(LinearRule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "r", _check_positive("r", self.r))
+        object.__setattr__(self, "r", finite_number("r", self.r))
+
+    def ode(self) -> ODESpec:
+        return ODESpec("bessel", "sqrt_lr", r=self.r)
+
+    def max_stable_h(self) -> float:
+        return 4.0 / 3.0  # asymptotic, beta_k -> 1
+
+
+@dataclass(frozen=True)
+class Nesterov(_ScheduledNesterov):
+    """Textbook two-sequence NAG with vanishing damping, ``beta_k = (k-1)/(k+r-1)``.
+
+    Same registers as :class:`NesterovSC` with beta replaced by beta_k. Limiting ODE
+    ``e'' + (r/t) e' + K e = 0`` (Bessel solution, sublinear ``t^-r``). At a fixed step it is
+    eventually linear after ``k ~ r / h_0`` (docs/mathematics.md §3, 7.2).
+    """
+
+    name: ClassVar[str] = "nesterov"
 
     def step_matrices(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         beta = _nag_beta(k, self.r)
@@ -172,15 +178,9 @@ class Nesterov(LinearRule):
         A[:, 0, 1] = A[:, 1, 1] = beta
         return A, np.stack([1.0 + beta, beta], axis=1)
 
-    def ode(self) -> ODESpec:
-        return ODESpec("bessel", "sqrt_lr", r=self.r)
-
-    def max_stable_h(self) -> float:
-        return 4.0 / 3.0  # asymptotic, beta_k -> 1
-
 
 @dataclass(frozen=True)
-class NesterovTorch(LinearRule):
+class NesterovTorch(_ScheduledNesterov):
     """``torch.optim.SGD(nesterov=True)`` with ``mu_k = (k-1)/(k+r-1)`` set before step k.
 
     torch: ``buf_k = mu_k buf_{k-1} + g`` (created at the first step with mu != 0),
@@ -189,17 +189,7 @@ class NesterovTorch(LinearRule):
     (identity on B when mu = 0). Same ODE limit as :class:`Nesterov`.
     """
 
-    r: float = 3.0
     name: ClassVar[str] = "nesterov-torch"
-    family: ClassVar[Family] = Family.NESTEROV_SCHEDULED
-    registers: ClassVar[int] = 2
-    constant_from: ClassVar[int | None] = None
-    momentum_key: ClassVar[str | None] = "r"
-    stable_limit_formula: ClassVar[str | None] = "4/3"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "r", _check_positive("r", self.r))
 
     def momentum(self, k: int) -> float:
         """The value written into ``param_groups[...]['momentum']`` before step k."""
@@ -220,12 +210,6 @@ class NesterovTorch(LinearRule):
         b = np.stack([1.0 + mu, np.where(mu == 0.0, 0.0, 1.0)], axis=1)
         return A, b
 
-    def ode(self) -> ODESpec:
-        return ODESpec("bessel", "sqrt_lr", r=self.r)
-
-    def max_stable_h(self) -> float:
-        return 4.0 / 3.0
-
 
 @dataclass(frozen=True)
 class Adam(Rule):
@@ -241,9 +225,9 @@ class Adam(Rule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "beta1", _check_unit("beta1", self.beta1))
-        object.__setattr__(self, "beta2", _check_unit("beta2", self.beta2))
-        object.__setattr__(self, "eps", _check_positive("eps", self.eps))
+        object.__setattr__(self, "beta1", unit_interval("beta1", self.beta1))
+        object.__setattr__(self, "beta2", unit_interval("beta2", self.beta2))
+        object.__setattr__(self, "eps", finite_number("eps", self.eps))
 
     def torch(self, params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
         """``torch.optim.Adam`` with this rule's lr, betas and eps (``kwargs`` passed on)."""
@@ -286,6 +270,18 @@ def parse(spec: str | Rule) -> Rule:
 
     Names: gd, hb, nesterov, nesterov-torch, nesterov-sc, hom, hom-notebook, adam.
     Every key must belong to the rule; ``lr`` is required. Raises ValueError naming the field.
+
+    Examples:
+        >>> from ntkdyn import parse
+        >>> rule = parse("hb:lr=0.1,beta=0.9")
+        >>> rule
+        HeavyBall(lr=0.1, beta=0.9)
+        >>> rule.spec, rule.family.name
+        ('hb:lr=0.1,beta=0.9', 'HEAVY_BALL')
+        >>> parse("hb:lr=0.1,bta=0.9")
+        Traceback (most recent call last):
+            ...
+        ValueError: `bta` is not a parameter of hb; allowed keys: ['lr', 'beta']
     """
     if isinstance(spec, Rule):
         return spec

@@ -9,13 +9,16 @@ optimizer). ``LinearRule.torch(params)`` builds it; this module does not import 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn, overload
 
 import torch
 
-from .program import RegisterMachine, RegisterUpdate, UpdateProgram, update_program
+from .program import RegisterMachine, RegisterUpdate, Term, UpdateProgram, update_program
 
 __all__ = ["RuleOptimizer"]
+
+#: Key of the step counter in ``RuleOptimizer.state_dict()``.
+_STEP_KEY = "ntkdyn_step"
 
 
 class RuleOptimizer(torch.optim.Optimizer):
@@ -28,8 +31,33 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.k = 0
         super().__init__(params, {"lr": rule.lr})
 
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state (the auxiliary registers per parameter) plus the step counter ``k``,
+        which scheduled rules need to take the same step after a resume."""
+        state = super().state_dict()
+        state[_STEP_KEY] = self.k
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        if _STEP_KEY not in state:
+            raise ValueError(
+                f"`state_dict` has no {_STEP_KEY!r}: it was not saved by a RuleOptimizer "
+                "(a scheduled rule cannot resume without its step counter)"
+            )
+        k = state.pop(_STEP_KEY)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"`state_dict[{_STEP_KEY!r}]` must be an integer >= 0, got {k!r}")
+        super().load_state_dict(state)
+        self.k = k
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], float]) -> NoReturn: ...  # closures are refused
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> None:
+    def step(self, closure: Callable[[], float] | None = None) -> None:
         if closure is not None:
             raise ValueError("`closure` is not supported: call backward() before step()")
         self.k += 1
@@ -50,7 +78,9 @@ def _apply(
 ) -> None:
     """In place: the new auxiliary registers, then ``p += increment``."""
     coef = [float(c) for c in program.coefficients]
-    source = lambda term: g if term.is_gradient else regs[term.source - 1]
+
+    def source(term: Term) -> torch.Tensor:
+        return g if term.is_gradient else regs[term.source - 1]
 
     def value(update: RegisterUpdate) -> torch.Tensor:
         acc = None
@@ -65,5 +95,5 @@ def _apply(
     for term in rest:
         inc.add_(source(term), alpha=coef[term.column])
     p.add_(inc)
-    for reg, v in zip(regs, new):
+    for reg, v in zip(regs, new, strict=True):
         reg.copy_(v)

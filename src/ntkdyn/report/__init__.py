@@ -6,9 +6,9 @@ analyses the runs, :mod:`.claims` and :mod:`.findings` judge them, :mod:`.plots`
 
 from __future__ import annotations
 
+from ._finding import Finding
 from .build import analyze_store, build_report
 from .claims import Claim
-from .findings import Finding
 from .plots import NamedFigure
 from .summary import RunAnalysis
 

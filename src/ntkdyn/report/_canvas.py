@@ -7,11 +7,15 @@ global backend is switched and nothing is ever shown.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from .. import _curves
 from .summary import RunAnalysis
 
 __all__ = [
@@ -29,7 +33,9 @@ _DPI = 100
 _SIZE = (6.4, 4.2)
 
 
-def new_figure(size=_SIZE, ncols: int = 1, nrows: int = 1):
+def new_figure(
+    size: tuple[float, float] = _SIZE, ncols: int = 1, nrows: int = 1
+) -> tuple[Figure, np.ndarray]:
     """A Figure of ``size`` inches with an ``nrows x ncols`` array of axes: ``(fig, axes)``."""
     # fixed margins instead of a layout engine: constrained layout measured every tick label
     # several times per save and cost ~40% of the report's time
@@ -42,23 +48,23 @@ def new_figure(size=_SIZE, ncols: int = 1, nrows: int = 1):
     return fig, axes
 
 
-def set_title(ax, text: str, width: int = 72) -> None:
+def set_title(ax: Axes, text: str, width: int = 72) -> None:
     """Small axes title wrapped at ``width`` characters."""
     ax.set_title("\n".join(textwrap.wrap(text, width)), fontsize=9)
 
 
-def log_widths(ax, widths) -> None:
+def log_widths(ax: Axes, widths: Iterable[float]) -> None:
     """Log x axis labelled at the widths themselves (minor labels would overlap)."""
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())
-    widths = sorted({int(w) for w in widths})
-    ax.set_xticks(widths, [str(w) for w in widths], fontsize=7)
+    ticks = sorted({int(w) for w in widths})
+    ax.set_xticks(ticks, [str(w) for w in ticks], fontsize=7)
 
 
 def envelope(y: np.ndarray) -> np.ndarray:
-    """Suffix maximum (docs/mathematics.md 5's envelope), NaN-safe: removes the oscillation troughs."""
+    """Suffix maximum (docs/mathematics.md §5's envelope), NaN-safe: removes the oscillation troughs."""
     y = np.nan_to_num(np.asarray(y, float), nan=-np.inf)
-    env = np.maximum.accumulate(y[::-1])[::-1]
+    env = _curves.envelope(y)
     return np.where(np.isfinite(env), env, np.nan)
 
 
@@ -67,14 +73,24 @@ def steps_of(a: RunAnalysis) -> np.ndarray:
     return np.arange(a.record.losses.size)
 
 
-def positive(y) -> np.ndarray:
+def positive(y: npt.ArrayLike) -> np.ndarray:
     """Float copy with non-positive values as NaN (hidden on log axes)."""
-    y = np.asarray(y, dtype=float).copy()
-    y[~(y > 0)] = np.nan  # log axes: hide zeros, NaN after a divergence stays NaN
-    return y
+    out = np.asarray(y, dtype=float).copy()
+    out[~(out > 0)] = np.nan  # log axes: hide zeros, NaN after a divergence stays NaN
+    return out
 
 
-def plot_runs(ax, runs, *, loglog: bool = False, label=lambda a: a.label):
+def _label(a: RunAnalysis) -> str:
+    return a.label
+
+
+def plot_runs(
+    ax: Axes,
+    runs: Sequence[RunAnalysis],
+    *,
+    loglog: bool = False,
+    label: Callable[[RunAnalysis], str] = _label,
+) -> None:
     """Loss vs step of each run on log y (and log x with ``loglog``, step 0 dropped)."""
     for a in runs:
         k = steps_of(a)
@@ -91,9 +107,9 @@ def plot_runs(ax, runs, *, loglog: bool = False, label=lambda a: a.label):
         ax.legend(fontsize=7)
 
 
-def first_seed(runs):
+def first_seed(runs: Iterable[RunAnalysis]) -> list[RunAnalysis]:
     """One run per (rule, width): the smallest seed (curve figures show one network)."""
-    best = {}
+    best: dict[tuple[str, int], RunAnalysis] = {}
     for a in runs:
         key = (a.rule.spec, a.width)
         if key not in best or a.seed < best[key].seed:

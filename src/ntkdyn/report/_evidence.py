@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ def run_name(a: RunAnalysis) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Error vs width (docs/mathematics.md 6).
+# Error vs width (docs/mathematics.md §6).
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def power_law_fit(x: ArrayLike, y: ArrayLike) -> PowerLaw:
     return PowerLaw(float(slope), float(intercept))
 
 
-def width_errors(runs: list[RunAnalysis], attr: str = "abs_err") -> dict[str, dict[int, float]]:
+def width_errors(runs: Sequence[RunAnalysis], attr: str = "abs_err") -> dict[str, dict[int, float]]:
     """Rule spec -> {width: median over seeds of the error ``attr``} (finite values only)."""
     table: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for a in runs:

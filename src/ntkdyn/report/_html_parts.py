@@ -26,10 +26,12 @@ __all__ = [
 ]
 
 VERDICT_COLORS = {
-    "supported": "#1b7f3b", "reproduced": "#1b7f3b",
-    "refuted": "#b3261e", "not reproduced": "#b3261e",
+    "supported": "#1b7f3b",
+    "reproduced": "#1b7f3b",
+    "refuted": "#b3261e",
+    "not reproduced": "#b3261e",
     "inconclusive": "#8a6d00",
-}  # fmt: skip
+}
 _TONES = {"#1b7f3b": "ok", "#b3261e": "bad", "#8a6d00": "unk"}
 
 # No url(), no @import: the page loads nothing.
@@ -114,14 +116,14 @@ def table(head: list[str], rows: list[str], cls: str = "") -> str:
 
 def generic_table(rows: Iterable[object] | None) -> str:
     """Row dicts as a table: the union of their keys (first-seen order) as columns."""
-    rows = [r for r in rows or () if isinstance(r, dict)]
-    if not rows:
+    dicts = [r for r in rows or () if isinstance(r, dict)]
+    if not dicts:
         return ""
     cols: list[str] = []
-    for r in rows:
+    for r in dicts:
         cols += [k for k in r if k not in cols]
     body = []
-    for r in rows:
+    for r in dicts:
         cells = []
         for k in cols:
             v = r.get(k)
@@ -141,11 +143,11 @@ def facts(items: list[tuple[str, str]]) -> str:
 class Anchors:
     """Unique, attribute-safe fragment ids: the same ``(kind, key)`` always gets the same id."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._ids: dict[tuple[str, str], str] = {}
         self._used: set[str] = set()
 
-    def __call__(self, kind: str, key) -> str:
+    def __call__(self, kind: str, key: object) -> str:
         k = (kind, str(key))
         if k not in self._ids:
             base = f"{kind}-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", str(key)).strip("-") or "x")

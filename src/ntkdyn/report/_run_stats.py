@@ -11,12 +11,18 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..optim import Rule
+from ..optim import Family, Rule
 from .summary import RunAnalysis
 
 __all__ = [
-    "cell", "final_loss", "finite_curve", "group_by", "mean_hmax", "seed_stats", "stable_limit",
-]  # fmt: skip
+    "cell",
+    "final_loss",
+    "finite_curve",
+    "group_by",
+    "mean_hmax",
+    "seed_stats",
+    "stable_limit",
+]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -30,6 +36,11 @@ def finite_curve(a: RunAnalysis) -> np.ndarray:
     """The loss curve with non-finite values replaced by +inf."""
     L = np.asarray(a.record.losses, dtype=float)
     return np.where(np.isfinite(L), L, math.inf)
+
+
+def runs_of(runs: Iterable[RunAnalysis], *families: Family) -> list[RunAnalysis]:
+    """The runs whose rule belongs to one of ``families``."""
+    return [a for a in runs if a.rule.family in families]
 
 
 def group_by(
@@ -52,13 +63,14 @@ def cell(x: float | None) -> float | str:
 def mean_hmax(group: Sequence[RunAnalysis]) -> float | None:
     """Seed-mean ``h_max = lr lambda_max(K)``; None if a run lacks ``lambda_max_k``."""
     lam = [a.record.lambda_max_k for a in group]
-    if any(v is None or not math.isfinite(v) for v in lam):
+    finite = [v for v in lam if v is not None and math.isfinite(v)]
+    if len(finite) < len(lam):
         return None
-    return float(np.mean([a.rule.lr * v for a, v in zip(group, lam)]))
+    return float(np.mean([a.rule.lr * v for a, v in zip(group, finite, strict=True)]))
 
 
 def stable_limit(rule: Rule) -> float | None:
-    """The rule's closed-form stable ``h`` (docs/mathematics.md 3), None if it declares none."""
+    """The rule's closed-form stable ``h`` (docs/mathematics.md §3), None if it declares none."""
     value = rule.max_stable_h()
     return None if value is None else float(value)
 

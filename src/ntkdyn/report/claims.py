@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..optim import Family
+from ..prediction import KernelModel
 from ..verdicts import (
-    KernelModel,
     RunJudgment,
     at_one_width,
     combine,
@@ -59,8 +59,12 @@ __all__ = [
 
 LADDER, SINGLE, POINT = "theory-ladder", "theory-curves", "theory-point"
 #: The optimizer family each linear-rate claim is about.
-_LINEAR = {"C1": Family.GD, "C2": Family.HEAVY_BALL, "C4": Family.NESTEROV_CONSTANT,
-           "C5": Family.HIGHER_ORDER}  # fmt: skip
+_LINEAR = {
+    "C1": Family.GD,
+    "C2": Family.HEAVY_BALL,
+    "C4": Family.NESTEROV_CONSTANT,
+    "C5": Family.HIGHER_ORDER,
+}
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,19 @@ class Claim:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "id": self.id, "statement": self.statement, "verdict": self.verdict,
-            "evidence": self.evidence, "hypothesis": self.hypothesis,
-            "criterion": self.criterion, "tolerances": dict(self.tolerances),
-            "reason": self.reason, "figures": list(self.figures),
-            "by_width": [dict(r) for r in self.by_width], "runs": [dict(r) for r in self.runs],
+            "id": self.id,
+            "statement": self.statement,
+            "verdict": self.verdict,
+            "evidence": self.evidence,
+            "hypothesis": self.hypothesis,
+            "criterion": self.criterion,
+            "tolerances": dict(self.tolerances),
+            "reason": self.reason,
+            "figures": list(self.figures),
+            "by_width": [dict(r) for r in self.by_width],
+            "runs": [dict(r) for r in self.runs],
             "quantity": self.quantity,
-        }  # fmt: skip
+        }
 
 
 def kernel_model(a: RunAnalysis) -> KernelModel | None:
@@ -97,7 +107,7 @@ def kernel_model(a: RunAnalysis) -> KernelModel | None:
     lam, xi = a.record.kernel_eigenvalues, a.record.kernel_modes
     if lam is None or xi is None or lam.size == 0 or lam.min() <= 0:
         return None
-    return KernelModel(lam, xi, scale=a.c)
+    return KernelModel(lam, xi, loss_factor=a.c)
 
 
 def _judge(a: RunAnalysis, how: Callable[..., RunJudgment]) -> RunJudgment:
@@ -110,10 +120,17 @@ def _judge(a: RunAnalysis, how: Callable[..., RunJudgment]) -> RunJudgment:
 
 
 def _run_row(a: RunAnalysis, j: RunJudgment) -> dict[str, object]:
-    return {"width": a.width, "seed": a.seed, "spec": a.rule.spec, "experiment":
-            a.record.experiment, "measured": j.measured, "reference": j.reference,
-            "deviation": j.deviation, "verdict": j.verdict,
-            "note": j.note or (str(j.window) if j.window else "")}  # fmt: skip
+    return {
+        "width": a.width,
+        "seed": a.seed,
+        "spec": a.rule.spec,
+        "experiment": a.record.experiment,
+        "measured": j.measured,
+        "reference": j.reference,
+        "deviation": j.deviation,
+        "verdict": j.verdict,
+        "note": j.note or (str(j.window) if j.window else ""),
+    }
 
 
 @dataclass
@@ -132,7 +149,8 @@ class _Parts:
             self.verdicts.append(agg.verdict)
         else:
             self.skipped.append(label)
-        slope = "" if agg.slope is None else f", slope {agg.slope:+.2f}"
+        shown = agg.slope is None or "slope" in agg.reason  # the reason may state it already
+        slope = "" if shown else f", slope {agg.slope:+.2f}"
         self.reasons.append(f"{label}: {agg.verdict} ({agg.reason}{slope})")
         self.rows += [{"setting": label, **r.as_dict()} for r in agg.rows]
         self.runs += [_run_row(a, j) for a, j in judged_runs]
@@ -151,8 +169,20 @@ class _Parts:
                 f" (not counted, cannot decide at this precision: {', '.join(self.skipped)})"
             )
         hyp, crit = HYPOTHESES[cid]
-        return Claim(cid, STATEMENTS[cid], verdict, evidence, hyp, crit, tolerances, reason,
-                     tuple(self.figures), tuple(self.rows), tuple(self.runs), quantity)  # fmt: skip
+        return Claim(
+            cid,
+            STATEMENTS[cid],
+            verdict,
+            evidence,
+            hyp,
+            crit,
+            tolerances,
+            reason,
+            tuple(self.figures),
+            tuple(self.rows),
+            tuple(self.runs),
+            quantity,
+        )
 
 
 def _group(runs: list[RunAnalysis], key) -> dict:
@@ -166,8 +196,13 @@ def _setting(a: RunAnalysis) -> str:
     return a.label
 
 
-_LIMIT_TOL = {"KERNEL_MODEL_RTOL": KERNEL_MODEL_RTOL, "WIDTH_SLOPE_BAND": list(WIDTH_SLOPE_BAND),
-              "MIN_WIDTHS": MIN_WIDTHS, "MIN_DECADES": MIN_DECADES, "MIN_SEEDS": MIN_SEEDS}  # fmt: skip
+_LIMIT_TOL = {
+    "KERNEL_MODEL_RTOL": KERNEL_MODEL_RTOL,
+    "WIDTH_SLOPE_BAND": list(WIDTH_SLOPE_BAND),
+    "MIN_WIDTHS": MIN_WIDTHS,
+    "MIN_DECADES": MIN_DECADES,
+    "MIN_SEEDS": MIN_SEEDS,
+}
 
 
 def _linear_claim(cid: str, by_kind: dict[str, list[RunAnalysis]]) -> Claim:
@@ -175,40 +210,56 @@ def _linear_claim(cid: str, by_kind: dict[str, list[RunAnalysis]]) -> Claim:
     parts = _Parts()
     ladder = [a for a in by_kind.get(LADDER, []) if a.rule.family is family]
     for label, runs in _group(ladder, _setting).items():
-        judged = [(a, _judge(a, judge_rate)) for a in runs]
-        agg = width_limit([(a.width, j.within(KERNEL_MODEL_RTOL)) for a, j in judged],
-                          tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)  # fmt: skip
+        judged = [(a, _judge(a, judge_rate).within(KERNEL_MODEL_RTOL)) for a in runs]
+        agg = width_limit(
+            [(a.width, j) for a, j in judged], tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND
+        )
         figs = (f"{cid}_deviation_vs_width", f"{runs[0].record.experiment}_overlay")
         parts.add(f"{label} (width limit)", agg, judged, figs)
     point = [a for a in by_kind.get(POINT, []) if a.rule.family is family]
     for label, runs in _group(point, _setting).items():
-        judged = [(a, _judge(a, judge_rate)) for a in runs]
+        judged = [(a, _judge(a, judge_rate).within(POINT_RTOL)) for a in runs]
         model = kernel_model(runs[0])
         sens = None if model is None else rate_sensitivity(model, runs[0].rule)
-        agg = at_one_width([(a.width, j.within(POINT_RTOL)) for a, j in judged], tol=POINT_RTOL)
+        agg = at_one_width([(a.width, j) for a, j in judged], tol=POINT_RTOL)
         counted = sens is not None and sens <= POINT_MAX_SENSITIVITY
         note = "n/a" if sens is None else f"{sens:.3f}"
-        parts.add(f"{label} (point test, rate sensitivity to lambda_min {note})", agg, judged,
-                  (f"{runs[0].record.experiment}_rates",), counted=counted)  # fmt: skip
+        parts.add(
+            f"{label} (point test, rate sensitivity to lambda_min {note})",
+            agg,
+            judged,
+            (f"{runs[0].record.experiment}_rates",),
+            counted=counted,
+        )
     tol = {**_LIMIT_TOL, "POINT_RTOL": POINT_RTOL, "POINT_MAX_SENSITIVITY": POINT_MAX_SENSITIVITY}
     return parts.claim(cid, tol, "per-step rate s (slope of log L); deviation = s_net/s_kernel - 1")
 
 
 def _c3(by_kind: dict[str, list[RunAnalysis]]) -> Claim:
     parts = _Parts()
-    runs = [a for k in (LADDER, SINGLE) for a in by_kind.get(k, [])
-            if a.rule.family is Family.NESTEROV_SCHEDULED]  # fmt: skip
+    runs = [
+        a
+        for k in (LADDER, SINGLE)
+        for a in by_kind.get(k, [])
+        if a.rule.family is Family.NESTEROV_SCHEDULED
+    ]
     for label, group in _group(runs, _setting).items():
-        judged = [(a, _judge(a, judge_power_law)) for a in group]
-        agg = at_one_width([(a.width, j.within(KERNEL_MODEL_RTOL)) for a, j in judged],
-                           tol=KERNEL_MODEL_RTOL)  # fmt: skip
+        judged = [(a, _judge(a, judge_power_law).within(KERNEL_MODEL_RTOL)) for a in group]
+        agg = at_one_width([(a.width, j) for a, j in judged], tol=KERNEL_MODEL_RTOL)
         eid = group[0].record.experiment
         parts.add(label, agg, judged, (f"{eid}_nag_loglog", f"{eid}_overlay"))
-    tol = {"KERNEL_MODEL_RTOL": KERNEL_MODEL_RTOL, "POWER_LAW_RTOL": POWER_LAW_RTOL,
-           "SMALL_STEP_FACTOR": SMALL_STEP_FACTOR, "SMALL_STEP_WINDOW": SMALL_STEP_WINDOW,
-           "MIN_SEEDS": MIN_SEEDS}  # fmt: skip
-    return parts.claim("C3", tol, "window exponent p (E_k ~ k^-p on [K/4, K], K = r/h0); "
-                       "deviation = p_net/p_kernel - 1")  # fmt: skip
+    tol = {
+        "KERNEL_MODEL_RTOL": KERNEL_MODEL_RTOL,
+        "POWER_LAW_RTOL": POWER_LAW_RTOL,
+        "SMALL_STEP_FACTOR": SMALL_STEP_FACTOR,
+        "SMALL_STEP_WINDOW": SMALL_STEP_WINDOW,
+        "MIN_SEEDS": MIN_SEEDS,
+    }
+    return parts.claim(
+        "C3",
+        tol,
+        "window exponent p (E_k ~ k^-p on [K/4, K], K = r/h0); deviation = p_net/p_kernel - 1",
+    )
 
 
 def _c7(by_kind: dict[str, list[RunAnalysis]]) -> Claim:
@@ -216,8 +267,8 @@ def _c7(by_kind: dict[str, list[RunAnalysis]]) -> Claim:
     for kind in (LADDER, SINGLE):
         runs = [a for a in by_kind.get(kind, []) if a.rule.family is Family.NESTEROV_SCHEDULED]
         for label, group in _group(runs, _setting).items():
-            judged = [(a, _judge(a, judge_crossover)) for a in group]
-            pairs = [(a.width, j.within(KERNEL_MODEL_RTOL)) for a, j in judged]
+            judged = [(a, _judge(a, judge_crossover).within(KERNEL_MODEL_RTOL)) for a in group]
+            pairs = [(a.width, j) for a, j in judged]
             if kind == LADDER:
                 agg = width_limit(pairs, tol=KERNEL_MODEL_RTOL, band=WIDTH_SLOPE_BAND)
             else:
@@ -226,11 +277,20 @@ def _c7(by_kind: dict[str, list[RunAnalysis]]) -> Claim:
             # but not counted (docs/verdicts.md §6); every other outcome counts
             blind = all("cannot be seen" in j.note for _, j in judged)
             eid = group[0].record.experiment
-            parts.add(f"{label} ({'width limit' if kind == LADDER else 'one width'})", agg,
-                      judged, ("C7_deviation_vs_width", f"{eid}_crossover"), counted=not blind)  # fmt: skip
+            parts.add(
+                f"{label} ({'width limit' if kind == LADDER else 'one width'})",
+                agg,
+                judged,
+                ("C7_deviation_vs_width", f"{eid}_crossover"),
+                counted=not blind,
+            )
     tol = {**_LIMIT_TOL, "POWER_LAW_RTOL": POWER_LAW_RTOL, "CROSSOVER_REACH": CROSSOVER_REACH}
-    return parts.claim("C7", tol, "per-step rate s after the crossover on [K/4, K], K >= "
-                       f"{CROSSOVER_REACH:g} r/h0; deviation = s_net/s_kernel - 1")  # fmt: skip
+    return parts.claim(
+        "C7",
+        tol,
+        "per-step rate s after the crossover on [K/4, K], K >= "
+        f"{CROSSOVER_REACH:g} r/h0; deviation = s_net/s_kernel - 1",
+    )
 
 
 def evaluate_claims(analyses: list[RunAnalysis]) -> list[Claim]:
@@ -239,7 +299,13 @@ def evaluate_claims(analyses: list[RunAnalysis]) -> list[Claim]:
     for a in analyses:
         if a.config.get("mode") == "theory":
             by_kind[a.kind].append(a)
-    claims = [_linear_claim("C1", by_kind), _linear_claim("C2", by_kind), _c3(by_kind),
-              _linear_claim("C4", by_kind), _linear_claim("C5", by_kind),
-              c6_claim(by_kind.get(LADDER, []), Claim), _c7(by_kind)]  # fmt: skip
+    claims = [
+        _linear_claim("C1", by_kind),
+        _linear_claim("C2", by_kind),
+        _c3(by_kind),
+        _linear_claim("C4", by_kind),
+        _linear_claim("C5", by_kind),
+        c6_claim(by_kind.get(LADDER, []), Claim),
+        _c7(by_kind),
+    ]
     return claims

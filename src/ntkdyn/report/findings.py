@@ -5,7 +5,7 @@ notebook's sizes in the paper preset) are judged against what the authors' noteb
 Every finding states the pattern it measures, a one-line criterion, the pre-registered constants
 (module constants below, fixed before any run was judged) and a table with the per-seed spread.
 Verdicts: ``reproduced``, ``not reproduced``, or ``inconclusive`` when runs are missing or the
-statistic is undefined (fewer than :data:`MIN_SEEDS` seeds for a standard error, an empty
+statistic is undefined (fewer than :data:`SE_MIN_SEEDS` seeds for a standard error, an empty
 window, h_max unknown where the criterion needs it, an E6 run shorter than the paper's blow-up).
 
 * E1: GD's loss falls from one epoch to the next at >= :data:`ORDER_MIN_FRACTION` of the epochs.
@@ -13,16 +13,7 @@ window, h_max unknown where the criterion needs it, an E6 run shorter than the p
   is so small that the slowest mode's linear factor ``(1 - h0)^(2k)`` has barely moved within
   the run, and a sum of modes with rates ``h0 .. h_max`` is not yet linear (docs/mathematics.md
   3, 5, 7.2).
-* E2 / E4: per beta (HB) / r (NAG), seed mean, standard error and range of the loss at the last
-  epoch per width. An interior minimum counts only if the best interior seed-mean is below the
-  best edge seed-mean by more than :data:`NOISE_MULTIPLE` standard errors of the difference, and
-  only if it is not at the stability edge, i.e. the next wider width has
-  ``h_max = lr lambda_max(K)`` above the method's stable limit (the rule's
-  ``stable_limit_formula``: HB ``2(1 + beta)``, scheduled Nesterov ``4/3`` as ``beta_k -> 1``;
-  docs/mathematics.md 3): the loss then rises past the
-  minimum because the wider networks are beyond the stable step, not by the paper's effect. A
-  minimum inside the seed noise is "not reproduced" (the presets run >= 4 seeds, enough for a
-  standard error; a single seed gives "inconclusive").
+* E2 / E4: the best width, judged in ``_findings_width`` (its docstring has the criterion).
 * E2 / E3 judge the heavy-ball runs, E4 / E5 the scheduled-Nesterov runs (``optim.Family``),
   grouped by the family's ``momentum_key`` (beta / r); other rules in these experiments are
   left out (GD only as a reference).
@@ -37,34 +28,34 @@ window, h_max unknown where the criterion needs it, an E6 run shorter than the p
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..optim import Family, rules_of
+from ..optim import Family
 from ._evidence import fmt_number, run_name
+from ._finding import Finding, finding, momentum_key
+from ._findings_width import NOISE_MULTIPLE, SE_MIN_SEEDS, best_width
 from ._run_stats import (
     cell,
     final_loss,
     finite_curve,
     group_by,
     mean_hmax,
-    seed_stats,
+    runs_of,
     stable_limit,
 )
 from .summary import RunAnalysis
 
 __all__ = [
-    "BLOWUP_FACTOR", "MIN_SEEDS", "NOISE_MULTIPLE", "ORDER_MIN_FRACTION", "ORDER_WINDOW_START",
-    "PAPER_BLOWUP_EPOCH", "Finding", "evaluate_findings",
-]  # fmt: skip
+    "BLOWUP_FACTOR",
+    "SE_MIN_SEEDS",
+    "NOISE_MULTIPLE",
+    "ORDER_MIN_FRACTION",
+    "ORDER_WINDOW_START",
+    "PAPER_BLOWUP_EPOCH",
+    "evaluate_findings",
+]
 
-#: E2/E4: an interior minimum must beat the best edge by this many standard errors of the
-#: difference (the usual two-standard-error rule; fixed before any run was judged).
-NOISE_MULTIPLE = 2.0
-#: E2/E4: seeds per width needed for a standard error (fewer: inconclusive).
-MIN_SEEDS = 2
 #: E3/E5: the window starts at this fraction of the run (the paper's slope window 1000..5000
 #: of its 5000 epochs, docs/paper.md E5).
 ORDER_WINDOW_START = 0.2
@@ -78,162 +69,13 @@ BLOWUP_FACTOR = 10.0
 PAPER_BLOWUP_EPOCH = 3800
 
 
-@dataclass(frozen=True)
-class Finding:
-    """A notebook finding: the measured pattern, the paper's numbers, the verdict
-    ("reproduced" | "not reproduced" | "inconclusive"), its evidence, the one-line criterion,
-    the pre-registered constants used and a table (one row per width or setting)."""
-
-    id: str
-    experiment: str
-    statement: str
-    paper: str
-    verdict: str
-    evidence: str
-    criterion: str = ""
-    constants: dict[str, object] = field(default_factory=dict)
-    table: list[dict[str, object]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id, "experiment": self.experiment, "statement": self.statement,
-            "paper": self.paper, "verdict": self.verdict, "evidence": self.evidence,
-            "criterion": self.criterion, "constants": dict(self.constants),
-            "table": [dict(row) for row in self.table],
-        }  # fmt: skip
-
-
-_PAPER = {
-    "E1": "loss 2.22 at epoch 100, 0.555 at 1000, 0.0620 at 5000 (MNIST n = 600, m = 3000)",
-    "E2": "lowest loss at epoch 200 at width 5500 (beta 0), 4500 (0.6), 3500 (0.9), inside the "
-          "grid 2000..8000 (one seed)",
-    "E3": "higher beta converges faster (beta 0.2 < 0.5 < 0.8)",
-    "E4": "10-seed mean lowest at width 2000-3000 (r = 2), 3000 (r = 4), 5000 (r = 10), inside "
-          "the grid 1000..8000",
-    "E5": "larger r reaches a lower loss: 1.5e-6 (r=2), 5.5e-8 (3), 9.3e-11 (6), 2.9e-12 (8) at "
-          "epoch 5000",
-    "E6": "loss 0.038 (b=.2,.2) and 0.019 (.2,.5) at epoch 5000; (.2,.8) blows up near epoch 3800",
-}  # fmt: skip
-
-
-def _of(runs: Iterable[RunAnalysis], family: Family) -> list[RunAnalysis]:
-    """The runs whose rule belongs to ``family``."""
-    return [a for a in runs if a.rule.family is family]
-
-
-def _momentum_key(family: Family) -> str:
-    """The parameter the runs of ``family`` are grouped by (beta for HB, r for NAG)."""
-    return str(rules_of(family)[0].momentum_key)
-
-
-def _make(eid, runs, statement, verdict, evidence, criterion, constants, table=()):
-    experiment = runs[0].record.experiment if runs else ""
-    return Finding(eid, experiment, statement, _PAPER[eid], verdict, evidence, criterion,
-                   dict(constants), list(table))  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------
-# E2 / E4: the best width.
-
-
-def _judge_widths(ms, st, hmax, limit, name) -> tuple[str, str]:
-    """("ok" | "not" | "undecided", reason) for one beta / r (module docstring)."""
-    if len(ms) < 3:
-        return "undecided", f"{len(ms)} width(s): no interior"
-    if min(st[m]["n"] for m in ms) < MIN_SEEDS:
-        return "undecided", f"fewer than {MIN_SEEDS} seeds at some width: no standard error"
-    bi = min(ms[1:-1], key=lambda m: st[m]["mean"])
-    be = min((ms[0], ms[-1]), key=lambda m: st[m]["mean"])
-    mi, me = st[bi]["mean"], st[be]["mean"]
-    if not math.isfinite(mi):
-        return "not", "every interior width has a diverged seed"
-    se = math.hypot(st[bi]["se"], st[be]["se"]) if math.isfinite(me) else 0.0
-    gap = f"best edge - best interior = {fmt_number(me - mi)} vs {NOISE_MULTIPLE:g} SE = " + (
-        fmt_number(NOISE_MULTIPLE * se))  # fmt: skip
-    if not me - mi > NOISE_MULTIPLE * se:
-        where = f"at the edge m = {be}" if me <= mi else f"at m = {bi}, inside the seed noise"
-        return "not", f"lowest seed-mean {where} ({gap})"
-    nxt = ms[ms.index(bi) + 1]
-    if hmax[nxt] is None or limit is None:
-        return "undecided", (f"interior minimum at m = {bi} stands out ({gap}); stability edge "
-                             f"not checked: h_max of m = {nxt} unknown")  # fmt: skip
-    if hmax[nxt] > limit:
-        return "not", (
-            f"interior minimum at m = {bi} stands out ({gap}) but sits at the stability edge: "
-            f"the next width m = {nxt} has h_max = {fmt_number(hmax[nxt])} > {name}, so the loss "
-            "rises past it because those networks are beyond the stable step"
-        )
-    return "ok", f"interior minimum at m = {bi} stands out ({gap}), below the stability edge"
-
-
-def _stability_note(ms, st, hmax, limit, name) -> str:
-    known = {m: h for m, h in hmax.items() if h is not None}
-    if not known or limit is None:
-        return "h_max unknown (lambda_max(K) not stored)"
-    above = [m for m in ms if m in known and known[m] > limit]
-    below = [m for m in ms if m in known and known[m] <= limit]
-    if not above:
-        return f"no width exceeds {name} (h_max <= {fmt_number(max(known.values()))})"
-    listed = ", ".join(f"{m} ({fmt_number(known[m])})" for m in above)
-    last = f"last width below it: m = {below[-1]}" if below else "no width below it"
-    best = min(ms, key=lambda m: st[m]["mean"])
-    nxt = ms[ms.index(best) + 1] if best != ms[-1] else None
-    edge = nxt is not None and nxt in known and known[nxt] > limit
-    where = "sits at the stability edge" if edge else "is not at the stability edge"
-    return f"h_max > {name} at m = {listed}; {last}; the lowest seed-mean (m = {best}) {where}"
-
-
-def _best_width(eid: str, runs: list[RunAnalysis], family: Family) -> Finding:
-    key = _momentum_key(family)
-    chosen = _of(runs, family)
-    steps = chosen[0].record.steps if chosen else 200
-    # the family's stable limit as printed (docs/mathematics.md 3)
-    name = (chosen[0].rule if chosen else rules_of(family)[0]).stable_limit_formula
-    name = name or "the stable limit"
-    statement = (
-        f"for every {key}, the seed-mean loss at epoch {steps} is lowest at a width strictly "
-        "inside the grid, standing out of the seed noise, and not at the stability edge (the "
-        f"next wider width's h_max = lr lambda_max(K) above {name})"
-    )
-    criterion = (
-        f"reproduced if, for every {key}, the best interior seed-mean is below the best edge "
-        f"seed-mean by more than {NOISE_MULTIPLE:g} standard errors of the difference and the "
-        f"next wider width has h_max <= {name}; not reproduced if that fails for some {key}"
-    )
-    constants = {"NOISE_MULTIPLE": NOISE_MULTIPLE, "MIN_SEEDS": MIN_SEEDS}
-    if not chosen:
-        return _make(eid, runs, statement, "inconclusive", "no runs stored", criterion, constants)
-    parts, states, table = [], [], []
-    for value, group in group_by(chosen, lambda a: a.rule.params[key]).items():
-        widths = group_by(group, lambda a: a.width)
-        ms = list(widths)
-        st = {m: seed_stats([final_loss(a) for a in g]) for m, g in widths.items()}
-        hmax = {m: mean_hmax(g) for m, g in widths.items()}
-        limit = stable_limit(group[0].rule)
-        constants[f"h_limit({key}={value:g})"] = cell(limit)
-        label = f"{name} = {fmt_number(limit)}"
-        state, reason = _judge_widths(ms, st, hmax, limit, label)
-        states.append(state)
-        for m in ms:
-            above = "unknown" if hmax[m] is None or limit is None else (
-                "yes" if hmax[m] > limit else "no")  # fmt: skip
-            table.append({key: value, "width": m, "seeds": st[m]["n"], "mean": cell(st[m]["mean"]),
-                          "se": cell(st[m]["se"]), "min": cell(st[m]["min"]),
-                          "max": cell(st[m]["max"]), "h_max": cell(hmax[m]),
-                          "above_limit": above})  # fmt: skip
-        parts.append(f"{key}={value:g}: {reason}; {_stability_note(ms, st, hmax, limit, label)}")
-    verdict = ("not reproduced" if "not" in states else
-               "inconclusive" if "undecided" in states else "reproduced")  # fmt: skip
-    return _make(eid, runs, statement, verdict, "; ".join(parts), criterion, constants, table)
-
-
 # --------------------------------------------------------------------------------------------
 # E3 / E5: orderings over a window; E1: GD's decrease.
 
 
 def _ordering(eid: str, runs: list[RunAnalysis], family: Family) -> Finding:
-    key = _momentum_key(family)
-    groups = group_by(_of(runs, family), lambda a: a.rule.params[key])
+    key = momentum_key(family)
+    groups = group_by(runs_of(runs, family), lambda a: a.rule.params[key])
     steps = min((a.record.steps for g in groups.values() for a in g), default=0)
     start = math.ceil(ORDER_WINDOW_START * steps)
     statement = (
@@ -247,8 +89,15 @@ def _ordering(eid: str, runs: list[RunAnalysis], family: Family) -> Finding:
     )
     constants = {"ORDER_WINDOW_START": ORDER_WINDOW_START, "ORDER_MIN_FRACTION": ORDER_MIN_FRACTION}
     if len(groups) < 2:
-        return _make(eid, runs, statement, "inconclusive",
-                     f"only {len(groups)} {key} value(s) stored", criterion, constants)  # fmt: skip
+        return finding(
+            eid,
+            runs,
+            statement,
+            "inconclusive",
+            f"only {len(groups)} {key} value(s) stored",
+            criterion,
+            constants,
+        )
     keys = list(groups)
     M = np.array([np.mean([finite_curve(a)[: steps + 1] for a in groups[k]], axis=0) for k in keys])
     floors = np.array([groups[k][0].floor_rel * M[i, 0] for i, k in enumerate(keys)])
@@ -261,59 +110,84 @@ def _ordering(eid: str, runs: list[RunAnalysis], family: Family) -> Finding:
     for i, k in enumerate(keys):
         # below_previous: share of the window's epochs where this curve is below the previous one
         below = "" if i == 0 else cell(pair[i - 1][used].mean() if counted else None)
-        table.append({key: k, "seeds": len(groups[k]), f"loss@{start}": cell(M[i, start]),
-                      f"loss@{steps}": cell(M[i, -1]), "below_previous": below})  # fmt: skip
+        table.append(
+            {
+                key: k,
+                "seeds": len(groups[k]),
+                f"loss@{start}": cell(M[i, start]),
+                f"loss@{steps}": cell(M[i, -1]),
+                "below_previous": below,
+            }
+        )
     ev = f"strictly ordered at {ordered} of {counted} epochs in {start}..{steps} (fraction "
     ev += f"{fmt_number(frac)})"
     for j in (start, steps):
         ev += f"; loss at epoch {j}: " + ", ".join(
-            f"{key}={k:g}: {fmt_number(M[i, j])}" for i, k in enumerate(keys))  # fmt: skip
-    gd = _of(runs, Family.GD)
+            f"{key}={k:g}: {fmt_number(M[i, j])}" for i, k in enumerate(keys)
+        )
+    gd = runs_of(runs, Family.GD)
     if gd:
         ev += f"; GD: {fmt_number(float(np.mean([final_loss(a) for a in gd])))}"
     if counted < W.shape[1]:
         ev += f"; {W.shape[1] - counted} epoch(s) at a rounding floor left out"
-    verdict = "inconclusive" if not counted else (
-        "reproduced" if frac >= ORDER_MIN_FRACTION else "not reproduced")  # fmt: skip
-    return _make(eid, runs, statement, verdict, ev, criterion, constants, table)
+    verdict = (
+        "inconclusive"
+        if not counted
+        else ("reproduced" if frac >= ORDER_MIN_FRACTION else "not reproduced")
+    )
+    return finding(eid, runs, statement, verdict, ev, criterion, constants, table)
 
 
 def _e1(runs: list[RunAnalysis]) -> Finding:
-    gd = sorted(_of(runs, Family.GD), key=lambda a: a.seed)
-    statement = (f"GD's loss decreases from one epoch to the next at >= {ORDER_MIN_FRACTION:.0%} "
-                 "of the epochs (the notebook's baseline curve)")  # fmt: skip
-    criterion = (f"reproduced if the run stays finite and L_k < L_(k-1) at >= "
-                 f"{ORDER_MIN_FRACTION:.0%} of its epochs; not reproduced otherwise (the "
-                 "classifier's rate class is reported, not judged)")  # fmt: skip
+    gd = sorted(runs_of(runs, Family.GD), key=lambda a: a.seed)
+    statement = (
+        f"GD's loss decreases from one epoch to the next at >= {ORDER_MIN_FRACTION:.0%} "
+        "of the epochs (the notebook's baseline curve)"
+    )
+    criterion = (
+        f"reproduced if the run stays finite and L_k < L_(k-1) at >= "
+        f"{ORDER_MIN_FRACTION:.0%} of its epochs; not reproduced otherwise (the "
+        "classifier's rate class is reported, not judged)"
+    )
     constants = {"ORDER_MIN_FRACTION": ORDER_MIN_FRACTION}
     if not gd:
-        return _make("E1", runs, statement, "inconclusive", "no GD run", criterion, constants)
+        return finding("E1", runs, statement, "inconclusive", "no GD run", criterion, constants)
     a = gd[0]
     L, steps, h0 = finite_curve(a), a.record.steps, a.record.h0
     down = int(np.sum(L[1:] < L[:-1]))
     ok = a.ok and steps > 0 and down >= ORDER_MIN_FRACTION * steps
     marks = sorted({k for k in (0, 10, 100, 1000, steps) if k <= steps})
-    table = [{"epoch": k, "loss": cell(L[k]),
-              "(1-h0)^(2k)": cell(None if h0 is None else (1 - h0) ** (2 * k))}
-             for k in marks]  # fmt: skip
-    ev = (f"{run_name(a)}: " + ", ".join(f"epoch {k}: {fmt_number(float(L[k]))}" for k in marks)
-          + f"; below the epoch before at {down} of {steps} epochs. {_e1_rate(a)}")  # fmt: skip
+    table = [
+        {
+            "epoch": k,
+            "loss": cell(L[k]),
+            "(1-h0)^(2k)": cell(None if h0 is None else (1 - h0) ** (2 * k)),
+        }
+        for k in marks
+    ]
+    ev = (
+        f"{run_name(a)}: "
+        + ", ".join(f"epoch {k}: {fmt_number(float(L[k]))}" for k in marks)
+        + f"; below the epoch before at {down} of {steps} epochs. {_e1_rate(a)}"
+    )
     verdict = "reproduced" if ok else "not reproduced"
-    return _make("E1", runs, statement, verdict, ev, criterion, constants, table)
+    return finding("E1", runs, statement, verdict, ev, criterion, constants, table)
 
 
 def _e1_rate(a: RunAnalysis) -> str:
     """The run table's rate class of the GD curve, and why (module docstring)."""
     kind = "diverged" if a.fit is None else a.fit.kind
     text = f"Run table: the classifier calls this curve {kind}"
-    if kind == "sublinear" and a.fit.exponent is not None:
+    if a.fit is not None and a.fit.kind == "sublinear" and a.fit.exponent is not None:
         text += f" (exponent {fmt_number(a.fit.exponent)})"
     h0, steps, lmax = a.record.h0, a.record.steps, a.record.lambda_max_k
     if h0 is None or not h0 > 0:
         return text + "; h0 = lr lambda_min(K) is unknown, so the reason is not checked."
-    text += (f". h0 = lr lambda_min(K) = {fmt_number(h0)}: the slowest mode's linear factor "
-             f"(1 - h0)^(2k) is {fmt_number((1 - h0) ** (2 * steps))} at epoch {steps} (an "
-             f"e-fold takes 1/(2 h0) = {fmt_number(0.5 / h0)} epochs)")  # fmt: skip
+    text += (
+        f". h0 = lr lambda_min(K) = {fmt_number(h0)}: the slowest mode's linear factor "
+        f"(1 - h0)^(2k) is {fmt_number((1 - h0) ** (2 * steps))} at epoch {steps} (an "
+        f"e-fold takes 1/(2 h0) = {fmt_number(0.5 / h0)} epochs)"
+    )
     if lmax is not None:
         text += f", while the fastest (h_max = {fmt_number(a.rule.lr * lmax)}) decays at once"
     if kind == "linear":
@@ -338,8 +212,8 @@ def _blowup(a: RunAnalysis) -> int | None:
 
 
 def _e6(runs: list[RunAnalysis]) -> Finding:
-    hom = _of(runs, Family.HIGHER_ORDER)
-    groups = group_by(hom, lambda a: (a.rule.params.get("b1"), a.rule.params.get("b2")))
+    hom = runs_of(runs, Family.HIGHER_ORDER)
+    groups = group_by(hom, lambda a: (a.rule.params["b1"], a.rule.params["b2"]))  # every HOM
     steps = min((a.record.steps for a in hom), default=0)
     statement = (
         f"the largest b2 (b1 + b2 >= 1) blows up (loss {BLOWUP_FACTOR:g} x its running minimum, "
@@ -352,24 +226,39 @@ def _e6(runs: list[RunAnalysis]) -> Finding:
     )
     constants = {"BLOWUP_FACTOR": BLOWUP_FACTOR, "PAPER_BLOWUP_EPOCH": PAPER_BLOWUP_EPOCH}
     if len(groups) < 2:
-        return _make("E6", runs, statement, "inconclusive",
-                     f"{len(groups)} HOM setting(s) stored", criterion, constants)  # fmt: skip
+        return finding(
+            "E6",
+            runs,
+            statement,
+            "inconclusive",
+            f"{len(groups)} HOM setting(s) stored",
+            criterion,
+            constants,
+        )
     parts, table, blow, final = [], [], {}, {}
     for b, g in groups.items():
         a = g[0]
         blow[b], final[b], h, lim = _blowup(a), final_loss(a), mean_hmax([a]), stable_limit(a.rule)
-        if blow[b] is None:
+        at = blow[b]
+        if at is None:
             text = f"no blow-up, loss {fmt_number(final[b])} at epoch {a.record.steps}"
         else:
-            ratio = fmt_number(blow[b] / PAPER_BLOWUP_EPOCH)
-            text = f"blow-up at epoch {blow[b]} ({ratio} x the paper's ~{PAPER_BLOWUP_EPOCH})"
+            ratio = fmt_number(at / PAPER_BLOWUP_EPOCH)
+            text = f"blow-up at epoch {at} ({ratio} x the paper's ~{PAPER_BLOWUP_EPOCH})"
         if h is not None and lim is not None:
             text += f", h_max = {fmt_number(h)} at init vs the HOM limit {fmt_number(lim)}"
         parts.append(f"({b[0]:g}, {b[1]:g}): {text}")
-        table.append({"b1": b[0], "b2": b[1], "blow_up_epoch": "none" if blow[b] is None
-                      else blow[b], "loss_min": cell(float(np.min(finite_curve(a)))),
-                      f"loss@{a.record.steps}": cell(final[b]), "h_max": cell(h),
-                      "h_limit": cell(lim)})  # fmt: skip
+        table.append(
+            {
+                "b1": b[0],
+                "b2": b[1],
+                "blow_up_epoch": "none" if blow[b] is None else blow[b],
+                "loss_min": cell(float(np.min(finite_curve(a)))),
+                f"loss@{a.record.steps}": cell(final[b]),
+                "h_max": cell(h),
+                "h_limit": cell(lim),
+            }
+        )
     largest = max(groups, key=lambda k: k[1])
     rest = sorted((k for k in groups if k != largest), key=lambda k: k[1])
     faster = all(final[rest[i + 1]] < final[rest[i]] for i in range(len(rest) - 1))
@@ -381,19 +270,19 @@ def _e6(runs: list[RunAnalysis]) -> Finding:
     else:
         verdict = "not reproduced"
     for family in (Family.GD, Family.HEAVY_BALL):
-        others = _of(runs, family)
+        others = runs_of(runs, family)
         if others:
             parts.append(f"{others[0].label}: {fmt_number(final_loss(others[0]))}")
-    return _make("E6", runs, statement, verdict, "; ".join(parts), criterion, constants, table)
+    return finding("E6", runs, statement, verdict, "; ".join(parts), criterion, constants, table)
 
 
 def evaluate_findings(analyses: list[RunAnalysis]) -> list[Finding]:
     """The notebook findings, one per experiment tagged ``E1``..``E6`` (module docstring)."""
     judge = {
         "E1": _e1,
-        "E2": lambda runs: _best_width("E2", runs, Family.HEAVY_BALL),
+        "E2": lambda runs: best_width("E2", runs, Family.HEAVY_BALL),
         "E3": lambda runs: _ordering("E3", runs, Family.HEAVY_BALL),
-        "E4": lambda runs: _best_width("E4", runs, Family.NESTEROV_SCHEDULED),
+        "E4": lambda runs: best_width("E4", runs, Family.NESTEROV_SCHEDULED),
         "E5": lambda runs: _ordering("E5", runs, Family.NESTEROV_SCHEDULED),
         "E6": _e6,
     }

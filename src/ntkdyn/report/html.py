@@ -19,7 +19,7 @@ experiments' config tables, and reads like a verdict sheet:
 Every key of a claim or finding except ``id``, ``verdict`` and ``statement`` is optional, so
 summaries written by older versions still render.
 
-Rendering check (also a test, ``tests/test_report.py``, skipped without ``chromium``): copy the
+Rendering check (also a test, ``tests/test_report_results.py``, skipped without ``chromium``): copy the
 report, add ``<script>`` that sets ``data-images-ok`` on ``<body>`` to the number of ``<img>``
 with ``complete && naturalWidth > 0`` (and ``data-images`` to the total), then run
 ``chromium --headless --no-sandbox --disable-gpu --disable-background-networking
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from ._html_environment import environment_section
 from ._html_parts import (
     CSS,
     VERDICT_COLORS,
@@ -62,7 +63,9 @@ class _Figures:
         self.anchors = anchors
         self.placed: dict[str, tuple[str, str]] = {}  # name -> (label, section anchor)
 
-    def take(self, names: Iterable[str], label: str, section: str) -> tuple[list[str], list[str]]:
+    def take(
+        self, names: Iterable[object] | None, label: str, section: str
+    ) -> tuple[list[str], list[str]]:
         """(figures to show here, links to figures already shown elsewhere); absent names are
         skipped."""
         shown, links = [], []
@@ -111,8 +114,18 @@ def _verdict_line(x: dict) -> str:
     return badge(x["verdict"]) + (f" {esc(reason)}" if reason else "")
 
 
+def _records(rows) -> list[dict]:
+    """The row dicts of a stored table (anything else skipped)."""
+    return [r for r in rows or () if isinstance(r, dict)]
+
+
+def _quantity(quantity) -> str:
+    """The judged quantity's caption above a table, if it has one."""
+    return f'<p class="muted">{esc(quantity)}</p>' if quantity else ""
+
+
 def _by_width(rows, quantity) -> str:
-    rows = [r for r in rows or () if isinstance(r, dict)]
+    rows = _records(rows)
     if not rows:
         return ""
     body = [
@@ -121,12 +134,12 @@ def _by_width(rows, quantity) -> str:
         f'<td class="num">{num(r.get("low"))} .. {num(r.get("high"))}</td></tr>'
         for r in rows
     ]
-    q = f'<p class="muted">{esc(quantity)}</p>' if quantity else ""
-    return "<h4>Per width</h4>" + q + table(["width", "seeds", "median", "spread"], body)
+    head = ["width", "seeds", "median", "spread"]
+    return "<h4>Per width</h4>" + _quantity(quantity) + table(head, body)
 
 
 def _per_run(rows, quantity) -> str:
-    rows = [r for r in rows or () if isinstance(r, dict)]
+    rows = _records(rows)
     if not rows:
         return ""
     body = [
@@ -138,11 +151,10 @@ def _per_run(rows, quantity) -> str:
         for r in rows
     ]
     head = ["width", "seed", "optimizer", "measured", "reference", "deviation", "verdict", "note"]
-    q = f'<p class="muted">{esc(quantity)}</p>' if quantity else ""
     is_open = " open" if len(rows) <= 8 else ""
     return (
-        f"<details{is_open}><summary>Per run ({len(rows)})</summary>{q}{table(head, body)}"
-        "</details>"
+        f"<details{is_open}><summary>Per run ({len(rows)})</summary>{_quantity(quantity)}"
+        f"{table(head, body)}</details>"
     )
 
 
@@ -250,8 +262,17 @@ def _rates(runs, kinds: dict) -> str:
             f'<td class="num">{num(pe.get("abs"), 3)}</td>'
             f'<td class="num">{num(pe.get("rel"), 3)}</td></tr>'
         )
-    head = ["experiment", "optimizer", "width", "seed", "measured (network)",
-            "kernel model H(0), same fit", "predicted", "abs err", "rel err"]  # fmt: skip
+    head = [
+        "experiment",
+        "optimizer",
+        "width",
+        "seed",
+        "measured (network)",
+        "kernel model H(0), same fit",
+        "predicted",
+        "abs err",
+        "rel err",
+    ]
     note = (
         '<p class="muted">Rates are slopes of log L per optimizer step; abs/rel errors compare '
         "the network's loss with the kernel-model prediction on H(0).</p>"
@@ -268,74 +289,18 @@ def _all_runs(runs) -> str:
         f"<td class='num'>{num(r.get('final_loss'))}</td>{_fit_cell(r.get('fit'))}</tr>"
         for r in runs
     ]
-    head = ["id", "experiment", "optimizer", "width", "seed", "status", "steps", "final loss",
-            "fit"]  # fmt: skip
-    return f"<details><summary>{len(runs)} runs</summary>{table(head, rows)}</details>"
-
-
-def _settings(experiments: dict, key: str) -> str:
-    """``value (experiment ids)`` for a config key over the experiments, e.g. their dtypes."""
-    users: dict[str, list[str]] = {}
-    for eid, e in sorted(experiments.items()):
-        vals = e.get(key)
-        for v in vals if isinstance(vals, (list, tuple)) else [vals]:
-            if v is not None:
-                users.setdefault(str(v), []).append(str(eid))
-    return "; ".join(f"{esc(v)} ({esc(', '.join(ids))})" for v, ids in sorted(users.items()))
-
-
-def _devices(env: dict, experiments: dict) -> str:
-    devices = env.get("devices")
-    if isinstance(devices, dict) and devices:
-        text = ", ".join(f"{esc(k)} &rarr; {esc(v)}" for k, v in sorted(devices.items()))
-    else:
-        text = _settings(experiments, "device")
-        text = f"{text} (as requested)" if text else ""
-    if env.get("cuda_device"):
-        text += f"; {esc(env['cuda_device'])}"
-    return text
-
-
-_NOT_RECORDED = '<span class="muted">not recorded</span>'
-_DIRTY = {True: "yes", False: "no", None: "unknown"}
-
-
-def _environment(summary: dict, experiments: dict) -> str:
-    env = summary.get("environment") or {}
-    commit = env.get("git_commit")
-    rows = [
-        ("ntkdyn version", esc(env["ntkdyn"]) if "ntkdyn" in env else _NOT_RECORDED),
-        ("git commit", (esc(commit) if commit else "none (git missing or not a checkout)")
-         if "git_commit" in env else _NOT_RECORDED),
-        ("uncommitted changes", esc(_DIRTY.get(env["git_dirty"], env["git_dirty"]))
-         if "git_dirty" in env else _NOT_RECORDED),
-        ("torch", esc(env["torch"]) if "torch" in env else _NOT_RECORDED),
-        ("numpy", esc(env["numpy"]) if "numpy" in env else _NOT_RECORDED),
-        ("device(s)", _devices(env, experiments) or _NOT_RECORDED),
-        ("dtype(s)", _settings(experiments, "dtype") or _NOT_RECORDED),
-        ("platform", esc(env["platform"]) if "platform" in env else _NOT_RECORDED),
-        ("python", esc(env["python"]) if "python" in env else _NOT_RECORDED),
-    ]  # fmt: skip
-    shown = {"ntkdyn", "git_commit", "git_dirty", "torch", "numpy", "devices", "cuda_device",
-             "platform", "python"}  # fmt: skip
-    rows += [(str(k), value(v)) for k, v in sorted(env.items()) if k not in shown]
-    k = summary.get("kernel")
-    if k:
-        spectrum = (
-            f"n = {num(k.get('n'))}, lambda_min = {num(k.get('lambda_min'))}, "
-            f"lambda_max = {num(k.get('lambda_max'))}"
-        )
-        rows.append((f"kernel H^inf ({k.get('key')})", spectrum))
-    body = "".join(f"<tr><td>{esc(a)}</td><td>{b}</td></tr>" for a, b in rows)
-    env_table = f'<table class="env"><tbody>{body}</tbody></table>'
-    exp_rows = [
-        f"<tr><td>{esc(eid)}</td><td>{esc(e.get('kind'))}</td><td>{esc(e.get('mode'))}</td>"
-        f"<td>{value(e.get('data'))}</td><td>{value(e.get('dtype'))}</td>"
-        f"<td>{value(e.get('device'))}</td><td>{esc(e.get('title'))}</td></tr>"
-        for eid, e in sorted(experiments.items())
+    head = [
+        "id",
+        "experiment",
+        "optimizer",
+        "width",
+        "seed",
+        "status",
+        "steps",
+        "final loss",
+        "fit",
     ]
-    exps = table(["experiment", "kind", "mode", "data", "dtype", "device", "title"], exp_rows)
-    return env_table + "<h3>Experiments</h3>" + exps
+    return f"<details><summary>{len(runs)} runs</summary>{table(head, rows)}</details>"
 
 
 def render_html(
@@ -395,7 +360,7 @@ def render_html(
         '<h2 id="runs">All runs</h2>',
         _all_runs(runs),
         '<h2 id="environment">Environment and provenance</h2>',
-        _environment(summary, experiments),
+        environment_section(summary, experiments),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -3,7 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` directly (the Agg canvas, no pyplot), so no
 global backend is switched, nothing is ever shown and nothing is trained: every curve comes from
 the store (measured losses, the exact discrete kernel predictions with ``H(0)`` and ``H^inf``,
-docs/mathematics.md 3, and the limiting ODE, docs/mathematics.md 4). :func:`figures_for` picks the figures of each
+docs/mathematics.md §3, and the limiting ODE, docs/mathematics.md §4). :func:`figures_for` picks the figures of each
 experiment from its ``kind`` tag and names them after the experiment; the figures themselves
 live in :mod:`.plots_paper` (the notebook's E1-E6) and :mod:`.plots_theory` (kernel overlays,
 rates, crossover, error vs width, kernel drift) and are re-exported here.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
-from ..experiments.config import data_key
-from ..experiments.store import KernelRecord
+from ..experiments.records import KernelRecord
+from ..experiments.runs import data_key
 from ..optim import Family
 from .claims import Claim
 from .plots_paper import (
@@ -69,30 +69,30 @@ class NamedFigure:
 
 _CAPTIONS = {
     "overlay": "Measured loss of each network (black) against the exact discrete kernel "
-               "prediction with H(0) (dashed) and H^inf (dotted), and the limiting ODE "
-               "(dash-dot; docs/mathematics.md 3-4).",
+    "prediction with H(0) (dashed) and H^inf (dotted), and the limiting ODE "
+    "(dash-dot; docs/mathematics.md §3-4).",
     "nag_loglog": "Scheduled Nesterov, loss vs epoch on log-log axes with GD (docs/paper.md "
-                  "NAG_Epoch); dotted lines are k^-r guides.",
+    "NAG_Epoch); dotted lines are k^-r guides.",
     "crossover": "C7: k^r E_k / L_0 of scheduled Nesterov (E: envelope of L). A pure k^-r law "
-                 "would be flat; at a fixed step it falls slowly before the crossover k = r/h0 "
-                 "(dotted) and like (1-h0)^k after it (dashed).",
+    "would be flat; at a fixed step it falls slowly before the crossover k = r/h0 "
+    "(dotted) and like (1-h0)^k after it (dashed).",
     "rates": "Point tests: each network's per-step rate vs its H(0) kernel model's on the same "
-             "window (dots; grey: the point tolerance) and the rule's asymptotic -log q "
-             "(open squares).",
+    "window (dots; grey: the point tolerance) and the rule's asymptotic -log q "
+    "(open squares).",
     "deviation_vs_width": "The claim's verdict data: |deviation| of every run from its H(0) "
-                          "kernel model (dots), the median over seeds (line), the tolerance "
-                          "(dashed) and m^-1/2, m^-1/4 guides (dotted).",
-    "hom": "Higher-order momentum with GD and HB (docs/paper.md HM).",
+    "kernel model (dots), the median over seeds (line), the tolerance "
+    "(dashed) and m^-1/2, m^-1/4 guides (dotted).",
+    "higher_order": "Higher-order momentum with GD and HB (docs/paper.md HM).",
     "error_vs_width": "C6: prediction error max|L_net - L_pred|/L_0 vs width (median over "
-                      "seeds), fitted slopes (dashed) and a width^-1/2 guide (dotted).",
+    "seeds), fitted slopes (dashed) and a width^-1/2 guide (dotted).",
     "kernel_drift": "lambda_min(H(t)) during training per width, and the final weight and "
-                    "kernel movement vs width.",
-    "gd": "GD, loss vs epoch (docs/paper.md E1).",
+    "kernel movement vs width.",
+    "loss_vs_epoch": "GD, loss vs epoch (docs/paper.md E1).",
     "hb_epoch": "Heavy Ball, loss vs epoch, semilog (docs/paper.md HB_Epoch).",
     "loss_vs_width": "Loss at the last epoch vs width (docs/paper.md HB_Width / NAG_Width); "
-                     "mean over seeds, seeds as dots.",
+    "mean over seeds, seeds as dots.",
     "curves": "Loss vs step of every run.",
-}  # fmt: skip
+}
 
 
 def figures_for(
@@ -131,7 +131,7 @@ def figures_for(
             plan.append(("overlay", overlay_figure(runs, title)))
             plan.append(("rates", rates_figure(runs, title)))
         elif kind == "E1":
-            plan.append(("gd", curves_figure(runs, title)))
+            plan.append(("loss_vs_epoch", curves_figure(runs, title)))
         elif kind in ("E2", "E4"):
             plan.append(
                 (
@@ -144,7 +144,7 @@ def figures_for(
         elif kind == "E5":
             plan.append(("nag_loglog", nag_loglog_figure(runs, title)))
         elif kind == "E6":
-            plan.append(("hom", hom_figure(runs, title)))
+            plan.append(("higher_order", hom_figure(runs, title)))
         elif any(a.record.pred_discrete is not None for a in runs):
             plan.append(("overlay", overlay_figure(runs, title)))
         else:
@@ -155,12 +155,22 @@ def figures_for(
     ladder = [a for a in analyses if a.kind == "theory-ladder"]
     if any(a.abs_err is not None for a in ladder):
         title = "C6: prediction error vs width (width ladders)"
-        out.append(NamedFigure("C6_error_vs_width", width_error_figure(ladder, title),
-                               f"C6: {_CAPTIONS['error_vs_width']}"))  # fmt: skip
+        out.append(
+            NamedFigure(
+                "C6_error_vs_width",
+                width_error_figure(ladder, title),
+                f"C6: {_CAPTIONS['error_vs_width']}",
+            )
+        )
     for claim in claims:
         if f"{claim.id}_deviation_vs_width" in claim.figures and any(
             abs(r.get("deviation") or 0.0) > 0 for r in claim.runs
         ):  # a log axis needs one positive deviation (exact kernel curves have none)
-            out.append(NamedFigure(f"{claim.id}_deviation_vs_width", deviation_figure(claim),
-                                   f"{claim.id}: {_CAPTIONS['deviation_vs_width']}"))  # fmt: skip
+            out.append(
+                NamedFigure(
+                    f"{claim.id}_deviation_vs_width",
+                    deviation_figure(claim),
+                    f"{claim.id}: {_CAPTIONS['deviation_vs_width']}",
+                )
+            )
     return out

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from ..optim import Family
 from ._canvas import first_seed, new_figure, plot_runs, set_title
+from ._run_stats import runs_of
 from .summary import RunAnalysis
 
 __all__ = [
@@ -23,11 +24,6 @@ __all__ = [
     "loss_vs_width_figure",
     "nag_loglog_figure",
 ]
-
-
-def _of(runs: Sequence[RunAnalysis], *families: Family) -> list[RunAnalysis]:
-    """The first-seed runs whose rule belongs to one of ``families``."""
-    return [a for a in first_seed(runs) if a.rule.family in families]
 
 
 def _gd_then_by_momentum(a: RunAnalysis) -> tuple[bool, float]:
@@ -46,7 +42,9 @@ def curves_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
 
 def hb_semilog_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """docs/paper.md HB_Epoch: Heavy Ball loss vs epoch (semilog), GD for reference."""
-    chosen = sorted(_of(runs, Family.HEAVY_BALL, Family.GD), key=_gd_then_by_momentum)
+    chosen = sorted(
+        runs_of(first_seed(runs), Family.HEAVY_BALL, Family.GD), key=_gd_then_by_momentum
+    )
     fig, ax = new_figure()
     plot_runs(ax[0, 0], chosen)
     set_title(ax[0, 0], title)
@@ -56,7 +54,9 @@ def hb_semilog_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
 def nag_loglog_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """docs/paper.md NAG_Epoch: scheduled Nesterov loss vs epoch on log-log axes with GD, plus
     ``k^-r`` guides through each curve's value at 10% of the run."""
-    chosen = sorted(_of(runs, Family.GD, Family.NESTEROV_SCHEDULED), key=_gd_then_by_momentum)
+    chosen = sorted(
+        runs_of(first_seed(runs), Family.GD, Family.NESTEROV_SCHEDULED), key=_gd_then_by_momentum
+    )
     fig, ax = new_figure()
     plot_runs(ax[0, 0], chosen, loglog=True)
     for a in chosen:
@@ -64,14 +64,15 @@ def nag_loglog_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
             continue
         k0 = max(1, a.record.steps // 10)
         k = np.array([k0, a.record.steps], float)
-        ax[0, 0].plot(k, a.record.losses[k0] * (k / k0) ** -a.rule.r, ":", lw=0.8, color="0.5")
+        r = a.rule.params["r"]  # scheduled Nesterov's damping exponent
+        ax[0, 0].plot(k, a.record.losses[k0] * (k / k0) ** -r, ":", lw=0.8, color="0.5")
     set_title(ax[0, 0], title + " (dotted: k^-r guides)")
     return fig
 
 
 def hom_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """docs/paper.md HM: higher-order momentum curves with GD and HB."""
-    chosen = _of(runs, Family.GD, Family.HEAVY_BALL, Family.HIGHER_ORDER)
+    chosen = runs_of(first_seed(runs), Family.GD, Family.HEAVY_BALL, Family.HIGHER_ORDER)
     fig, ax = new_figure()
     plot_runs(ax[0, 0], chosen)
     set_title(ax[0, 0], title)
@@ -81,7 +82,9 @@ def hom_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
 def loss_vs_width_figure(runs: Sequence[RunAnalysis], title: str, key: str) -> Figure:
     """docs/paper.md HB_Width / NAG_Width: loss at the last epoch vs width, one line per ``key``
     value (beta or r), the mean over seeds with the seeds as dots; diverged runs as x at top."""
-    groups = defaultdict(lambda: defaultdict(list))
+    groups: defaultdict[float, defaultdict[int, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for a in runs:
         if key in a.rule.params:
             final = a.record.final_loss if a.ok and a.record.final_loss is not None else math.inf

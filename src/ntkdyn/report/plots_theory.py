@@ -1,5 +1,5 @@
-"""Theory figures: networks against their kernel predictions (docs/mathematics.md 3-4), fitted rates,
-the scheduled-Nesterov crossover, error vs width (docs/mathematics.md 6) and the kernel's drift.
+"""Theory figures: networks against their kernel predictions (docs/mathematics.md §3-4), fitted rates,
+the scheduled-Nesterov crossover, error vs width (docs/mathematics.md §6) and the kernel's drift.
 
 Each function takes analysed runs and returns a matplotlib Figure; every curve comes from the
 store (measured losses, the exact discrete kernel predictions with ``H(0)`` and ``H^inf`` and
@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..optim import Family
@@ -35,8 +36,8 @@ __all__ = [
 
 
 def overlay_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
-    """Measured loss vs the exact discrete prediction with ``H(0)`` and ``H^inf`` (docs/mathematics.md 3)
-    and the limiting ODE (docs/mathematics.md 4), one panel per optimizer (its widest width, first seed)."""
+    """Measured loss vs the exact discrete prediction with ``H(0)`` and ``H^inf`` (docs/mathematics.md §3)
+    and the limiting ODE (docs/mathematics.md §4), one panel per optimizer (its widest width, first seed)."""
     widest = max(a.width for a in runs)
     chosen = [a for a in first_seed(runs) if a.width == widest] or first_seed(runs)
     chosen = sorted(chosen, key=lambda a: (a.rule.name, a.rule.spec))
@@ -45,7 +46,7 @@ def overlay_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     fig, axes = new_figure((4.0 * ncols, 3.0 * nrows), ncols, nrows)
     for ax in axes.flat[len(chosen) :]:
         ax.set_visible(False)
-    for ax, a in zip(axes.flat, chosen):
+    for ax, a in zip(axes.flat, chosen, strict=False):  # spare axes stay hidden
         k = steps_of(a)
         ax.plot(k, positive(a.record.losses), color="k", lw=1.6, label="network")
         for curve, style, name in (
@@ -70,16 +71,17 @@ def crossover_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """C7: ``L_k k^r`` of scheduled Nesterov (flat in the power-law window, then falling like
     ``(1 - h0)^k``), with the crossover ``k = r/h0`` marked and the predicted late slope."""
     chosen = [a for a in first_seed(runs) if a.rule.family is Family.NESTEROV_SCHEDULED]
-    chosen.sort(key=lambda a: a.rule.r)
+    chosen.sort(key=lambda a: a.rule.params["r"])
     fig, ax = new_figure()
     ax = ax[0, 0]
     for a in chosen:
+        r = a.rule.params["r"]  # the damping exponent of scheduled Nesterov
         k = steps_of(a).astype(float)
         L = positive(a.record.losses) / a.record.losses[0]
-        y = envelope(L) * np.maximum(k, 1.0) ** a.rule.r
-        line = ax.plot(k[1:], y[1:], lw=1.2, label=f"r = {a.rule.r:g}")[0]
+        y = envelope(L) * np.maximum(k, 1.0) ** r
+        line = ax.plot(k[1:], y[1:], lw=1.2, label=f"r = {r:g}")[0]
         if a.record.h0:
-            kx = a.rule.r / a.record.h0
+            kx = r / a.record.h0
             ax.axvline(kx, color=line.get_color(), ls=":", lw=1)
             if kx < k[-1]:  # predicted (1 - h0)^k after the crossover, through the envelope
                 kk = np.linspace(kx, k[-1], 50)
@@ -105,7 +107,8 @@ def rates_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
 
     fig, ax = new_figure()
     ax = ax[0, 0]
-    pts, colors = [], {}
+    pts: list[float] = []  # every plotted coordinate (the axis limits)
+    colors: dict[str, str] = {}  # rule spec -> its marker colour
     for a in sorted(runs, key=lambda a: (a.rule.spec, a.seed)):
         model = kernel_model(a)
         if model is None or not a.rule.is_linear:
@@ -115,8 +118,9 @@ def rates_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
             continue
         x, y = -j.reference, -j.measured
         first = a.rule.spec not in colors
-        line = ax.plot([x], [y], "o", color=colors.get(a.rule.spec),
-                       label=a.label if first else None)[0]  # fmt: skip
+        line = ax.plot(
+            [x], [y], "o", color=colors.get(a.rule.spec), label=a.label if first else None
+        )[0]
         colors.setdefault(a.rule.spec, line.get_color())
         ax.plot([-j.details["log_q"]], [y], "s", mfc="none", color=colors[a.rule.spec])
         pts += [x, y, -j.details["log_q"]]
@@ -141,7 +145,9 @@ def deviation_figure(claim: Claim) -> Figure:
     ``m^-1/4`` guides through the narrowest median (dotted): the numbers of the verdict."""
     fig, ax = new_figure()
     ax = ax[0, 0]
-    by_spec = defaultdict(lambda: defaultdict(list))
+    by_spec: defaultdict[str, defaultdict[int, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for r in claim.runs:
         if r.get("deviation") is not None:
             by_spec[r["spec"]][int(r["width"])].append(abs(float(r["deviation"])))
@@ -151,26 +157,31 @@ def deviation_figure(claim: Claim) -> Figure:
         med = np.array([np.median(per_width[w]) for w in sorted(per_width)])
         line = ax.plot(m, positive(med), "o-", label=spec.split(",")[0] + ", ...")[0]
         for w in sorted(per_width):
-            ax.plot([w] * len(per_width[w]), positive(np.array(per_width[w])), ".",
-                    color=line.get_color(), alpha=0.5)  # fmt: skip
+            ax.plot(
+                [w] * len(per_width[w]),
+                positive(np.array(per_width[w])),
+                ".",
+                color=line.get_color(),
+                alpha=0.5,
+            )
         if m.size >= 2 and med[0] > 0:
             for slope, style in ((-0.5, ":"), (-0.25, (0, (1, 3)))):
                 ax.plot(m, med[0] * (m / m[0]) ** slope, linestyle=style, color="0.4", lw=0.8)
         widths_all += list(m)
     ax.axhline(KERNEL_MODEL_RTOL, color="k", ls="--", lw=0.9, label="tolerance")
-    log_widths(ax, widths_all or [1])
-    ax.set_yscale("log")
-    ax.set_xlabel("width m")
-    ax.set_ylabel("|deviation| from the H(0) kernel model")
     lo, hi = WIDTH_SLOPE_BAND
-    set_title(ax, f"{claim.id}: {claim.verdict} (guides m^-1/2, m^-1/4; band [{lo}, {hi}])")
-    ax.grid(True, which="both", alpha=0.3)
+    _width_axes(
+        ax,
+        widths_all or [1],
+        "|deviation| from the H(0) kernel model",
+        f"{claim.id}: {claim.verdict} (guides m^-1/2, m^-1/4; band [{lo}, {hi}])",
+    )
     ax.legend(fontsize=7)
     return fig
 
 
 def width_error_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
-    """C6: ``max|L_net - L_pred|/L_0`` (docs/mathematics.md 6, median over seeds) vs width on log-log axes,
+    """C6: ``max|L_net - L_pred|/L_0`` (docs/mathematics.md §6, median over seeds) vs width on log-log axes,
     with each optimizer's fitted slope and a ``width^-1/2`` guide."""
     table = width_errors(runs, "abs_err")
     label = {a.rule.spec: a.label for a in runs}
@@ -190,14 +201,24 @@ def width_error_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
         mm = np.array([m_all[0], m_all[-1]], float)
         ax.plot(mm, e0 * (mm / np.sqrt(m_all[0] * m_all[-1])) ** -0.5, "k:", label="width^-1/2")
         ax.legend(fontsize=7)
-    log_widths(ax, [m for errs in table.values() for m in errs])
+    lo, hi = C6_SLOPE_BAND
+    _width_axes(
+        ax,
+        [m for errs in table.values() for m in errs],
+        "max_k |L_net - L_pred| / L_0",
+        f"{title} (slope band [{lo}, {hi}])",
+    )
+    return fig
+
+
+def _width_axes(ax: Axes, widths: Sequence[float], ylabel: str, title: str) -> None:
+    """Log-log axes over width, labelled and titled, with a grid."""
+    log_widths(ax, widths)
     ax.set_yscale("log")
     ax.set_xlabel("width m")
-    ax.set_ylabel("max_k |L_net - L_pred| / L_0")
-    lo, hi = C6_SLOPE_BAND
-    set_title(ax, f"{title} (slope band [{lo}, {hi}])")
+    ax.set_ylabel(ylabel)
+    set_title(ax, title)
     ax.grid(True, which="both", alpha=0.3)
-    return fig
 
 
 def kernel_drift_figure(
@@ -210,15 +231,20 @@ def kernel_drift_figure(
     chosen = sorted(
         [a for a in first_seed(runs) if a.record.diagnostics], key=lambda a: (a.rule.spec, a.width)
     )
-    finals = defaultdict(lambda: defaultdict(list))
-    shown = set()
-    for a in [a for a in runs if a.record.diagnostics]:
+    finals: defaultdict[tuple[str, str], defaultdict[int, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    shown: set[str] = set()
+    for a in runs:
         d = a.record.diagnostics
+        if not d:
+            continue
         for key in ("w_drift", "h_drift"):
             if key in d and len(d[key]):
                 finals[(a.label, key)][a.width].append(float(np.asarray(d[key])[-1]))
     for a in chosen:
         d = a.record.diagnostics
+        assert d is not None  # chosen has diagnostics
         if a.rule.name not in shown and len(shown) >= 1:
             continue  # one optimizer on the left keeps the panel readable
         shown.add(a.rule.name)

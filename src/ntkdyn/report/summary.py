@@ -2,13 +2,13 @@
 
 Every stored run (``experiments.store.RunRecord``) is analysed once into a :class:`RunAnalysis`:
 
-* ``fit``: the linear-vs-sublinear classifier of docs/mathematics.md 5 (:func:`ntkdyn.rates.fit_rate`) on the
+* ``fit``: the linear-vs-sublinear classifier of docs/mathematics.md §5 (:func:`ntkdyn.rates.fit_rate`) on the
   measured curve, per optimizer *step* (``t_k = k``), with the rounding floor of the run's dtype
   (:data:`FLOOR_REL`); ``fit_kernel`` the same on the exact kernel prediction with ``H(0)``.
 * ``predicted``: :func:`ntkdyn.rates.predicted_rate` of the rule on ``K = c H(0)`` (its stored
   extreme eigenvalues; the per-step factor of GD, HB, NAG-SC and HOM is attained at an extreme
-  eigenvalue, docs/mathematics.md 3), or on ``c H^inf`` when the run has no ``H(0)`` record.
-* ``prediction_error``: docs/mathematics.md 6's metrics against the ``H(0)`` prediction:
+  eigenvalue, docs/mathematics.md §3), or on ``c H^inf`` when the run has no ``H(0)`` record.
+* ``prediction_error``: docs/mathematics.md §6's metrics against the ``H(0)`` prediction:
   ``abs = max_k |L_net - L_pred| / L_0`` up to the step where the prediction falls to
   ``1e-4 L_0``; ``rel = max_k |L_net - L_pred| / E_pred,k`` (``E`` = the prediction's suffix
   maximum, its envelope) up to ``1e-2 L_0``. ``*_inf`` use the ``H^inf`` prediction.
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .._curves import envelope
 from .._io import atomic_write_text
 from ..conventions import loss_factor
 from ..optim.rules import Rule, parse
@@ -38,7 +39,7 @@ from ..rates import PredictedRate, RateFit, fit_rate, predicted_rate
 from ..verdicts.tolerances import FLOOR_REL
 
 if TYPE_CHECKING:
-    from ..experiments.store import RunRecord
+    from ..experiments.records import RunRecord
 
 __all__ = [
     "ABS_HORIZON",
@@ -57,7 +58,7 @@ __all__ = [
 
 #: Significant digits kept for every float in summary.json.
 FLOAT_DIGITS = 10
-#: docs/mathematics.md 6: ``abs`` runs until the prediction reaches 1e-4 L_0, ``rel`` until 1e-2 L_0.
+#: docs/mathematics.md §6: ``abs`` runs until the prediction reaches 1e-4 L_0, ``rel`` until 1e-2 L_0.
 ABS_HORIZON = 1e-4
 REL_HORIZON = 1e-2
 
@@ -71,20 +72,20 @@ def run_loss_factor(config: dict, kernels: dict | None = None) -> float:
     loss = config.get("loss", "half-sum")
     n = config.get("n")
     if loss == "mse" and not n and kernels:
-        from ..experiments.config import data_key
+        from ..experiments.runs import data_key
 
         k = kernels.get(data_key(config))
         n = None if k is None else k.n
     if loss == "mse" and not n:
         raise ValueError(f"`n` of the run config is needed for the mse loss factor, got {n!r}")
-    return loss_factor(loss, n)
+    return loss_factor(loss, n or 0)  # half-sum does not read n
 
 
 @dataclass(frozen=True, eq=False)
 class RunAnalysis:
     """One stored run with its rule, fits, prediction and errors (module docstring)."""
 
-    record: object  # experiments.store.RunRecord
+    record: RunRecord
     rule: Rule
     kind: str
     c: float
@@ -127,7 +128,7 @@ def _short(value: float) -> str:
 def prediction_error(
     losses: np.ndarray, pred: np.ndarray, *, horizon: float, relative: bool
 ) -> float | None:
-    """docs/mathematics.md 6 error of a measured curve against a prediction (module docstring).
+    """docs/mathematics.md §6 error of a measured curve against a prediction (module docstring).
 
     ``abs``: ``max |L - P| / L_0``; ``rel``: ``max |L - P| / E_P`` with ``E_P`` the suffix maximum
     of the prediction; both over ``k <= k*``, the first step with ``P_k <= horizon * P_0``.
@@ -145,7 +146,7 @@ def prediction_error(
         return None
     diff = np.abs(L - P)
     if relative:
-        env = np.maximum.accumulate(P[::-1])[::-1]
+        env = envelope(P)
         return float(np.max(diff / env))
     return float(np.max(diff) / P[0])
 
@@ -170,17 +171,17 @@ def analyze_run(
         if eig is not None:
             with np.errstate(divide="ignore", invalid="ignore"):  # gamma = 0 branch unused
                 predicted = predicted_rate(eig, rule)
-    errors = {}
+    errors: dict[str, float | None] = {}
     for name, pred in (("", record.pred_discrete), ("_inf", record.pred_discrete_inf)):
-        usable = ok and pred is not None
+        usable = pred if ok else None
         errors[f"abs_err{name}"] = (
-            prediction_error(record.losses, pred, horizon=ABS_HORIZON, relative=False)
-            if usable
+            prediction_error(record.losses, usable, horizon=ABS_HORIZON, relative=False)
+            if usable is not None
             else None
         )
         errors[f"rel_err{name}"] = (
-            prediction_error(record.losses, pred, horizon=REL_HORIZON, relative=True)
-            if usable
+            prediction_error(record.losses, usable, horizon=REL_HORIZON, relative=True)
+            if usable is not None
             else None
         )
     c = run_loss_factor(cfg, kernels)
@@ -193,7 +194,7 @@ def _eigenvalues(record, kernels):
     if lo is not None and hi is not None and lo > 0 and math.isfinite(hi):
         return np.array([lo, hi])
     if kernels:
-        from ..experiments.config import data_key
+        from ..experiments.runs import data_key
 
         k = kernels.get(data_key(record.config))
         if k is not None and np.all(k.eigenvalues > 0):
@@ -242,26 +243,42 @@ def _clean(obj):
 def _run_entry(a: RunAnalysis) -> dict:
     r = a.record
     fit = {
-        "kind": "diverged" if not a.ok else a.fit.kind,
+        "kind": "diverged" if not a.ok or a.fit is None else a.fit.kind,  # None iff not ok
         "rate": a.fit.rate if a.fit else None,
         "exponent": a.fit.exponent if a.fit else None,
     }
     fk = a.fit_kernel
     fit_kernel = {"kind": fk.kind, "rate": fk.rate, "exponent": fk.exponent} if fk else None
-    pred = {"kind": None, "rate": None, "exponent": None}
+    pred: dict[str, str | float | None] = {"kind": None, "rate": None, "exponent": None}
     if a.predicted is not None:
         p = a.predicted
         pred = {"kind": p.kind, "rate": p.rate_per_step, "exponent": p.exponent}
     return {
-        "id": r.id, "experiment": r.experiment, "optimizer": a.rule.name,
-        "spec": a.rule.spec, "params": {"lr": a.rule.lr, **a.rule.params},
-        "width": a.width, "seed": a.seed, "status": r.status, "diverged_at": r.diverged_at,
-        "steps": r.steps, "final_loss": r.final_loss, "fit": fit, "fit_kernel": fit_kernel,
-        "predicted": pred, "kind": a.kind,
-        "prediction_error": {"abs": a.abs_err, "rel": a.rel_err,
-                             "abs_inf": a.abs_err_inf, "rel_inf": a.rel_err_inf},
-        "h0": r.h0, "lambda_min_k": r.lambda_min_k, "lambda_max_k": r.lambda_max_k,
-    }  # fmt: skip
+        "id": r.id,
+        "experiment": r.experiment,
+        "optimizer": a.rule.name,
+        "spec": a.rule.spec,
+        "params": {"lr": a.rule.lr, **a.rule.params},
+        "width": a.width,
+        "seed": a.seed,
+        "status": r.status,
+        "diverged_at": r.diverged_at,
+        "steps": r.steps,
+        "final_loss": r.final_loss,
+        "fit": fit,
+        "fit_kernel": fit_kernel,
+        "predicted": pred,
+        "kind": a.kind,
+        "prediction_error": {
+            "abs": a.abs_err,
+            "rel": a.rel_err,
+            "abs_inf": a.abs_err_inf,
+            "rel_inf": a.rel_err_inf,
+        },
+        "h0": r.h0,
+        "lambda_min_k": r.lambda_min_k,
+        "lambda_max_k": r.lambda_max_k,
+    }
 
 
 class _Reported(Protocol):
@@ -288,10 +305,16 @@ def build_summary(
     except json.JSONDecodeError:
         config_name = None
     kernel_rows = {
-        key: {"data": k.data, "n": k.n, "data_seed": k.data_seed, "mode": k.mode,
-              "lambda_min": k.lambda_min, "lambda_max": k.lambda_max}
+        key: {
+            "data": k.data,
+            "n": k.n,
+            "data_seed": k.data_seed,
+            "mode": k.mode,
+            "lambda_min": k.lambda_min,
+            "lambda_max": k.lambda_max,
+        }
         for key, k in sorted(kernels.items())
-    }  # fmt: skip
+    }
     primary = _primary_kernel(kernels)
     return _clean(
         {

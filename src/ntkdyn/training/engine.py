@@ -10,7 +10,7 @@ Networks that share ``X`` and ``y`` are grouped into batches and every batch run
 * any other ``nn.Module`` goes through ``torch.func`` (``generic``): networks of the same class
   with the same parameter names and shapes are stacked and vmapped as one batch.
 
-Loss conventions (docs/mathematics.md 0): ``"half-sum"`` is ``1/2 sum_i (u_i - y_i)^2`` (c = 1),
+Loss conventions (docs/mathematics.md §0): ``"half-sum"`` is ``1/2 sum_i (u_i - y_i)^2`` (c = 1),
 ``"mse"`` is ``torch.nn.MSELoss()`` (mean over the n rows, c = 2/n): the dynamics are those of
 the effective kernel ``K = c H``. Divergence handling and the result records: ``result.py``.
 """
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validate import choice, integer
 from ..conventions import DTYPES, LOSSES
 from ..models import TwoLayerReLU
 from ..optim.rules import Rule, parse
@@ -68,18 +69,6 @@ def _check_rules(rules, count: int) -> list[Rule]:
     return [parse(r) for r in rules]
 
 
-def _check_int(name: str, value, *, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_choice(name: str, value, allowed) -> object:
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}")
-    return value
-
-
 def _resolve_dtype(dtype, models) -> torch.dtype:
     if dtype is not None:
         if dtype not in _DTYPES:
@@ -122,7 +111,7 @@ def _check_data(X, y, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"`X` must be a non-empty (n, d) matrix, got shape {tuple(X.shape)}")
     if y.shape != (X.shape[0],):
-        # An (n, 1) target makes MSELoss broadcast to (n, n) (docs/mathematics.md 0 pitfall).
+        # An (n, 1) target makes MSELoss broadcast to (n, n) (docs/mathematics.md §0 pitfall).
         raise ValueError(f"`y` must have shape ({X.shape[0]},) to match `X`, got {tuple(y.shape)}")
     if not (torch.isfinite(X).all() and torch.isfinite(y).all()):
         raise ValueError("`X` and `y` must be finite (found NaN or inf)")
@@ -213,16 +202,27 @@ def train(
 
     Returns:
         One :class:`~ntkdyn.training.result.RunResult` per model, in order.
+
+    Examples:
+        >>> import torch
+        >>> from ntkdyn import TwoLayerReLU, load_dataset, train
+        >>> data = load_dataset("gaussian:d=5", n=20)
+        >>> net = TwoLayerReLU(5, 64, generator=torch.Generator().manual_seed(0))
+        >>> (run,) = train(net, data.X, data.y, "gd:lr=0.5", steps=5)
+        >>> run.status, len(run.losses)
+        ('ok', 6)
+        >>> [float(f"{loss:.3g}") for loss in run.losses]
+        [12.8, 6.61, 4.23, 2.96, 2.19, 1.72]
     """
     models = _check_models(models)
     rules = _check_rules(rules, len(models))
-    steps = _check_int("steps", steps, low=0)
-    loss = _check_choice("loss", loss, LOSSES)
-    _check_choice("reparametrize", reparametrize, ("auto", True, False))
+    steps = integer("steps", steps, minimum=0)
+    loss = choice("loss", loss, LOSSES)
+    choice("reparametrize", reparametrize, ("auto", True, False))
     every = (
         None
         if diagnostics_every is None
-        else _check_int("diagnostics_every", diagnostics_every, low=1)
+        else integer("diagnostics_every", diagnostics_every, minimum=1)
     )
     if not isinstance(diagnostics, bool):
         message = f"`diagnostics` must be True or False, got {diagnostics!r}"
@@ -236,7 +236,7 @@ def train(
         _check_model_fits(m, X, i)
 
     groups: dict = {}
-    for i, (m, r) in enumerate(zip(models, rules)):
+    for i, (m, r) in enumerate(zip(models, rules, strict=True)):
         groups.setdefault(_group_key(m, r, fast_path), []).append(i)
     checkpoints = {0, steps} | (set(range(0, steps + 1, every)) if every else set())
     if not diagnostics:
@@ -249,7 +249,7 @@ def train(
             if key[0] == "two-layer":
                 linear = key[2] == "linear"
                 reparam = linear and (reparametrize is True or (reparametrize == "auto" and n < d))
-                batch = TwoLayerEnsemble(
+                batch: TwoLayerEnsemble | GenericEnsemble = TwoLayerEnsemble(
                     ms, rs, X, y, steps=steps, loss=loss, reparametrize=reparam
                 )
             else:
@@ -271,7 +271,9 @@ def train(
                     loss=loss,
                     diagnostics=run.diagnostics[j],
                 )
-    return results
+    done = [r for r in results if r is not None]
+    assert len(done) == len(models)  # every model is in exactly one group
+    return done
 
 
 def _check_output_shape(batch: GenericEnsemble, index: int, n: int) -> None:

@@ -12,7 +12,7 @@ major: row ``u`` of every ``(M, .)`` tensor belongs to network ``net[u]`` (``M``
 
 followed by the per-unit elementwise optimizer update (``updates``). No Python loop over networks
 runs inside a step and nothing reduces across networks, so a diverging network cannot perturb
-the others. ``1{P > 0}`` is torch's ReLU derivative (sigma'(0) = 0, docs/mathematics.md 0).
+the others. ``1{P > 0}`` is torch's ReLU derivative (sigma'(0) = 0, docs/mathematics.md §0).
 
 The notebook bias is folded into the first layer as a constant input feature:
 ``X~ = [X, 1]`` and ``W~ = [W, b]``, so ``P = W~ X~^T`` and ``grad_W~ = D X~`` carry the bias and
@@ -29,7 +29,7 @@ Adam is not linear in the gradient, so an Adam batch always runs in W-space.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -93,7 +93,9 @@ class TwoLayerEnsemble:
         place = self.layout.place
         W0 = place([m.W.detach() for m in models], **to)
         if self.notebook:  # bias as a constant input feature: X~ = [X, 1], W~ = [W, b]
-            self.Xa = torch.cat([X, torch.ones(self.n, 1, **to)], dim=1)
+            self.Xa = torch.cat(
+                [X, torch.ones(self.n, 1, dtype=self.dtype, device=self.device)], dim=1
+            )
             W0 = torch.cat([W0, place([m.bias.detach().unsqueeze(1) for m in models], **to)], 1)
         else:
             self.Xa = X
@@ -110,7 +112,7 @@ class TwoLayerEnsemble:
         self.XaT = self.Xa.T.contiguous()
         if self.reparam:
             self.Z0 = self.W0 @ self.XaT
-            first = torch.zeros(self.layout.M, self.n, **to)
+            first = torch.zeros(self.layout.M, self.n, dtype=self.dtype, device=self.device)
         else:
             first = self.W0.clone()
         self.first = self.update.registers_for(first)
@@ -123,7 +125,9 @@ class TwoLayerEnsemble:
             self.as_u = a * self.scale  # fixed output weights s a_r
 
         M = self.layout.M
-        self.fused = None
+        self.fused: (
+            tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[..., tuple]] | None
+        ) = None
         fuse = (
             self._fused
             if self._fused is not None
@@ -134,13 +138,14 @@ class TwoLayerEnsemble:
                 fused.make_forward(),
                 fused.make_backward_update(self.update, self.notebook),
             )
-        self.P = torch.empty(M, self.n, **to)  # pre-activations
+        self.P = torch.empty(M, self.n, dtype=self.dtype, device=self.device)  # pre-activations
         self.mask = torch.empty(M, self.n, dtype=torch.bool, device=self.device)
-        self.work = None  # s a relu(P)
+        self.work: torch.Tensor | None = None  # s a relu(P)
         if self.fused is None:
             self._eager_buffers()
-        self.e = None
-        self._mask0 = self._H0 = None
+        self.e: torch.Tensor | None = None  # residual at the last forward
+        self._mask0: torch.Tensor | None = None
+        self._H0: torch.Tensor | None = None
 
     def _eager_buffers(self) -> None:
         """Work buffers of the eager step (the compiled one needs none)."""
@@ -182,12 +187,14 @@ class TwoLayerEnsemble:
         if self.fused is None:
             torch.clamp_min(self.P, 0.0, out=self.act)
             torch.mul(self.act, self.as_u.unsqueeze(1), out=self.work)
+        assert self.work is not None  # the fused or the eager path has just written it
         self.e = self.layout.sum(self.work) - self.y
         sq = self.e * self.e
         return sq.mean(1) if self.mean_loss else 0.5 * sq.sum(1)
 
     def step(self, k: int, frozen: torch.Tensor) -> None:
         """Gradients at the last :meth:`forward`, then optimizer step ``k`` in place."""
+        assert self.e is not None and self.work is not None, "step() needs a forward() first"
         dldu = self.e * self.loss_factor if self.mean_loss else self.e
         if self.fused is not None:
             try:
@@ -207,7 +214,8 @@ class TwoLayerEnsemble:
             grads.append(grad_a)
         self.update.apply(k, self.regs, grads, self.net, frozen)
 
-    def _fused_step(self, k, dldu, frozen) -> None:
+    def _fused_step(self, k: int, dldu: torch.Tensor, frozen: torch.Tensor) -> None:
+        assert self.fused is not None and isinstance(self.update, LinearUpdate)  # fuse's condition
         coefs, frozen_u = self.update.coefficients(k, self.net, frozen)
         reg = self.first
         out = self.fused[1](

@@ -62,8 +62,12 @@ def _compile_backward_update(program: UpdateProgram, notebook: bool) -> Callable
     def backward_update(P, dldu, net, as_u, scale, coefs, frozen_u, param, *aux):
         E = dldu[net]
         D = E * as_u[:, None] * (P > 0)
-        col = lambda i: coefs[i][:, None]
-        source = lambda c: D if c == GRADIENT else aux[c - 1]
+
+        def col(i):
+            return coefs[i][:, None]
+
+        def source(c):
+            return D if c == GRADIENT else aux[c - 1]
 
         def value(terms):  # the left-to-right sum of the terms (optim.program)
             acc = None

@@ -14,7 +14,7 @@ outputs with respect to every trained tensor (docs/mathematics.md §1.5).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -72,7 +72,7 @@ class GenericEnsemble:
 
         self.update = make_update(list(rules), steps, self.dtype, self.device)
         self.regs = [self.update.registers_for(stack(k).contiguous()) for k in self.trained]
-        self.params = {k: r.param for k, r in zip(self.trained, self.regs)}
+        self.params = {k: r.param for k, r in zip(self.trained, self.regs, strict=True)}
         self.params0 = {k: v.clone() for k, v in self.params.items()}
         self.constant = {k: stack(k) for k in constant}
         base = copy.deepcopy(template).to("meta")
@@ -89,8 +89,8 @@ class GenericEnsemble:
         self._loss = vmap(loss_fn)
         self._grad_and_loss = vmap(grad_and_value(loss_fn))
         self._jacobian = vmap(jacrev(output))
-        self.grads = None
-        self._H0 = None
+        self.grads: list[torch.Tensor] | None = None  # set by forward(need_grad=True)
+        self._H0: torch.Tensor | None = None
 
     def output_shape(self) -> tuple[int, ...]:
         """Shape of the first network's output on X (the engine checks it is ``(n,)``)."""
@@ -108,18 +108,20 @@ class GenericEnsemble:
 
     def step(self, k: int, frozen: torch.Tensor) -> None:
         """Optimizer step ``k`` with the gradients of the last :meth:`forward`, in place."""
+        assert self.grads is not None, "step() needs the gradients of a forward() first"
         self.update.apply(k, self.regs, self.grads, None, frozen)
 
     def diagnostics(self) -> dict:
         """Per-network Gram (float64) and weight change at the current parameters."""
         jac = self._jacobian(self.params, self.constant)
-        H = 0
+        grams = []
         for k in self.trained:
             J = jac[k].reshape(self.N, jac[k].shape[1], -1).to(torch.float64)
-            H = H + J @ J.transpose(1, 2)
+            grams.append(J @ J.transpose(1, 2))
+        H = _total(grams)
         if self._H0 is None:
             self._H0 = H
-        sq = sum(
+        sq = _total(
             ((self.params[k] - self.params0[k]).to(torch.float64) ** 2).reshape(self.N, -1).sum(1)
             for k in self.trained
         )
@@ -136,3 +138,11 @@ class GenericEnsemble:
                 state[key] = _to_host(source)
             out.append(state)
         return out
+
+
+def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Left-to-right sum of one or more tensors (``sum``'s rounding, without its int start)."""
+    first, *rest = terms
+    for term in rest:
+        first = first + term
+    return first

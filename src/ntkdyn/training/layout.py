@@ -52,6 +52,7 @@ class UnitLayout:
         self.M = int(sum(padded))
         counts = torch.as_tensor(padded, device=device)
         self.net = torch.repeat_interleave(torch.arange(self.N, device=device), counts)
+        self._gather: torch.Tensor | None = None  # chunk rows to sum per network, if padded
         if self.chunk is not None and len(set(self.widths)) > 1:
             per_net = [p // self.chunk for p in padded]
             total = sum(per_net)
@@ -60,8 +61,6 @@ class UnitLayout:
             for j, c in enumerate(per_net):
                 index[j, :c] = np.arange(first[j], first[j] + c)
             self._gather = torch.as_tensor(index.reshape(-1), device=device)
-        else:
-            self._gather = None
 
     def rows(self, j: int) -> slice:
         """The real (non-padding) rows of network ``j``."""

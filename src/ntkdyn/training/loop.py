@@ -47,7 +47,10 @@ def _spectra(diag: dict) -> dict[str, np.ndarray | None]:
     """Eigen-summaries of the per-network Grams ``(N, n, n)``; NaN where a Gram is not finite."""
     H, H0 = diag["gram"], diag["gram0"]
     ok = torch.isfinite(H).flatten(1).all(1)
-    clean = lambda A: torch.where(ok[:, None, None], A, torch.zeros_like(A))
+
+    def clean(A: torch.Tensor) -> torch.Tensor:
+        return torch.where(ok[:, None, None], A, torch.zeros_like(A))
+
     lam = torch.linalg.eigvalsh(clean(H))
     if H is H0:  # the first checkpoint: H(0) - H(0) = 0, no eigendecomposition needed
         change = torch.zeros_like(lam[:, 0])
@@ -102,11 +105,11 @@ def run_batch(
             progress(offset + t, total if total is not None else steps)
 
     div = [None if k < 0 else int(k) for k in diverged_at.cpu().tolist()]
-    losses = losses.cpu().double().numpy()
+    curves = losses.cpu().double().numpy()
     if not records:
-        return BatchRun(losses=losses, diverged_at=div, diagnostics=[None] * N)
+        return BatchRun(losses=curves, diverged_at=div, diagnostics=[None] * N)
     steps_arr = np.array([t for t, _ in records])
-    diagnostics = []
+    diagnostics: list[Diagnostics | None] = []
     names = ["lambda_min", "lambda_max", "kernel_change", "weight_change", "pattern_change"]
     if records[0][1]["pattern_change"] is None:
         names.remove("pattern_change")
@@ -115,6 +118,14 @@ def run_batch(
         # Diagnostics after the divergence step describe frozen parameters: report NaN.
         dead = np.zeros(len(records), bool) if div[j] is None else steps_arr > div[j]
         values = {name: np.where(dead, np.nan, table[name][:, j]) for name in names}
-        values.setdefault("pattern_change", None)
-        diagnostics.append(Diagnostics(steps=steps_arr.copy(), **values))
-    return BatchRun(losses=losses, diverged_at=div, diagnostics=diagnostics)
+        diagnostics.append(
+            Diagnostics(
+                steps=steps_arr.copy(),
+                lambda_min=values["lambda_min"],
+                lambda_max=values["lambda_max"],
+                kernel_change=values["kernel_change"],
+                weight_change=values["weight_change"],
+                pattern_change=values.get("pattern_change"),
+            )
+        )
+    return BatchRun(losses=curves, diverged_at=div, diagnostics=diagnostics)

@@ -4,7 +4,7 @@ Conventions (stated once here, relied on by the report and the store):
 
 * ``losses[k]`` is the loss at the parameters after ``k`` optimizer steps, ``k = 0..steps``;
   ``losses[0]`` is the loss at initialisation. "half-sum" is ``1/2 sum_i (u_i - y_i)^2``
-  (loss factor c = 1, docs/mathematics.md 0), "mse" is ``torch.nn.MSELoss()``, the mean over the n rows
+  (loss factor c = 1, docs/mathematics.md §0), "mse" is ``torch.nn.MSELoss()``, the mean over the n rows
   (c = 2/n, so the effective kernel is K = 2 H / n).
 * A network whose loss becomes non-finite or exceeds ``DIVERGENCE_FACTOR * losses[0]`` is
   frozen at that step ``k*``: ``status = "diverged"``, ``diverged_at = k*``, ``losses[k*]`` is

@@ -23,12 +23,12 @@ at which it was frozen and nothing of it reaches any other network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..optim import Family, LinearRule, Rule, Term, update_program
+from ..optim import Adam, LinearRule, Rule, Term, update_program
 
 __all__ = ["AdamUpdate", "LinearUpdate", "Registers", "make_update"]
 
@@ -60,7 +60,58 @@ def _source(term: Term, g: torch.Tensor, reg: Registers) -> torch.Tensor:
     return g if term.is_gradient else reg.aux[term.source - 1]
 
 
-class LinearUpdate:
+class _BatchUpdate:
+    """A batch's per-network rules as one update: a ``(columns, N)`` coefficient block per step
+    and the increment of one parameter tensor from its columns (the subclasses)."""
+
+    #: Registers per parameter, the parameter itself included.
+    registers: int
+
+    def registers_for(self, param: torch.Tensor) -> Registers:
+        return Registers(param, self.registers - 1)
+
+    def _step_coefficients(self, k: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _increment(
+        self, reg: Registers, g: torch.Tensor, col: Callable[[int], torch.Tensor]
+    ) -> torch.Tensor:
+        """Step the auxiliary registers of ``reg``; return the increment of its parameter (a
+        scratch buffer). ``col(i)`` is coefficient row i, broadcast along ``g``'s axes."""
+        raise NotImplementedError
+
+    def coefficients(
+        self, k: int, index: torch.Tensor | None, frozen: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step ``k``'s ``(columns, L)`` coefficients and ``(L,)`` frozen mask per leading entry."""
+        coefs = self._step_coefficients(k)
+        if index is not None:
+            coefs = coefs.index_select(1, index)
+            frozen = frozen.index_select(0, index)
+        return coefs, frozen
+
+    def apply(
+        self,
+        k: int,
+        regs: Sequence[Registers],
+        grads: Sequence[torch.Tensor],
+        index: torch.Tensor | None,
+        frozen: torch.Tensor,
+    ) -> None:
+        """Step ``k >= 1`` in place for every ``Registers`` in ``regs`` with gradients ``grads``.
+
+        ``index`` maps the leading axis to networks (None: the leading axis is the network);
+        ``frozen`` is an ``(N,)`` bool tensor of networks whose parameters must not move.
+        """
+        coefs, frozen = self.coefficients(k, index, frozen)
+        for reg, g in zip(regs, grads, strict=True):
+            nd = g.ndim
+            inc = self._increment(reg, g, _columns(coefs, nd).__getitem__)
+            inc.masked_fill_(frozen.view((-1,) + (1,) * (nd - 1)), 0.0)
+            reg.param.add_(inc)
+
+
+class LinearUpdate(_BatchUpdate):
     """The linear rules of a batch, one per network, as one padded register machine.
 
     ``program`` is the batch's :class:`~ntkdyn.optim.program.UpdateProgram` (its terms are the
@@ -87,59 +138,32 @@ class LinearUpdate:
         table = np.moveaxis(self.program.coefficients, -1, 1)  # (steps, columns, N)
         self._table = torch.as_tensor(np.ascontiguousarray(table), dtype=dtype, device=device)
 
-    def registers_for(self, param: torch.Tensor) -> Registers:
-        return Registers(param, self.registers - 1)
+    def _step_coefficients(self, k: int) -> torch.Tensor:
+        return self._table[k - 1]
 
-    def coefficients(
-        self, k: int, index: torch.Tensor | None, frozen: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step ``k``'s ``(columns, L)`` coefficients and ``(L,)`` frozen mask per leading entry."""
-        coefs = self._table[k - 1]
-        if index is not None:
-            coefs = coefs.index_select(1, index)
-            frozen = frozen.index_select(0, index)
-        return coefs, frozen
-
-    def apply(
-        self,
-        k: int,
-        regs: Sequence[Registers],
-        grads: Sequence[torch.Tensor],
-        index: torch.Tensor | None,
-        frozen: torch.Tensor,
-    ) -> None:
-        """Step ``k >= 1`` in place for every ``Registers`` in ``regs`` with gradients ``grads``.
-
-        ``index`` maps the leading axis to networks (None: the leading axis is the network);
-        ``frozen`` is an ``(N,)`` bool tensor of networks whose parameters must not move.
-        """
-        coefs, frozen = self.coefficients(k, index, frozen)
-        program = self.program
-        for reg, g in zip(regs, grads):
-            nd = g.ndim
-            col = _columns(coefs, nd).__getitem__
-            # each quantity is the left-to-right sum of its terms (optim.program)
-            for update in (program.increment, *program.auxiliary):
-                out = reg.scratch[update.target]
-                if not update.terms:
-                    out.zero_()
-                    continue
-                first, *rest = update.terms
-                torch.mul(_source(first, g, reg), col(first.column), out=out)
-                for term in rest:
-                    out.addcmul_(_source(term, g, reg), col(term.column))
-            # The new auxiliary registers become current by swapping buffers (no copy).
-            for r in range(1, self.registers):
-                reg.aux[r - 1], reg.scratch[r] = reg.scratch[r], reg.aux[r - 1]
-            inc = reg.scratch[0]
-            inc.masked_fill_(frozen.view((-1,) + (1,) * (nd - 1)), 0.0)
-            reg.param.add_(inc)
+    def _increment(
+        self, reg: Registers, g: torch.Tensor, col: Callable[[int], torch.Tensor]
+    ) -> torch.Tensor:
+        # each quantity is the left-to-right sum of its terms (optim.program)
+        for update in (self.program.increment, *self.program.auxiliary):
+            out = reg.scratch[update.target]
+            if not update.terms:
+                out.zero_()
+                continue
+            first, *rest = update.terms
+            torch.mul(_source(first, g, reg), col(first.column), out=out)
+            for term in rest:
+                out.addcmul_(_source(term, g, reg), col(term.column))
+        # The new auxiliary registers become current by swapping buffers (no copy).
+        for r in range(1, self.registers):
+            reg.aux[r - 1], reg.scratch[r] = reg.scratch[r], reg.aux[r - 1]
+        return reg.scratch[0]
 
 
-class AdamUpdate:
+class AdamUpdate(_BatchUpdate):
     """Adam rules of a batch (per-network lr, betas, eps), elementwise like torch.optim.Adam."""
 
-    def __init__(self, rules: Sequence[Rule], steps: int, dtype: torch.dtype, device: torch.device):
+    def __init__(self, rules: Sequence[Adam], steps: int, dtype: torch.dtype, device: torch.device):
         const = np.array([[1.0 - r.beta1, r.beta2, 1.0 - r.beta2, r.eps] for r in rules]).T
         self._const = torch.as_tensor(const, dtype=dtype, device=device)
         per_step = np.empty((steps, 2, len(rules)))
@@ -151,46 +175,33 @@ class AdamUpdate:
                 per_step[k - 1, 0, j] = -(rule.lr / bias_correction1)
                 per_step[k - 1, 1, j] = bias_correction2**0.5
         self._table = torch.as_tensor(per_step, dtype=dtype, device=device)
-        self.registers = 3
+        self.registers = 3  # the parameter, exp_avg, exp_avg_sq
 
-    def registers_for(self, param: torch.Tensor) -> Registers:
-        return Registers(param, 2)
+    def _step_coefficients(self, k: int) -> torch.Tensor:
+        return torch.cat([self._const, self._table[k - 1]], dim=0)
 
-    def apply(
-        self,
-        k: int,
-        regs: Sequence[Registers],
-        grads: Sequence[torch.Tensor],
-        index: torch.Tensor | None,
-        frozen: torch.Tensor,
-    ) -> None:
-        """Step ``k >= 1`` in place (same arguments as :meth:`LinearUpdate.apply`)."""
-        coefs = torch.cat([self._const, self._table[k - 1]], dim=0)
-        if index is not None:
-            coefs = coefs.index_select(1, index)
-            frozen = frozen.index_select(0, index)
-        for reg, g in zip(regs, grads):
-            nd = g.ndim
-            col = _columns(coefs, nd).__getitem__
-            exp_avg, exp_avg_sq = reg.aux
-            tmp, denom = reg.scratch[0], reg.scratch[1]
-            exp_avg.lerp_(g, col(0))
-            torch.mul(g, col(2), out=tmp)
-            exp_avg_sq.mul_(col(1)).addcmul_(tmp, g)
-            torch.sqrt(exp_avg_sq, out=denom)
-            denom.div_(col(5)).add_(col(3))
-            torch.mul(exp_avg, col(4), out=tmp)
-            tmp.div_(denom)
-            tmp.masked_fill_(frozen.view((-1,) + (1,) * (nd - 1)), 0.0)
-            reg.param.add_(tmp)
+    def _increment(
+        self, reg: Registers, g: torch.Tensor, col: Callable[[int], torch.Tensor]
+    ) -> torch.Tensor:
+        exp_avg, exp_avg_sq = reg.aux
+        tmp, denom = reg.scratch[0], reg.scratch[1]
+        exp_avg.lerp_(g, col(0))
+        torch.mul(g, col(2), out=tmp)
+        exp_avg_sq.mul_(col(1)).addcmul_(tmp, g)
+        torch.sqrt(exp_avg_sq, out=denom)
+        denom.div_(col(5)).add_(col(3))
+        torch.mul(exp_avg, col(4), out=tmp)
+        return tmp.div_(denom)
 
 
 def make_update(
     rules: Sequence[Rule], steps: int, dtype: torch.dtype, device: torch.device
 ) -> LinearUpdate | AdamUpdate:
     """The batch update for ``rules``: all linear, or all Adam (the engine groups them)."""
-    if all(isinstance(r, LinearRule) for r in rules):
-        return LinearUpdate(rules, steps, dtype, device)
-    if all(r.family is Family.ADAM for r in rules):
-        return AdamUpdate(rules, steps, dtype, device)
+    linear = [r for r in rules if isinstance(r, LinearRule)]
+    if len(linear) == len(rules):
+        return LinearUpdate(linear, steps, dtype, device)
+    adam = [r for r in rules if isinstance(r, Adam)]  # the only rule of family ADAM
+    if len(adam) == len(rules):
+        return AdamUpdate(adam, steps, dtype, device)
     raise ValueError("a batch must hold only linear rules or only Adam rules")

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from ..optim.rules import LinearRule, Rule, parse
+from ..optim.rules import LinearRule, Rule
+from ..prediction import KernelModel
 from ..rates import fit_rate
 from .model import (
-    KernelModel,
     Window,
     envelope_exponent,
     envelope_slope,
@@ -29,6 +30,7 @@ from .model import (
     finite_step_correction,
     first_below,
     late_slope,
+    linear_rule,
     ode_window_exponent,
 )
 from .tolerances import (
@@ -45,7 +47,6 @@ __all__ = [
     "judge_crossover",
     "judge_power_law",
     "judge_rate",
-    "rate_sensitivity",
 ]
 
 #: The small-step check of C3 is skipped (inconclusive) past this many steps.
@@ -69,15 +70,15 @@ class RunJudgment:
         if self.verdict in ("refuted", "inconclusive") or self.deviation is None:
             return self
         verdict = "within" if abs(self.deviation) <= tol else "outside"
-        return RunJudgment(verdict, self.measured, self.reference, self.deviation,
-                           self.window, self.note, self.details)  # fmt: skip
-
-
-def _linear(rule: Rule | str) -> LinearRule:
-    rule = parse(rule)
-    if not isinstance(rule, LinearRule):
-        raise ValueError(f"`rule` must be a linear rule with a kernel model, got {rule.spec!r}")
-    return rule
+        return RunJudgment(
+            verdict,
+            self.measured,
+            self.reference,
+            self.deviation,
+            self.window,
+            self.note,
+            self.details,
+        )
 
 
 def _curve(losses) -> np.ndarray:
@@ -91,12 +92,16 @@ def _curve(losses) -> np.ndarray:
 
 def _kernel_curve(model: KernelModel, rule: LinearRule, steps: int):
     """The kernel model's curve, or a refutation when it is unstable (q >= 1 or overflow)."""
+    if model.lambda_min <= 0:  # no linear rate to judge against (docs/mathematics.md §3)
+        raise ValueError(f"`eigenvalues` must be > 0, got lambda_min = {model.lambda_min:.3g}")
     q = model.discrete_factor(rule)
     P = model.curve(rule, steps)
     if not q < 1.0 or not np.isfinite(P).all():
         h_max = rule.lr * model.lambda_max
-        note = (f"the kernel model is unstable for {rule.spec}: asymptotic loss factor "
-                f"q = {q:.4g} >= 1 (h_max = lr lambda_max(K) = {h_max:.4g})")  # fmt: skip
+        note = (
+            f"the kernel model is unstable for {rule.spec}: asymptotic loss factor "
+            f"q = {q:.4g} >= 1 (h_max = lr lambda_max(K) = {h_max:.4g})"
+        )
         return None, RunJudgment("refuted", note=note, details={"q": q, "h_max": h_max})
     return P, None
 
@@ -154,7 +159,7 @@ def judge_rate(
     network's log envelope; reference: the same on the kernel model; deviation
     ``s_net / s_kernel - 1``. The network must also be classified linear up to ``K``.
     """
-    rule = _linear(rule)
+    rule = linear_rule(rule)
     L = _curve(losses)
     steps = L.size - 1
     P, unstable = _kernel_curve(model, rule, steps)
@@ -166,34 +171,39 @@ def judge_rate(
     s_net, s_ker = envelope_slope(L, window), envelope_slope(P, window)
     q = model.discrete_factor(rule)
     details = {"log_q": math.log(q), "h0": model.h0(rule), "kernel_slope": s_ker}
+    return _slope_judgment(problem, s_net, s_ker, window, details)
+
+
+def _slope_judgment(
+    problem: RunJudgment | None,
+    s_net: float | None,
+    s_ker: float | None,
+    window: Window,
+    details: dict,
+) -> RunJudgment:
+    """The judgment on the per-step slopes of a window: the problem found, else nothing to
+    measure (no negative kernel slope), else the deviation ``s_net / s_kernel - 1``."""
     if problem is not None:
         return RunJudgment(problem.verdict, s_net, s_ker, None, window, problem.note, details)
     if s_net is None or s_ker is None or s_ker >= 0:
-        return RunJudgment("inconclusive", s_net, s_ker, None, window,
-                           "too few positive finite points in the window", details)  # fmt: skip
+        return RunJudgment(
+            "inconclusive",
+            s_net,
+            s_ker,
+            None,
+            window,
+            "too few positive finite points in the window",
+            details,
+        )
     return RunJudgment("within", s_net, s_ker, s_net / s_ker - 1.0, window, "", details)
-
-
-def rate_sensitivity(model: KernelModel, rule: Rule | str, *, step: float = 0.01) -> float:
-    """``|d log|log q| / d log lambda_min|`` of the rule's asymptotic rate on this kernel, by
-    a central difference in ``lambda_min`` (the kernel's drift moves the rate by about this
-    times the relative drift; docs/verdicts.md §4). Infinite when ``q`` is not < 1."""
-    rule = _linear(rule)
-    logs = []
-    for f in (1 - step, 1 + step):
-        lam = np.array(model.eigenvalues)
-        lam[0] *= f
-        q = KernelModel(lam, model.modes).discrete_factor(rule)
-        if not 0 < q < 1:
-            return math.inf
-        logs.append(math.log(-math.log(q)))
-    return abs(logs[1] - logs[0]) / (math.log1p(step) - math.log1p(-step))
 
 
 def _bessel_r(rule: LinearRule) -> float:
     spec = rule.ode()
     if spec is None or spec.kind != "bessel":
-        raise ValueError(f"`rule` must be scheduled Nesterov (vanishing damping), got {rule.spec!r}")
+        raise ValueError(
+            f"`rule` must be scheduled Nesterov (vanishing damping), got {rule.spec!r}"
+        )
     return float(spec.r)
 
 
@@ -212,8 +222,35 @@ def _small_step(model: KernelModel, rule: LinearRule, r: float) -> dict:
         return {"small_ok": None, "small_note": "no small-step exponent could be measured"}
     p_law = p_ode + finite_step_correction(model, small, window)
     ok = abs(p - p_law) <= POWER_LAW_RTOL * r
-    return {"small_exponent": p, "small_expected": p_law, "small_ode": p_ode,
-            "small_window": str(window), "small_ok": ok}  # fmt: skip
+    return {
+        "small_exponent": p,
+        "small_expected": p_law,
+        "small_ode": p_ode,
+        "small_window": str(window),
+        "small_ok": ok,
+    }
+
+
+class _BesselStart(NamedTuple):
+    rule: LinearRule
+    r: float
+    L: np.ndarray  # the network's curve
+    P: np.ndarray  # the kernel model's, over as many steps
+    h0: float
+
+
+def _bessel_start(
+    losses: np.ndarray, model: KernelModel, rule: Rule | str
+) -> _BesselStart | RunJudgment:
+    """What both scheduled-Nesterov judges start from, or the refutation when the kernel model
+    is unstable."""
+    rule = linear_rule(rule)
+    r = _bessel_r(rule)
+    L = _curve(losses)
+    P, unstable = _kernel_curve(model, rule, L.size - 1)
+    if unstable is not None:
+        return unstable
+    return _BesselStart(rule, r, L, P, model.h0(rule))
 
 
 def judge_power_law(
@@ -231,35 +268,47 @@ def judge_power_law(
     is not classified sublinear up to ``K``, or the kernel model at a 100x smaller step misses
     the envelope law by more than ``POWER_LAW_RTOL r`` (the ODE limit, exponent -> r).
     """
-    rule = _linear(rule)
-    r = _bessel_r(rule)
-    L = _curve(losses)
+    start = _bessel_start(losses, model, rule)
+    if isinstance(start, RunJudgment):
+        return start
+    rule, r, L, P, h0 = start
     steps = L.size - 1
-    P, unstable = _kernel_curve(model, rule, steps)
-    if unstable is not None:
-        return unstable
-    h0 = model.h0(rule)
     end = min(_floor_end(P, steps, floor_rel), math.floor(r / h0))
     window = Window.tail(end)
-    details = {"r": r, "h0": h0, "crossover": r / h0,
-               "expected": expected_power_law(model, rule, window)}  # fmt: skip
+    details: dict[str, object] = {
+        "r": r,
+        "h0": h0,
+        "crossover": r / h0,
+        "expected": expected_power_law(model, rule, window),
+    }
     details.update(_small_step(model, rule, r))
     p_net, p_ker = envelope_exponent(L, window), envelope_exponent(P, window)
     problem = _diverged(L[: end + 1]) or _kind_check(L, P, end, floor_rel, "sublinear")
     if problem is None and details["small_ok"] is None:
         problem = RunJudgment("inconclusive", note=f"no ODE-limit check: {details['small_note']}")
     if problem is None and details["small_ok"] is False:
-        problem = RunJudgment("refuted", note=(
-            f"at lr x {SMALL_STEP_FACTOR:g} the kernel model's exponent "
-            f"{details['small_exponent']:.3f} misses "
-            f"{details['small_expected']:.3f} (ODE + finite-step correction) by more than "
-            f"{POWER_LAW_RTOL:.0%} of r"))  # fmt: skip
+        problem = RunJudgment(
+            "refuted",
+            note=(
+                f"at lr x {SMALL_STEP_FACTOR:g} the kernel model's exponent "
+                f"{details['small_exponent']:.3f} misses "
+                f"{details['small_expected']:.3f} (ODE + finite-step correction) by more than "
+                f"{POWER_LAW_RTOL:.0%} of r"
+            ),
+        )
     if problem is not None:
         return RunJudgment(problem.verdict, p_net, p_ker, None, window, problem.note, details)
     halves = _half_deviations(L, P, window)
     if p_net is None or p_ker is None or p_ker <= 0 or halves is None:
-        return RunJudgment("inconclusive", p_net, p_ker, None, window,
-                           "too few positive finite points in the window", details)  # fmt: skip
+        return RunJudgment(
+            "inconclusive",
+            p_net,
+            p_ker,
+            None,
+            window,
+            "too few positive finite points in the window",
+            details,
+        )
     details["half_deviations"] = halves
     return RunJudgment("within", p_net, p_ker, max(halves, key=abs), window, "", details)
 
@@ -295,22 +344,24 @@ def judge_crossover(
     linear there or the kernel model misses the late law ``log(1 - h0) - r cov(k, log k) /
     var(k)`` by more than ``POWER_LAW_RTOL``.
     """
-    rule = _linear(rule)
-    r = _bessel_r(rule)
-    L = _curve(losses)
+    start = _bessel_start(losses, model, rule)
+    if isinstance(start, RunJudgment):
+        return start
+    rule, r, L, P, h0 = start
     steps = L.size - 1
-    P, unstable = _kernel_curve(model, rule, steps)
-    if unstable is not None:
-        return unstable
-    h0 = model.h0(rule)
     crossover = r / h0
     end = _floor_end(P, steps, floor_rel)
     details = {"r": r, "h0": h0, "crossover": crossover, "reach": end}
     if end < CROSSOVER_REACH * crossover:
-        why = ("the run ends" if end == steps else
-               f"the kernel model reaches the {floor_rel:g} L0 floor")  # fmt: skip
-        note = (f"{why} at k = {end} < {CROSSOVER_REACH:g} r/h0 = {CROSSOVER_REACH * crossover:.0f}:"
-                " the crossover cannot be seen")  # fmt: skip
+        why = (
+            "the run ends"
+            if end == steps
+            else f"the kernel model reaches the {floor_rel:g} L0 floor"
+        )
+        note = (
+            f"{why} at k = {end} < {CROSSOVER_REACH:g} r/h0 = {CROSSOVER_REACH * crossover:.0f}:"
+            " the crossover cannot be seen"
+        )
         return RunJudgment("inconclusive", note=note, details=details)
     window = Window.tail(end)
     s_net, s_ker = envelope_slope(L, window), envelope_slope(P, window)
@@ -318,12 +369,11 @@ def judge_crossover(
     details.update({"late_law": law, "log_1mh0": math.log1p(-h0)})
     problem = _diverged(L[: end + 1]) or _kind_check(L, P, end, floor_rel, "linear")
     if problem is None and s_ker is not None and abs(s_ker / law - 1) > POWER_LAW_RTOL:
-        problem = RunJudgment("refuted", note=(
-            f"the kernel model's late slope {s_ker:.4g} misses the law {law:.4g} by more "
-            f"than {POWER_LAW_RTOL:.0%}"))  # fmt: skip
-    if problem is not None:
-        return RunJudgment(problem.verdict, s_net, s_ker, None, window, problem.note, details)
-    if s_net is None or s_ker is None or s_ker >= 0:
-        return RunJudgment("inconclusive", s_net, s_ker, None, window,
-                           "too few positive finite points in the window", details)  # fmt: skip
-    return RunJudgment("within", s_net, s_ker, s_net / s_ker - 1.0, window, "", details)
+        problem = RunJudgment(
+            "refuted",
+            note=(
+                f"the kernel model's late slope {s_ker:.4g} misses the law {law:.4g} by more "
+                f"than {POWER_LAW_RTOL:.0%}"
+            ),
+        )
+    return _slope_judgment(problem, s_net, s_ker, window, details)

@@ -38,8 +38,13 @@ class WidthRow:
     decisive: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"width": self.width, "n": self.n, "median": self.median, "low": self.low,
-                "high": self.high}  # fmt: skip
+        return {
+            "width": self.width,
+            "n": self.n,
+            "median": self.median,
+            "low": self.low,
+            "high": self.high,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,9 @@ def _rows(judged: list[tuple[int, RunJudgment]]) -> tuple[WidthRow, ...]:
         devs = [abs(j.deviation) for j in js if j.deviation is not None]
         notes = tuple(j.note for j in js if j.verdict in ("refuted", "inconclusive") and j.note)
         if devs:
-            rows.append(WidthRow(width, len(js), float(np.median(devs)), min(devs), max(devs),
-                                 notes))  # fmt: skip
+            rows.append(
+                WidthRow(width, len(js), float(np.median(devs)), min(devs), max(devs), notes)
+            )
         else:
             rows.append(WidthRow(width, len(js), None, None, None, notes))
     return tuple(rows)
@@ -103,63 +109,98 @@ def _slope(rows: tuple[WidthRow, ...]) -> float | None:
     return float(xc @ (y - y.mean()) / (xc @ xc))
 
 
-def width_limit(
-    judged: list[tuple[int, RunJudgment]], *, tol: float, band: tuple[float, float]
-) -> Aggregate:
-    """The width-limit verdict of per-run ``(width, judgment)`` pairs (module docstring)."""
+def _start(
+    judged: list[tuple[int, RunJudgment]], *, with_slope: bool
+) -> Aggregate | tuple[tuple[WidthRow, ...], WidthRow, tuple[str, str] | None]:
+    """The rows by width, the widest one and its seeds' problem; or the verdict that needs no
+    more (no runs, or most seeds at the widest width refuted)."""
     rows = _rows(judged)
     if not rows:
         return Aggregate("inconclusive", "no runs", rows)
     widest = rows[-1]
     problem = _widest_problem(judged, widest.width)
     if problem is not None and problem[0] == "refuted":
-        return Aggregate("refuted", problem[1], rows, _slope(rows))
+        return Aggregate("refuted", problem[1], rows, _slope(rows) if with_slope else None)
+    return rows, widest, problem
+
+
+def width_limit(
+    judged: list[tuple[int, RunJudgment]], *, tol: float, band: tuple[float, float]
+) -> Aggregate:
+    """The width-limit verdict of per-run ``(width, judgment)`` pairs (module docstring)."""
+    start = _start(judged, with_slope=True)
+    if isinstance(start, Aggregate):
+        return start
+    rows, widest, problem = start
     decades = math.log10(widest.width / rows[0].width)
     seeds = min(r.n for r in rows)
     slope = _slope(rows)
     if not (len(rows) >= MIN_WIDTHS and decades >= MIN_DECADES - 1e-9 and seeds >= MIN_SEEDS):
-        return Aggregate("inconclusive", f"{len(rows)} widths over {decades:.2f} decades with "
-                         f">= {seeds} seeds; a width limit needs >= {MIN_WIDTHS} widths over >= "
-                         f"{MIN_DECADES:g} decades with >= {MIN_SEEDS} seeds each", rows, slope)  # fmt: skip
+        return Aggregate(
+            "inconclusive",
+            f"{len(rows)} widths over {decades:.2f} decades with "
+            f">= {seeds} seeds; a width limit needs >= {MIN_WIDTHS} widths over >= "
+            f"{MIN_DECADES:g} decades with >= {MIN_SEEDS} seeds each",
+            rows,
+            slope,
+        )
     med = widest.median
     if med is not None and med > tol:
-        return Aggregate("refuted", f"median deviation {med:.1%} at the widest width m = "
-                         f"{widest.width} exceeds {tol:.0%}", rows, slope)  # fmt: skip
+        return Aggregate(
+            "refuted",
+            f"median deviation {med:.1%} at the widest width m = {widest.width} exceeds {tol:.0%}",
+            rows,
+            slope,
+        )
     if problem is not None:
         return Aggregate("inconclusive", problem[1], rows, slope)
     if slope is not None and slope >= 0:
-        return Aggregate("refuted", f"the deviation does not shrink with width (slope "
-                         f"{slope:+.2f})", rows, slope)  # fmt: skip
+        return Aggregate(
+            "refuted", f"the deviation does not shrink with width (slope {slope:+.2f})", rows, slope
+        )
     if slope is None or not band[0] <= slope <= band[1]:
         shown = "n/a" if slope is None else f"{slope:+.2f}"
-        return Aggregate("inconclusive", f"slope {shown} outside [{band[0]:g}, {band[1]:g}]: "
-                         "the deviation does not shrink like first-order kernel drift", rows,
-                         slope)  # fmt: skip
-    return Aggregate("supported", f"median deviation {med:.1%} at m = {widest.width} <= "
-                     f"{tol:.0%}, shrinking with slope {slope:+.2f} in [{band[0]:g}, "
-                     f"{band[1]:g}]", rows, slope)  # fmt: skip
+        return Aggregate(
+            "inconclusive",
+            f"slope {shown} outside [{band[0]:g}, {band[1]:g}]: "
+            "the deviation does not shrink like first-order kernel drift",
+            rows,
+            slope,
+        )
+    return Aggregate(
+        "supported",
+        f"median deviation {med:.1%} at m = {widest.width} <= "
+        f"{tol:.0%}, shrinking with slope {slope:+.2f} in [{band[0]:g}, "
+        f"{band[1]:g}]",
+        rows,
+        slope,
+    )
 
 
 def at_one_width(judged: list[tuple[int, RunJudgment]], *, tol: float) -> Aggregate:
     """The widest width's seeds: supported when their median ``|deviation|`` is within ``tol``
     and none is decisively wrong; refuted when one is, or the median exceeds ``tol``."""
-    rows = _rows(judged)
-    if not rows:
-        return Aggregate("inconclusive", "no runs", rows)
-    widest = rows[-1]
-    problem = _widest_problem(judged, widest.width)
-    if problem is not None and problem[0] == "refuted":
-        return Aggregate("refuted", problem[1], rows)
+    start = _start(judged, with_slope=False)
+    if isinstance(start, Aggregate):
+        return start
+    rows, widest, problem = start
     med = widest.median
     if widest.n < MIN_SEEDS:
-        return Aggregate("inconclusive", f"{widest.n} seed(s) at m = {widest.width}; a verdict "
-                         f"needs >= {MIN_SEEDS}", rows)  # fmt: skip
+        return Aggregate(
+            "inconclusive",
+            f"{widest.n} seed(s) at m = {widest.width}; a verdict needs >= {MIN_SEEDS}",
+            rows,
+        )
     if med is not None and med > tol:
-        return Aggregate("refuted", f"median deviation {med:.1%} at m = {widest.width} exceeds "
-                         f"{tol:.0%}", rows)  # fmt: skip
+        return Aggregate(
+            "refuted", f"median deviation {med:.1%} at m = {widest.width} exceeds {tol:.0%}", rows
+        )
     if problem is not None:
         return Aggregate("inconclusive", problem[1], rows)
     if med is None:
         return Aggregate("inconclusive", "no deviation could be measured", rows)
-    return Aggregate("supported", f"median deviation {med:.1%} at m = {widest.width} <= "
-                     f"{tol:.0%} ({widest.n} seeds)", rows)  # fmt: skip
+    return Aggregate(
+        "supported",
+        f"median deviation {med:.1%} at m = {widest.width} <= {tol:.0%} ({widest.n} seeds)",
+        rows,
+    )

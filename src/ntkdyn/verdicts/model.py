@@ -1,8 +1,9 @@
-"""The kernel model of one network and the window statistics the verdicts compare.
+"""The window statistics the verdicts compare, and the kernel-model laws they are checked by.
 
-A :class:`KernelModel` is what a verdict needs of the kernel: the eigenvalues of the effective
-kernel ``K = c H(0)`` and the initial residual in its eigenbasis, ``xi_0 = Q^T e_0``. From it
-the exact discrete prediction of *any* rule follows (docs/mathematics.md §3), so a run can be
+What a verdict needs of the kernel is the network's kernel model
+(:class:`ntkdyn.prediction.KernelModel`): the eigenvalues of the effective kernel
+``K = c H(0)`` and the initial residual in its eigenbasis, ``xi_0 = Q^T e_0``. From it the
+exact discrete prediction of *any* rule follows (docs/mathematics.md §3), so a run can be
 judged against the rule it claims to be, not only the rule it was trained with.
 
 Window statistics are least-squares slopes of the log *envelope* (suffix maximum, which removes
@@ -17,14 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..dynamics.discrete import predict_discrete
-from ..kernels import Spectrum
-from ..optim.rules import LinearRule, Rule, parse
-from ..rates import predicted_rate
+from .._curves import envelope, lstsq_line
+from ..optim.rules import LinearRule, ODESpec, Rule, parse
+from ..prediction import KernelModel
 from .tolerances import WINDOW_FIRST
 
 __all__ = [
-    "KernelModel",
     "Window",
     "envelope_exponent",
     "envelope_slope",
@@ -32,62 +31,22 @@ __all__ = [
     "finite_step_correction",
     "first_below",
     "late_slope",
+    "linear_rule",
     "ode_window_exponent",
+    "rate_sensitivity",
 ]
+
+
+def linear_rule(rule: Rule | str) -> LinearRule:
+    """The rule (or spec) as a linear rule; ValueError naming ``rule`` if it has no kernel model."""
+    rule = parse(rule)
+    if not isinstance(rule, LinearRule):
+        raise ValueError(f"`rule` must be a linear rule with a kernel model, got {rule.spec!r}")
+    return rule
+
 
 #: Fewest points a window statistic is computed on.
 MIN_WINDOW_POINTS = 6
-
-
-@dataclass(frozen=True, eq=False)
-class KernelModel:
-    """Eigenvalues of ``K = c H(0)`` (ascending, > 0) and ``xi_0 = Q^T e_0``; ``scale`` turns
-    ``1/2 ||e||^2`` into the loss actually minimised (``c``: 1 half-sum, 2/n MSE)."""
-
-    eigenvalues: np.ndarray
-    modes: np.ndarray
-    scale: float = 1.0
-
-    def __post_init__(self):
-        lam = np.asarray(self.eigenvalues, dtype=np.float64).ravel()
-        xi = np.asarray(self.modes, dtype=np.float64).ravel()
-        if lam.size == 0 or lam.shape != xi.shape:
-            raise ValueError(
-                f"`eigenvalues` and `modes` must be non-empty and of one length, got "
-                f"{lam.size} and {xi.size}"
-            )
-        if not (np.isfinite(lam).all() and np.isfinite(xi).all()):
-            raise ValueError("`eigenvalues` and `modes` must be finite")
-        if lam.min() <= 0:
-            raise ValueError(f"`eigenvalues` must be > 0, got lambda_min = {lam.min():.3g}")
-        if not (self.scale > 0 and math.isfinite(self.scale)):
-            raise ValueError(f"`scale` must be finite and > 0, got {self.scale!r}")
-        order = np.argsort(lam)
-        object.__setattr__(self, "eigenvalues", lam[order])
-        object.__setattr__(self, "modes", xi[order])
-
-    @property
-    def lambda_min(self) -> float:
-        return float(self.eigenvalues[0])
-
-    @property
-    def lambda_max(self) -> float:
-        return float(self.eigenvalues[-1])
-
-    def h0(self, rule: Rule) -> float:
-        """``h_0 = lr lambda_min(K)``."""
-        return parse(rule).lr * self.lambda_min
-
-    def curve(self, rule: Rule | str, steps: int) -> np.ndarray:
-        """Exact loss curve ``L_0..L_steps`` of ``rule`` on this kernel (in ``scale`` units)."""
-        lam = self.eigenvalues
-        spec = Spectrum(lam, np.eye(lam.size), float(lam[0]), float(lam[-1]),
-                        float(lam[-1] / lam[0]))  # fmt: skip
-        return self.scale * predict_discrete(spec, self.modes, rule, steps)
-
-    def discrete_factor(self, rule: Rule | str) -> float:
-        """The rule's asymptotic per-step loss factor ``q`` on this kernel (>= 1: unstable)."""
-        return float(predicted_rate(self.eigenvalues, rule).discrete_factor)
 
 
 @dataclass(frozen=True)
@@ -123,15 +82,14 @@ def _window_log_envelope(curve, window: Window) -> tuple[np.ndarray, np.ndarray]
     if stop - window.start < MIN_WINDOW_POINTS:
         return None
     # suffix maximum over the whole remaining curve, restricted to the window
-    env = np.maximum.accumulate(c[window.start : stop][::-1])[::-1]
+    env = envelope(c[window.start : stop])
     if not (np.isfinite(env).all() and env.min() > 0):
         return None
     return np.arange(window.start, stop, dtype=np.float64), np.log(env)
 
 
 def _lstsq_slope(x: np.ndarray, y: np.ndarray) -> float:
-    xc = x - x.mean()
-    return float(xc @ (y - y.mean()) / (xc @ xc))
+    return lstsq_line(x, y)[0]
 
 
 def envelope_slope(curve: np.ndarray, window: Window) -> float | None:
@@ -147,9 +105,10 @@ def envelope_exponent(curve: np.ndarray, window: Window) -> float | None:
     return None if pts is None else -_lstsq_slope(np.log(pts[0]), pts[1])
 
 
-def _envelope_law_exponent(model: KernelModel, rule: LinearRule, window: Window,
-                           *, step_decay: bool) -> float:
-    r = float(rule.ode().r)
+def _envelope_law_exponent(
+    model: KernelModel, rule: LinearRule, window: Window, *, step_decay: bool
+) -> float:
+    r = float(_limiting_ode(rule).r)
     h = rule.lr * model.eigenvalues
     k = np.arange(max(window.start, 1), window.stop, dtype=np.float64)
     log_terms = np.log(model.modes**2 * h ** (-r / 2))[:, None] + np.zeros_like(k)[None, :]
@@ -158,6 +117,13 @@ def _envelope_law_exponent(model: KernelModel, rule: LinearRule, window: Window,
     top = log_terms.max(axis=0)
     log_env = -r * np.log(k) + top + np.log(np.exp(log_terms - top).sum(axis=0))
     return -_lstsq_slope(np.log(k), log_env)
+
+
+def _limiting_ode(rule: LinearRule) -> ODESpec:
+    spec = rule.ode()
+    if spec is None:
+        raise ValueError(f"`rule` {rule.spec!r} has no limiting ODE")
+    return spec
 
 
 def expected_power_law(model: KernelModel, rule: LinearRule, window: Window) -> float:
@@ -186,11 +152,9 @@ def ode_window_exponent(model: KernelModel, rule: LinearRule, window: Window) ->
     §4) on this kernel, at the times ``t_k`` of the window's steps."""
     from ..dynamics.ode import predict_ode
 
-    lam = model.eigenvalues
-    spec = Spectrum(lam, np.eye(lam.size), float(lam[0]), float(lam[-1]),
-                    float(lam[-1] / lam[0]))  # fmt: skip
-    times = rule.ode().times(rule.lr, np.arange(window.stop))
-    return envelope_exponent(predict_ode(spec, model.modes, rule, times), window)
+    times = _limiting_ode(rule).times(rule.lr, np.arange(window.stop))
+    # 1/2 ||xi||^2 without the loss factor: the exponent does not depend on it
+    return envelope_exponent(predict_ode(model.eigenbasis, model.modes, rule, times), window)
 
 
 def late_slope(r: float, h0: float, window: Window) -> float:
@@ -198,3 +162,19 @@ def late_slope(r: float, h0: float, window: Window) -> float:
     per-step rate after the crossover (docs/mathematics.md §3; docs/verdicts.md §6)."""
     k = np.arange(max(window.start, 1), window.stop, dtype=np.float64)
     return math.log1p(-h0) - r * _lstsq_slope(k, np.log(k))
+
+
+def rate_sensitivity(model: KernelModel, rule: Rule | str, *, step: float = 0.01) -> float:
+    """``|d log|log q| / d log lambda_min|`` of the rule's asymptotic rate on this kernel, by
+    a central difference in ``lambda_min`` (the kernel's drift moves the rate by about this
+    times the relative drift; docs/verdicts.md §4). Infinite when ``q`` is not < 1."""
+    rule = linear_rule(rule)
+    logs = []
+    for f in (1 - step, 1 + step):
+        lam = np.array(model.eigenvalues)
+        lam[0] *= f
+        q = KernelModel(lam, model.modes).discrete_factor(rule)
+        if not 0 < q < 1:
+            return math.inf
+        logs.append(math.log(-math.log(q)))
+    return abs(logs[1] - logs[0]) / (math.log1p(step) - math.log1p(-step))

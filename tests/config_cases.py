@@ -1,0 +1,36 @@
+"""The base config of the config tests, as TOML text and as a dict (the same config)."""
+
+from __future__ import annotations
+
+BASE = """
+name = "base"
+[defaults]
+data = "gaussian:d=5"
+n = 10
+steps = 50
+[[experiment]]
+id = "A"
+widths = [8, 16]
+seeds = [0, 1]
+optimizers = ["gd:lr=0.1", "hb:lr=0.1,beta=0.9"]
+[[experiment.grid]]
+optimizer = "nesterov"
+lr = [0.1, 0.05]
+r = [2, 3]
+"""
+
+
+def base_dict() -> dict:
+    return {
+        "name": "base",
+        "defaults": {"data": "gaussian:d=5", "n": 10, "steps": 50},
+        "experiment": [
+            {
+                "id": "A",
+                "widths": [8, 16],
+                "seeds": [0, 1],
+                "optimizers": ["gd:lr=0.1", "hb:lr=0.1,beta=0.9"],
+                "grid": [{"optimizer": "nesterov", "lr": [0.1, 0.05], "r": [2, 3]}],
+            }
+        ],
+    }
