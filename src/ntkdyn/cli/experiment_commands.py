@@ -104,6 +104,8 @@ def _print_claims(summary: dict[str, Any]) -> None:
         print("claims (docs/verdicts.md):")
         for claim in claims:
             _print_verdict(claim, claim.get("statement", ""))
+            if claim.get("hypothesis"):
+                print(f"      tested: {claim['hypothesis']}")
             print(f"      why: {claim.get('reason', '')}")
             tol = ", ".join(f"{k} = {v}" for k, v in (claim.get("tolerances") or {}).items())
             if tol:

@@ -47,8 +47,8 @@ _RATE_HYP = (
     "On the window [K/4, K], K = the last step before the H(0) kernel model of the "
     "judged rule falls to the dtype's floor (1e-20 L0 in float64), the least-squares "
     "slope of the network's log envelope against the kernel model's; the network must "
-    "be classified linear there. Width ladder: >= 4 widths over >= 1.5 decades, "
-    ">= 3 seeds each."
+    "be classified linear there wherever its kernel model is (a run too short for that is "
+    "inconclusive). Width ladder: >= 4 widths over >= 1.5 decades, >= 3 seeds each."
 )
 _RATE_CRIT = (
     "supported: median |s_net/s_kernel - 1| at the widest width <= KERNEL_MODEL_RTOL "
@@ -65,15 +65,16 @@ HYPOTHESES = {
     "C3": (
         (
             "On [K/4, K], K = min(r/h0, run end, floor), the network's window exponent p "
-            "(E_k ~ k^-p) against the kernel model's on the same window, at the widest width "
+            "(E_k ~ k^-p) against the kernel model's on each half of the window in log k "
+            "([K/4, K/2] and [K/2, K]; the larger deviation counts), at the widest width "
             "(>= 3 seeds); and the kernel model at lr x SMALL_STEP_FACTOR on K = "
-            "SMALL_STEP_WINDOW r/h0 against the envelope law r + c_W K|log(1 - h0)| "
-            "(docs/verdicts.md §5)."
+            "SMALL_STEP_WINDOW r/h0 against the limiting ODE's exponent on the same window "
+            "plus the finite-step correction (docs/verdicts.md §5)."
         ),
         (
             "supported: median |p_net/p_kernel - 1| <= KERNEL_MODEL_RTOL, the network "
             "classified sublinear, and the small-step exponent within POWER_LAW_RTOL r of the "
-            "law; refuted otherwise or when the kernel model is unstable"
+            "ODE reference; refuted otherwise or when the kernel model is unstable"
         ),
     ),
     "C4": (_RATE_HYP + _POINT, _RATE_CRIT + "; and the point test within POINT_RTOL"),
