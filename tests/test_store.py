@@ -16,6 +16,7 @@ from ntkdyn.experiments.store import (
     KernelRecord,
     RunRecord,
     Store,
+    StoreError,
 )
 
 
@@ -141,7 +142,7 @@ def test_a_batch_is_one_transaction(tmp_path):
     good, bad = record("a"), record("b", seed=1)
     object.__setattr__(bad, "status", None)  # violates NOT NULL: the insert fails mid-batch
     with Store(tmp_path / STORE_NAME) as s:
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(StoreError, match="NOT NULL constraint failed: runs.status"):
             s.write_batch([good, bad])
         assert s.finished_ids() == set()  # the good record was rolled back with the bad one
         s.write_batch([good])
@@ -168,8 +169,9 @@ def test_replace_meta_kernels_and_filters(tmp_path):
         assert s.load_runs("nope") == []
         s.set_meta({"config": "{}", "created": "t"})
         assert s.meta()["config"] == "{}"
-        with pytest.raises(ValueError, match="`schema_version`"):
-            s.set_meta({"schema_version": "9"})
+        for managed in ("schema_version", "runs_tally"):
+            with pytest.raises(ValueError, match=f"`{managed}` is managed by the store"):
+                s.set_meta({managed: "9"})
         ev = np.array([0.0447, 0.5, 1.956])
         s.write_kernels([KernelRecord("k", "gaussian:d=5", 3, 0, "theory", 0.0447, 1.956, ev)])
         k = s.kernels()["k"]

@@ -8,6 +8,11 @@ pixel scale and the no-download / no-unpickling rule are stated there. Conventio
   normalise, check finiteness or look for degeneracy; :mod:`ntkdyn.data` validates that next.
 * Every problem with a file is a ValueError that names the source in backticks (`` `mnist` ``,
   `` `csv` ``), shows the path and says what was expected; OS and decompression errors included.
+* Reads are bounded before they start: a path that is not a regular file (a FIFO, a device
+  such as ``/dev/zero``, a folder where a file is needed) is refused from ``os.stat`` without
+  being opened; CSV and ``.npz`` files (and the arrays an ``.npz`` declares) are capped at
+  :data:`MAX_FILE_BYTES`; an IDX header's dims must agree with the file size (gzip: with what
+  the compressed size can hold) before the data are read, and the read asks for exactly that.
 
 Formats (the precise rules behind the summary in :mod:`ntkdyn.data`):
 
@@ -27,6 +32,8 @@ Formats (the precise rules behind the summary in :mod:`ntkdyn.data`):
 from __future__ import annotations
 
 import gzip
+import os
+import stat
 import struct
 import warnings
 import zipfile
@@ -35,9 +42,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_csv", "read_mnist", "too_many_rows"]
+__all__ = ["MAX_FILE_BYTES", "read_csv", "read_mnist", "regular_file", "too_many_rows"]
 
 _IDX_IMAGES = ("train-images-idx3-ubyte", "train-images.idx3-ubyte")
+#: Largest data file read (CSV, .npz and its arrays, IDX data), in bytes. The file is held in
+#: memory and becomes float64 rows (8x an IDX byte) whose n x n kernel follows; MNIST's 47 MB
+#: training images are far below, and a wrong path to a huge file fails at once, not by
+#: exhausting memory. Use ``n`` on a smaller extract for more.
+MAX_FILE_BYTES = 2 * 2**30
+#: deflate expands at most ~1032:1, so a gzip file of s bytes holds at most this many times s.
+_GZIP_MAX_RATIO = 1032
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def too_many_rows(source: str, n: int, available: int) -> ValueError:
@@ -54,6 +75,29 @@ def _existing(path: str, source: str) -> Path:
     if not p.exists():
         raise ValueError(f"`{source}` path {path!r} does not exist")
     return p
+
+
+def regular_file(where: str, path: str | os.PathLike[str]) -> int:
+    """Size in bytes of ``path`` if it is a regular file (symlinks followed); else a ValueError
+    starting with ``where`` that says what it is. Never opens it: opening a FIFO blocks, and
+    a device such as /dev/zero never ends."""
+    try:
+        mode = os.stat(path)
+    except OSError as exc:
+        raise ValueError(f"{where} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode.st_mode):
+        kind = next((k for test, k in _KINDS if test(mode.st_mode)), "not a regular file")
+        raise ValueError(f"{where} cannot be read: it is {kind}, not a regular file")
+    return mode.st_size
+
+
+def _capped(where: str, size: int, what: str = "is") -> None:
+    if size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{where} {what} {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit "
+            "(MAX_FILE_BYTES, ntkdyn._datafiles: the data are held in memory); "
+            "use an extract of the rows you need"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,42 +156,71 @@ def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """IDX: int32 magic 0x0000_08_ndim (unsigned bytes), ndim big-endian int32 dims, data."""
+    """IDX: int32 magic 0x0000_08_ndim (unsigned bytes), ndim big-endian int32 dims, data.
+    The header is read and checked against the file size first; then exactly its data."""
     where = _where("mnist", path)
+    size_on_disk = regular_file(where, path)
+    header = 4 + 4 * ndim
     try:
-        raw = path.read_bytes()
-        raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        with path.open("rb") as raw_fh:
+            gz = raw_fh.read(2) == b"\x1f\x8b"
+            raw_fh.seek(0)
+            fh = gzip.GzipFile(fileobj=raw_fh) if gz else raw_fh
+            head = fh.read(header)
+            size = _idx_promise(where, head, ndim, size_on_disk, gz)
+            data = fh.read(size)
+            extra = fh.read(1)
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{where} cannot be read: {exc}") from None
-    magic_expected = 0x0800 + ndim  # 2051 for images, 2049 for labels
+    dims = struct.unpack(f">{ndim}i", head[4:])
+    if len(data) < size:  # a gzip file, or a file that changed since its size was checked
+        raise ValueError(f"{where} is truncated: {len(data)} data bytes, dims {dims} need {size}")
+    if extra:
+        raise ValueError(f"{where} has trailing bytes after the {size} data bytes of dims {dims}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _idx_promise(where: str, head: bytes, ndim: int, size_on_disk: int, gz: bool) -> int:
+    """Data bytes the header promises, refused when the file cannot hold them."""
     header = 4 + 4 * ndim
-    if len(raw) < header:
+    if len(head) < header:
         raise ValueError(
-            f"{where} is truncated: {len(raw)} bytes, shorter than its {header}-byte header"
+            f"{where} is truncated: {len(head)} bytes, shorter than its {header}-byte header"
         )
-    (magic,) = struct.unpack(">i", raw[:4])
+    magic_expected = 0x0800 + ndim  # 2051 for images, 2049 for labels
+    (magic,) = struct.unpack(">i", head[:4])
     if magic != magic_expected:
         raise ValueError(
             f"{where} has magic number {magic}, expected {magic_expected} "
             f"(IDX unsigned bytes with {ndim} dimension(s))"
         )
-    dims = struct.unpack(f">{ndim}i", raw[4:header])
+    dims = struct.unpack(f">{ndim}i", head[4:])
     if any(k <= 0 for k in dims):
         raise ValueError(f"{where} declares dims {dims}; every dimension must be >= 1")
     size = int(np.prod(dims, dtype=object))  # object: exact, no int64 overflow on bad headers
-    if len(raw) - header != size:
-        problem = "is truncated" if len(raw) - header < size else "has trailing bytes"
+    _capped(where, size, f"declares dims {dims}:")
+    if gz:
+        if size > _GZIP_MAX_RATIO * size_on_disk:
+            raise ValueError(
+                f"{where} is truncated: dims {dims} need {size} data bytes, more than a "
+                f"{size_on_disk}-byte gzip file can hold"
+            )
+    elif size_on_disk - header != size:
+        problem = "is truncated" if size_on_disk - header < size else "has trailing bytes"
         raise ValueError(
-            f"{where} {problem}: {len(raw) - header} data bytes, dims {dims} need {size}"
+            f"{where} {problem}: {size_on_disk - header} data bytes, dims {dims} need {size}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return size
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     where = _where("mnist", path)
+    _capped(where, regular_file(where, path))
     if not zipfile.is_zipfile(path):  # np.load would otherwise try .npy or pickle formats
         raise ValueError(f"{where} cannot be read as .npz: not a zip archive")
     try:
+        with zipfile.ZipFile(path) as archive:  # what the arrays will take once inflated
+            _capped(where, sum(i.file_size for i in archive.infolist()), "holds arrays of")
         with np.load(path, allow_pickle=False) as z:  # never unpickle user files
             for xk, yk in (("x_train", "y_train"), ("X", "y")):
                 if xk in z.files and yk in z.files:
@@ -185,6 +258,7 @@ def read_csv(path: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` data rows of a numeric CSV: features, then the label in the last column."""
     p = _existing(path, "csv")
     where = _where("csv", path)
+    _capped(where, regular_file(where, p))
     try:
         with p.open(encoding="utf-8-sig") as fh:
             lines = enumerate(fh)

@@ -35,6 +35,7 @@ derives them).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from dataclasses import dataclass
 
@@ -117,6 +118,15 @@ class Dataset:
     def d(self) -> int:
         """Input dimension."""
         return self.X.shape[1]
+
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of the shapes and the little-endian float64 bytes of ``X`` then ``y``:
+        what a sweep records per data key to see that resumed runs train on the same data
+        (docs/design.md, "The results store")."""
+        digest = hashlib.sha256(f"X{self.X.shape};y{self.y.shape};".encode())
+        for arr in (self.X, self.y):
+            digest.update(np.ascontiguousarray(arr, dtype="<f8").tobytes())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``ntkdyn reproduce``, ``sweep``, ``report`` and ``export``: parse, call the library, print.
+"""``ntkdyn reproduce``, ``sweep``, ``report``, ``export``, ``doctor``: parse, call, print.
 
 Each command validates its input before writing anything; the library raises ValueError
 naming the field, which ``ntkdyn.cli.main`` prints as one line with exit code 2. The library
@@ -12,14 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cmd_export", "cmd_report", "cmd_reproduce", "cmd_sweep"]
+__all__ = ["cmd_doctor", "cmd_export", "cmd_report", "cmd_reproduce", "cmd_sweep"]
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiments.presets import get_preset
 
     config = get_preset(args.preset, data=args.data, dtype=args.dtype, device=args.device)
-    return _sweep_and_report(config, args.out, resume=args.resume, fresh=args.fresh, report=True)
+    return _sweep_and_report(
+        config, args.out, resume=args.resume, fresh=args.fresh, report=True, yes=args.yes
+    )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -30,7 +32,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"`CONFIG` {args.config!r} is not a file")
     config = load_config(path)
     return _sweep_and_report(
-        config, args.out, resume=args.resume, fresh=args.fresh, report=not args.no_report
+        config,
+        args.out,
+        resume=args.resume,
+        fresh=args.fresh,
+        report=not args.no_report,
+        yes=args.yes,
     )
 
 
@@ -46,11 +53,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     target = Path(args.to) if args.to is not None else out
     if target.exists() and not target.is_dir():
         raise ValueError(f"`--to` {str(target)!r} is not a directory")
-    with Store(out, readonly=True) as store:
+    with Store(out, readonly=True, check=True) as store:
         paths = store.export(target, format=args.format)
     for path in paths:
         print(f"wrote {path}")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check DIR's store: exit 0 when healthy; else a line per problem, the salvage, exit 2."""
+    from ..experiments.doctor import doctor
+
+    lines, healthy = doctor(_results_dir(args.dir), to=args.to)
+    for line in lines:
+        print(line)
+    return 0 if healthy else 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,10 +83,13 @@ def _results_dir(text: str) -> Path:
     return out
 
 
-def _sweep_and_report(config: Any, out: str, *, resume: bool, fresh: bool, report: bool) -> int:
+def _sweep_and_report(
+    config: Any, out: str, *, resume: bool, fresh: bool, report: bool, yes: bool
+) -> int:
     from ..experiments.sweep import run_sweep
 
-    result = run_sweep(config, out, resume=resume, fresh=fresh)
+    # yes: a config past the size limits of ntkdyn.experiments.runs (check_size) runs anyway
+    result = run_sweep(config, out, resume=resume, fresh=fresh, confirm_large=yes)
     parts = [f"{result.trained} runs trained"]
     if result.deleted:
         parts.append(f"{result.deleted} finished runs deleted first (--fresh)")

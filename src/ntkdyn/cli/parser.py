@@ -156,6 +156,7 @@ def _add_experiment_commands(sub, exp) -> None:
     p.add_argument("--data", default=None, help="dataset override, e.g. mnist:PATH or digits")
     p.add_argument("--resume", action="store_true", help="keep finished runs of DIR")
     p.add_argument("--fresh", action="store_true", help="delete finished runs of DIR first")
+    p.add_argument("--yes", action="store_true", help="run a config past the size limits")
     p.set_defaults(func=exp.cmd_reproduce)
 
     p = sub.add_parser("sweep", help="run the runs of a TOML config and write the report")
@@ -164,6 +165,7 @@ def _add_experiment_commands(sub, exp) -> None:
     p.add_argument("--resume", action="store_true", help="keep finished runs of DIR")
     p.add_argument("--fresh", action="store_true", help="delete finished runs of DIR first")
     p.add_argument("--no-report", action="store_true", help="only train and store the runs")
+    p.add_argument("--yes", action="store_true", help="run a config past the size limits")
     p.set_defaults(func=exp.cmd_sweep)
 
     p = sub.add_parser("report", help="rebuild the report of a results directory")
@@ -175,6 +177,11 @@ def _add_experiment_commands(sub, exp) -> None:
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--to", default=None, help="output folder (default: DIR)")
     p.set_defaults(func=exp.cmd_export)
+
+    p = sub.add_parser("doctor", help="check a results store and salvage its intact runs")
+    p.add_argument("dir", help="results directory (holds results.sqlite)")
+    p.add_argument("--to", default=None, help="where to salvage (default: DIR/salvaged)")
+    p.set_defaults(func=exp.cmd_doctor)
 
 
 def _version() -> str:

@@ -98,6 +98,9 @@ def _readable(where: str, source: str, path: str) -> None:
                     f"`{where}` mnist folder {path!r} holds no 'train-images-idx3-ubyte' file"
                 )
         else:
+            from .._datafiles import regular_file  # before opening: a FIFO's open blocks
+
+            regular_file(f"`{where}` {source} path {path!r}", p)
             with p.open("rb") as fh:
                 fh.read(1)
     except OSError as exc:

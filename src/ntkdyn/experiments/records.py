@@ -4,21 +4,39 @@ A run's curves are float64 little-endian BLOBs of ``steps + 1`` values in the un
 loss actually minimised; its kernel model at initialisation (the eigenvalues of ``K = c H(0)``
 and ``xi_0 = Q^T e_0``) is stored with it, so that the exact kernel prediction of any rule
 can be recomputed (``ntkdyn.verdicts``).
+
+Every row carries a SHA-256 checksum over a canonical encoding of its columns
+(:func:`row_checksum`; docs/design.md, "The results store"): SQLite does not checksum its
+pages, so a flipped byte would otherwise turn into different numbers silently.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .runs import RunConfigView
 
-__all__ = ["KernelRecord", "RunRecord", "decode_curve", "encode_curve", "run_from_row"]
+__all__ = [
+    "KernelRecord",
+    "RunRecord",
+    "StoreDamaged",
+    "StoreError",
+    "decode_curve",
+    "encode_curve",
+    "kernel_from_row",
+    "row_checksum",
+    "run_from_row",
+]
 
 #: The columns of the ``runs`` table, in order (the schema is in ``store``).
 RUN_COLUMNS = (
@@ -41,6 +59,21 @@ RUN_COLUMNS = (
     "kernel_modes",
     "elapsed",
     "finished",
+)
+#: Columns declared REAL / INTEGER: values are normalised to float / int before they are
+#: stored, so that what SQLite gives back encodes (and checksums) the same.
+_REALS = ("final_loss", "lambda_min_k", "lambda_max_k", "h0", "elapsed", "lambda_min", "lambda_max")
+_INTEGERS = ("diverged_at", "steps", "n", "data_seed")
+#: The columns of the ``kernels`` table, in order.
+KERNEL_COLUMNS = (
+    "key",
+    "data",
+    "n",
+    "data_seed",
+    "mode",
+    "lambda_min",
+    "lambda_max",
+    "eigenvalues",
 )
 _CURVES = ("losses", "pred_discrete", "pred_discrete_inf", "pred_ode")
 #: Every float64 array column: the curves and the kernel model at initialisation.
@@ -126,7 +159,9 @@ class RunRecord(RunConfigView):
             "final_loss": _real(self.final_loss),
             **{name: encode_curve(getattr(self, name)) for name in _ARRAYS},
         }
-        return tuple(values[c] if c in values else getattr(self, c) for c in RUN_COLUMNS)
+        return _normalised(
+            RUN_COLUMNS, [values[c] if c in values else getattr(self, c) for c in RUN_COLUMNS]
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +177,52 @@ class KernelRecord:
     lambda_max: float
     eigenvalues: np.ndarray = field(repr=False)
 
+    def _row(self) -> tuple:
+        values = [getattr(self, c) for c in KERNEL_COLUMNS]
+        values[-1] = encode_curve(self.eigenvalues)
+        return _normalised(KERNEL_COLUMNS, values)
+
+
+def kernel_from_row(values: Sequence) -> KernelRecord:
+    """A KernelRecord from the ``KERNEL_COLUMNS`` values of a verified row."""
+    fields = dict(zip(KERNEL_COLUMNS, values, strict=True))
+    fields["eigenvalues"] = decode_curve(fields["eigenvalues"])
+    return KernelRecord(**fields)
+
+
+def _normalised(columns: Sequence[str], values: Sequence) -> tuple:
+    out = []
+    for name, v in zip(columns, values, strict=True):
+        if v is not None and name in _REALS:
+            v = float(v)
+            v = v if not math.isnan(v) else None  # SQLite stores NaN as NULL
+        elif v is not None and name in _INTEGERS:
+            v = int(v)
+        out.append(v)
+    return tuple(out)
+
+
+def row_checksum(table: str, values: Sequence) -> str:
+    """SHA-256 (hex) of a row as stored: the table name, then per column a type tag, the
+    payload's length and the payload (floats as IEEE bytes, text as UTF-8; text SQLite
+    cannot decode keeps its raw bytes, so damage never matches)."""
+    h = hashlib.sha256(f"ntkdyn-row:{table}".encode())
+    for v in values:
+        if v is None:
+            tag, payload = b"N", b""
+        elif isinstance(v, (bool, int)):
+            tag, payload = b"I", str(int(v)).encode()
+        elif isinstance(v, float):
+            tag, payload = b"F", struct.pack("<d", v)
+        elif isinstance(v, str):
+            tag, payload = b"T", v.encode("utf-8", "surrogateescape")
+        elif isinstance(v, (bytes, bytearray, memoryview)):
+            tag, payload = b"B", bytes(v)
+        else:
+            raise TypeError(f"cannot checksum a {type(v).__name__} column value")
+        h.update(tag + struct.pack("<Q", len(payload)) + payload)
+    return h.hexdigest()
+
 
 def _real(value) -> float | None:
     if value is None:
@@ -150,8 +231,9 @@ def _real(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def run_from_row(row: sqlite3.Row) -> RunRecord:
-    values = {c: row[c] for c in RUN_COLUMNS}
+def run_from_row(row: sqlite3.Row | Sequence) -> RunRecord:
+    """A RunRecord from the ``RUN_COLUMNS`` values of a verified row."""
+    values = dict(zip(RUN_COLUMNS, tuple(row)[: len(RUN_COLUMNS)], strict=True))
     values["config"] = json.loads(values["config"])
     if values["diagnostics"] is not None:
         values["diagnostics"] = {
@@ -160,3 +242,97 @@ def run_from_row(row: sqlite3.Row) -> RunRecord:
     for name in _ARRAYS:
         values[name] = decode_curve(values[name])
     return RunRecord(**values)
+
+
+# --------------------------------------------------------------------------------------------
+# The store's errors: one line each, with the cause and the remedy (``store``).
+
+
+class StoreError(ValueError):
+    """A results store that cannot be read or written, as one line: cause and remedy."""
+
+
+class StoreDamaged(StoreError):
+    """Rows whose checksum fails (``ids``: the run ids, kernel keys or meta keys)."""
+
+    def __init__(self, message: str, ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.ids = tuple(ids)
+
+
+def results_dir(path: Path) -> str:
+    """The directory ``ntkdyn doctor`` takes for the store file ``path``."""
+    return str(path.parent if path.name == "results.sqlite" else path)
+
+
+def quick_check(path: Path) -> list[str]:
+    """SQLite's ``PRAGMA quick_check`` of ``path`` on a read-only connection of its own:
+    [] when the file's structure is sound, else its findings (failing to run it is one)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    problems: list[str] = []
+    for suffix in ("", "&immutable=1"):  # immutable: no -shm can be made in a read-only dir
+        try:
+            conn = sqlite3.connect(uri + suffix, uri=True)
+            conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
+            try:
+                rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
+            finally:
+                conn.close()
+            return [] if rows == ["ok"] else [str(r) for r in rows]
+        except sqlite3.OperationalError as exc:
+            problems = [str(exc)]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        except UnicodeDecodeError as exc:  # SQLite's message quotes damaged bytes
+            return [f"undecodable text, {exc.reason}"]
+    return problems
+
+
+def corrupted(path: Path, cause: str) -> str:
+    return (
+        f"`store` {str(path)!r} is corrupted (SQLite: {cause}); run `ntkdyn doctor "
+        f"{results_dir(path)}` to salvage the intact runs into a new store"
+    )
+
+
+def damage_line(path: Path, ids: Sequence[str], what: str) -> str:
+    shown = ", ".join(repr(i) for i in ids[:5])
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return (
+        f"`store` {str(path)!r} is damaged: {what} {shown}{more} fail their checksum; run "
+        f"`ntkdyn doctor {results_dir(path)}` to salvage the intact runs into a new store"
+    )
+
+
+def explain(exc: sqlite3.Error, path: Path, doing: str, stored: Callable[[], str]) -> StoreError:
+    """One line for a SQLite error: the cause and what to do (``stored()`` counts the runs
+    kept, for a disk that filled up while writing)."""
+    msg, where = str(exc), f"`store` {str(path)!r}"
+    low = msg.lower()
+    if "full" in low:
+        return StoreError(
+            f"stopped: disk full while {doing}; {stored()} runs are stored in {where}, "
+            "free space and run again with --resume"
+        )
+    if "readonly" in low or "read-only" in low:
+        return StoreError(
+            f"{where} is read-only ({msg}) while {doing}: make the file and its directory "
+            "writable, or use another --out directory"
+        )
+    if "locked" in low or "busy" in low:
+        return StoreError(f"{where} is locked by another process ({msg}); try again")
+    if "no such table" in low or "no such column" in low:
+        return StoreError(
+            f"{where} lacks a table or column of an ntkdyn store ({msg}); run `ntkdyn doctor "
+            f"{results_dir(path)}` or use a fresh --out directory"
+        )
+    if "not a database" in low:
+        return StoreError(f"{where} is not an ntkdyn store, or is corrupted ({msg})")
+    if "unable to open" in low:
+        return StoreError(
+            f"{where} cannot be opened ({msg}): check the permissions of the file and its directory"
+        )
+    problems = quick_check(path)  # say "corrupted" only when SQLite finds it so
+    if problems or "malformed" in low or "corrupt" in low:
+        return StoreError(corrupted(path, problems[0] if problems else msg))
+    return StoreError(f"{where}: SQLite error while {doing}: {msg}")

@@ -1,9 +1,15 @@
-"""The runs of a validated config: stable ids, the data each trains on, the expansion.
+"""The runs of a validated config: stable ids, the data each trains on, the expansion, the
+engine batches they train in, the size check and the provenance of the data.
 
 Run ids are the first 16 hex digits of sha256 of the run config as canonical JSON (sorted
 keys), so they do not depend on key order in the file and change with any value. Data-driven
 optimizer values are resolved here, on ``c H^inf`` of each experiment's data (``config``
 module docstring).
+
+Ids hash the config, not the data: a ``csv:`` or ``mnist:`` file edited between a sweep and
+its resume keeps the ids. :func:`data_hashes` gives the content hash of each data key (the
+sweep stores them in its meta) and :func:`check_data_hashes` refuses a change. A config too
+big to start by accident is refused by :func:`check_size` unless confirmed (``--yes``).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Mapping
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,14 +35,48 @@ if TYPE_CHECKING:
     from ..kernels import Spectrum
 
 __all__ = [
+    "CUDA_BATCH_ELEMENTS",
+    "MAX_BATCH_ELEMENTS",
+    "MAX_RUNS",
+    "MAX_WORK",
     "DataCache",
     "RunConfigView",
     "RunSpec",
+    "check_data_hashes",
+    "check_size",
     "choice_rule",
+    "data_hashes",
     "data_key",
     "expand_runs",
+    "plan_batches",
     "run_id",
+    "sweep_size",
 ]
+
+#: Runs above which a sweep must be confirmed (``confirm_large`` / ``--yes``): the paper's
+#: presets have 769, so more is most likely a grid typo (a 1,000,000-run config once started).
+MAX_RUNS = 10_000
+#: Estimated work, sum of width x steps over the runs, above which a sweep must be confirmed:
+#: about 13 times the paper preset's 3.8e9 (hours on a CPU, not minutes).
+MAX_WORK = 5 * 10**10
+
+#: Bound on total width x max(n, d) of one engine batch on a CPU (float64: 256 MiB per tensor).
+MAX_BATCH_ELEMENTS = 1 << 25
+#: The same on a GPU (2 GiB per tensor): the paper's E2 width sweep (total width 195,000,
+#: d = 784) is one batch, as in docs/design.md's performance anchor.
+CUDA_BATCH_ELEMENTS = 1 << 28
+
+_BATCH_KEYS = (
+    "mode",
+    "data",
+    "n",
+    "data_seed",
+    "loss",
+    "steps",
+    "dtype",
+    "device",
+    "diagnostics_every",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,9 +132,20 @@ class DataCache:
 
     def __init__(self) -> None:
         self._spectra: dict[str, Spectrum] = {}
+        self._files: dict[str, Dataset] = {}
 
     def dataset(self, spec: RunData) -> Dataset:
-        return check.load_data(spec.data, spec.n, spec.data_seed, spec.normalize)
+        """The data of ``spec``. Files are read once per cache (per sweep), never from the
+        process-wide cache of the embedded sources: a file may change between two sweeps."""
+        from ..data import load_dataset, parse_data_spec
+
+        if parse_data_spec(spec.data).path is None:
+            return check.load_data(spec.data, spec.n, spec.data_seed, spec.normalize)
+        if spec.key not in self._files:
+            self._files[spec.key] = load_dataset(
+                spec.data, n=spec.n, seed=spec.data_seed, normalize=spec.normalize
+            )
+        return self._files[spec.key]
 
     def spectrum(self, spec: RunData) -> Spectrum:
         """Spectrum of ``H^inf`` (first layer, docs/mathematics.md §1.2) of the data; no loss factor."""
@@ -132,6 +185,24 @@ def expand_runs(
     """
     config = load_config(config)
     cache = cache if cache is not None else DataCache()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # count every repeat; the caller's filters apply
+            return _expand(config, cache)
+    finally:
+        _replay_collapsed(caught)  # outside the block: the caller's filters decide
+
+
+def _replay_collapsed(caught: list[warnings.WarningMessage]) -> None:
+    """Warn once per distinct (category, message), with its count when it repeated."""
+    counts = Counter((w.category, str(w.message)) for w in caught)
+    for (category, message), count in counts.items():  # first-seen order
+        suffix = f" ({count} times while expanding the config)" if count > 1 else ""
+        warnings.warn(message + suffix, category, stacklevel=3)
+
+
+def _expand(config: Config, cache: DataCache) -> list[RunSpec]:
     runs: list[RunSpec] = []
     seen: dict[str, str] = {}
     for exp in config.experiments:
@@ -163,3 +234,116 @@ def expand_runs(
                 seen[rid] = choice.where
                 runs.append(RunSpec(rid, exp.id, cfg, rule))
     return runs
+
+
+# --------------------------------------------------------------------------------------------
+# Engine batches (trained by ``sweep``).
+
+
+def plan_batches(
+    runs: list[RunSpec],
+    cache: DataCache,
+    *,
+    max_elements: int | None = None,
+    devices: dict[str, str] | None = None,
+) -> list[list[RunSpec]]:
+    """Engine batches: runs with equal batch keys and the same optimizer family, in
+    first-appearance order, split greedily so that ``sum(width) * max(n, d) <= max_elements``
+    (a single wider run forms its own batch).
+
+    One family per batch: on a 2-core AMD EPYC a float32 batch mixing GD with HB (or HOM)
+    slowed from ~2 ms to ~100 ms per step after a few hundred steps (the families alone stay
+    fast; cause not yet found), which made the 5000-epoch E6 take many minutes.
+
+    ``max_elements`` None: :data:`CUDA_BATCH_ELEMENTS` for runs whose device resolves (through
+    ``devices``, requested -> resolved) to cuda, else :data:`MAX_BATCH_ELEMENTS`.
+    """
+    devices = devices or {}
+    groups: dict[tuple, list[RunSpec]] = {}
+    for run in runs:
+        key = tuple(run.config[k] for k in _BATCH_KEYS) + (run.rule.name,)
+        groups.setdefault(key, []).append(run)
+    batches = []
+    for group in groups.values():
+        ds = cache.dataset(group[0].data_spec)
+        per_unit = max(ds.n, ds.d)
+        bound = max_elements
+        if bound is None:
+            cuda = devices.get(group[0].config["device"]) == "cuda"
+            bound = CUDA_BATCH_ELEMENTS if cuda else MAX_BATCH_ELEMENTS
+        current: list[RunSpec] = []
+        size = 0
+        for run in group:
+            if current and (size + run.width) * per_unit > bound:
+                batches.append(current)
+                current, size = [], 0
+            current.append(run)
+            size += run.width
+        batches.append(current)
+    return batches
+
+
+# --------------------------------------------------------------------------------------------
+# Size of a sweep, and the provenance of its data.
+
+
+def sweep_size(config: Config) -> tuple[int, int]:
+    """``(runs, work)`` of a validated config without expanding it; work is the sum of
+    width x steps over its runs (the unit of the sweep's ETA)."""
+    runs = work = 0
+    for exp in config.experiments:
+        per_width = len(exp.optimizers) * len(exp.seeds)
+        runs += per_width * len(exp.widths)
+        work += per_width * sum(exp.widths) * exp.steps
+    return runs, work
+
+
+def check_size(config: Config, *, confirm_large: bool) -> None:
+    """Refuse a config past :data:`MAX_RUNS` runs or :data:`MAX_WORK` work unless
+    ``confirm_large`` (``--yes``); the message gives both numbers."""
+    runs, work = sweep_size(config)
+    if confirm_large or (runs <= MAX_RUNS and work <= MAX_WORK):
+        return
+    raise ValueError(
+        f"`config` {config.name!r} expands to {runs:,} runs (limit MAX_RUNS = {MAX_RUNS:,}) "
+        f"with an estimated work of {work:.3g} width x steps (limit MAX_WORK = {MAX_WORK:.3g}); "
+        "check its grids, or add --yes (confirm_large=True) to run it anyway"
+    )
+
+
+def data_hashes(specs: Iterable[RunData], cache: DataCache) -> dict[str, str]:
+    """Data key -> ``Dataset.content_hash`` of the data its runs train on."""
+    return {spec.key: cache.dataset(spec).content_hash() for spec in specs}
+
+
+def check_data_hashes(
+    stored: str | None, current: Mapping[str, str], specs: Mapping[str, RunData], out: str
+) -> None:
+    """Refuse to resume on data that differ from those the finished runs trained on.
+
+    ``stored`` is the store's ``data_hashes`` meta (JSON); None (an older store) or a key
+    missing from it is accepted: there is nothing to compare with.
+    """
+    if stored is None:
+        return
+    try:
+        before = json.loads(stored)
+    except ValueError:
+        before = None
+    if not isinstance(before, dict):
+        raise ValueError(
+            f"`data_hashes` of the store in `--out` {out!r} is not a JSON table; "
+            "use --fresh or another --out directory"
+        )
+    for key, digest in current.items():
+        if key in before and before[key] != digest:
+            from ..data import parse_data_spec
+
+            path = parse_data_spec(specs[key].data).path
+            where = f" (file {path!r})" if path is not None else ""
+            raise ValueError(
+                f"`data` {specs[key].data!r}{where} changed since the finished runs in "
+                f"`--out` {out!r} were trained (content sha256 {str(before[key])[:12]}... is "
+                f"now {digest[:12]}...); use --fresh to delete those runs and train again, or "
+                "another --out directory"
+            )

@@ -2,15 +2,18 @@
 
 Order of work (docs/design.md, "Data flow of the main job"; "Reliability rules"):
 
-1. validate everything first (config, data specs, data-driven parameters, devices, the out
-   dir and, when it already holds a store, its schema and config); a bad input raises
-   ValueError naming the field and nothing is created;
-2. create ``DIR/results.sqlite``, write meta (config, environment) and the ``H^inf`` spectra;
-3. group the runs into engine batches: runs sharing ``(mode, data, n, data_seed, loss, steps,
-   dtype, device, diagnostics_every)`` train together in one ``ntkdyn.training.train`` call,
-   split so that total width x max(n, d) stays below :data:`MAX_BATCH_ELEMENTS`. Batches are
-   planned from *all* runs, then finished ones are dropped, so a resumed sweep recomputes
-   exactly the batches it lost (same composition, hence bit-identical curves);
+1. validate everything first (config, its size: ``runs.check_size``, data specs, data-driven
+   parameters, devices, the out dir and, when it already holds a store, its schema, config
+   and, on resume, the content hashes of the data: ``runs.check_data_hashes``); a bad input
+   raises ValueError naming the field and nothing is created;
+2. create ``DIR/results.sqlite``, write meta (config, environment, ``data_hashes``: data key
+   -> content hash, JSON) and the ``H^inf`` spectra;
+3. group the runs into engine batches (``runs.plan_batches``): runs sharing ``(mode, data,
+   n, data_seed, loss, steps, dtype, device, diagnostics_every)`` train together in one
+   ``ntkdyn.training.train`` call, split so that total width x max(n, d) stays below
+   :data:`MAX_BATCH_ELEMENTS`. Batches are planned from *all* runs, then finished ones are
+   dropped, so a resumed sweep recomputes exactly the batches it lost (same composition,
+   hence bit-identical curves);
 4. per batch: build each model from ``torch.Generator().manual_seed(seed)``, compute its
    kernel predictions from the *initial* weights (theory mode: ``K = c H(0)`` and
    ``K_inf = c H^inf`` with ``e0 = u(W0) - y``, docs/mathematics.md §3, 6; the limiting ODE on ``K_inf`` at
@@ -39,7 +42,17 @@ from ._setup import check_out_dir, environment, now, resolve_device
 from .config import Config, config_dict, load_config
 from .progress import Progress
 from .records import KernelRecord, RunRecord
-from .runs import DataCache, RunSpec, expand_runs
+from .runs import (
+    CUDA_BATCH_ELEMENTS,
+    MAX_BATCH_ELEMENTS,
+    DataCache,
+    RunSpec,
+    check_data_hashes,
+    check_size,
+    data_hashes,
+    expand_runs,
+    plan_batches,
+)
 from .store import STORE_NAME, Store
 
 __all__ = [
@@ -50,23 +63,6 @@ __all__ = [
     "run_sweep",
 ]
 
-#: Bound on total width x max(n, d) of one engine batch on a CPU (float64: 256 MiB per tensor).
-MAX_BATCH_ELEMENTS = 1 << 25
-#: The same on a GPU (2 GiB per tensor): the paper's E2 width sweep (total width 195,000,
-#: d = 784) is one batch, as in docs/design.md's performance anchor.
-CUDA_BATCH_ELEMENTS = 1 << 28
-
-_BATCH_KEYS = (
-    "mode",
-    "data",
-    "n",
-    "data_seed",
-    "loss",
-    "steps",
-    "dtype",
-    "device",
-    "diagnostics_every",
-)
 #: RunResult.diagnostics field -> stored key (store.RunRecord.diagnostics).
 _DIAGNOSTIC_NAMES = {
     "steps": "step",
@@ -99,53 +95,6 @@ class SweepResult:
     batches: int
     elapsed: float
     deleted: int = 0
-
-
-# --------------------------------------------------------------------------------------------
-# Batching.
-
-
-def plan_batches(
-    runs: list[RunSpec],
-    cache: DataCache,
-    *,
-    max_elements: int | None = None,
-    devices: dict[str, str] | None = None,
-) -> list[list[RunSpec]]:
-    """Engine batches: runs with equal batch keys and the same optimizer family, in
-    first-appearance order, split greedily so that ``sum(width) * max(n, d) <= max_elements``
-    (a single wider run forms its own batch).
-
-    One family per batch: on a 2-core AMD EPYC a float32 batch mixing GD with HB (or HOM)
-    slowed from ~2 ms to ~100 ms per step after a few hundred steps (the families alone stay
-    fast; cause not yet found), which made the 5000-epoch E6 take many minutes.
-
-    ``max_elements`` None: :data:`CUDA_BATCH_ELEMENTS` for runs whose device resolves (through
-    ``devices``, requested -> resolved) to cuda, else :data:`MAX_BATCH_ELEMENTS`.
-    """
-    devices = devices or {}
-    groups: dict[tuple, list[RunSpec]] = {}
-    for run in runs:
-        key = tuple(run.config[k] for k in _BATCH_KEYS) + (run.rule.name,)
-        groups.setdefault(key, []).append(run)
-    batches = []
-    for group in groups.values():
-        ds = cache.dataset(group[0].data_spec)
-        per_unit = max(ds.n, ds.d)
-        bound = max_elements
-        if bound is None:
-            cuda = devices.get(group[0].config["device"]) == "cuda"
-            bound = CUDA_BATCH_ELEMENTS if cuda else MAX_BATCH_ELEMENTS
-        current: list[RunSpec] = []
-        size = 0
-        for run in group:
-            if current and (size + run.width) * per_unit > bound:
-                batches.append(current)
-                current, size = [], 0
-            current.append(run)
-            size += run.width
-        batches.append(current)
-    return batches
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +239,7 @@ def run_sweep(
     fresh: bool = False,
     progress: bool | Callable[[int, int], None] | None = None,
     max_batch_elements: int | None = None,
+    confirm_large: bool = False,
 ) -> SweepResult:
     """Train every run of ``config`` and store it in ``out_dir/results.sqlite``.
 
@@ -297,7 +247,8 @@ def run_sweep(
         config: a :class:`Config`, a dict, a TOML path or TOML text (``load_config``).
         out_dir: the results directory (created if needed).
         resume: keep the finished runs of an existing store of the *same* config and train
-            only the others.
+            only the others; refused when the data of a data key changed since (the
+            ``data_hashes`` meta; an older store without it is accepted).
         fresh: delete the finished runs of an existing store of the same config and train
             everything again. Without ``resume`` or ``fresh`` a store holding finished runs is
             refused (nothing is ever deleted silently); a store of a different config is
@@ -306,6 +257,9 @@ def run_sweep(
         progress: None or True: a progress bar / periodic lines on stderr; False: silent; a
             callable ``f(done_runs, total_runs)`` is called after each committed batch.
         max_batch_elements: batch size bound; None picks it per device (:func:`plan_batches`).
+        confirm_large: run a config past ``runs.MAX_RUNS`` runs or ``runs.MAX_WORK`` work
+            (``--yes``); otherwise it is refused before the runs are expanded or anything
+            is written.
 
     Returns:
         a :class:`SweepResult`.
@@ -316,24 +270,27 @@ def run_sweep(
             "`--resume` and `--fresh` exclude each other: keep the runs or delete them"
         )
     loaded = load_config(config)
+    check_size(loaded, confirm_large=confirm_large)
     out = check_out_dir(out_dir)
     cache = DataCache()
     runs = expand_runs(loaded, cache=cache)
     devices = {d: resolve_device(d) for d in sorted({r.config["device"] for r in runs})}
     config_json = json.dumps(config_dict(loaded), sort_keys=True)
+    specs = {r.data_spec.key: r.data_spec for r in runs}
+    data = (specs, data_hashes(specs.values(), cache))
     store_path = out / STORE_NAME
-    if store_path.exists():
-        _check_existing(store_path, out, config_json, resume=resume, fresh=fresh)
+    if store_path.exists():  # under the lock: never read a store another sweep is writing
+        with out_dir_lock(out):
+            _check_existing(store_path, out, config_json, data, resume=resume, fresh=fresh)
     batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
-    spectra = {r.data_spec.key: r.data_spec for r in runs}
-    kernels = [_kernel_record(spec, cache) for spec in spectra.values()]
+    kernels = [_kernel_record(spec, cache) for spec in specs.values()]
     provenance = environment(devices)
 
     # Validation is over: from here on files are written, by this process alone.
     out.mkdir(parents=True, exist_ok=True)
     with out_dir_lock(out), Store(store_path) as store:
         # again under the lock: another sweep may have written since the check above
-        _check_existing(store_path, out, config_json, resume=resume, fresh=fresh)
+        _check_existing(store_path, out, config_json, data, resume=resume, fresh=fresh)
         deleted = 0
         if fresh:
             deleted = len(store.finished_ids())
@@ -344,6 +301,7 @@ def run_sweep(
             {
                 "config": config_json,
                 "environment": json.dumps(provenance, sort_keys=True),
+                "data_hashes": json.dumps(data[1], sort_keys=True),
                 "created": meta.get("created", now()),
                 "updated": now(),
             }
@@ -389,10 +347,12 @@ def run_sweep(
     )
 
 
-def _check_existing(store_path: Path, out: Path, config_json: str, *, resume: bool, fresh: bool):
-    """Refuse a store of another config, and one with finished runs unless told what to do."""
+def _check_existing(store_path: Path, out: Path, config_json: str, data, *, resume, fresh):
+    """Refuse a store of another config, one with finished runs unless told what to do, and
+    a resume on changed data (``data``: specs and content hashes by data key)."""
     with Store(store_path) as existing:  # checks schema_version
-        stored = existing.meta().get("config")
+        meta = existing.meta()
+        stored = meta.get("config")
         if stored is not None and stored != config_json:
             name = json.loads(stored).get("name", "?")
             raise ValueError(
@@ -400,6 +360,8 @@ def _check_existing(store_path: Path, out: Path, config_json: str, *, resume: bo
                 "use another --out directory or delete its results.sqlite"
             )
         finished = len(existing.finished_ids())
+    if finished and resume:
+        check_data_hashes(meta.get("data_hashes"), data[1], data[0], str(out))
     if finished and not (resume or fresh):
         raise ValueError(
             f"`--out` {str(out)!r} holds {finished} finished runs of this config: add --resume "

@@ -36,7 +36,7 @@ def analyze_store(
     out_dir = Path(out_dir)
     if not (out_dir / STORE_NAME).is_file():
         raise ValueError(f"`DIR` {str(out_dir)!r} holds no {STORE_NAME} (run a sweep first)")
-    with Store(out_dir, readonly=True) as store:
+    with Store(out_dir, readonly=True, check=True) as store:  # corrupted: one line
         runs, kernels, meta = store.load_runs(), store.kernels(), store.meta()
     experiments = experiment_info(meta)
     analyses = [

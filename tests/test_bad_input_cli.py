@@ -1,0 +1,225 @@
+"""The bad-input matrix of the ``ntkdyn`` command (docs/guide.md): every bad input prints one
+line ``ntkdyn: error: ...`` naming the option in backticks on stderr, exits 2, prints no
+traceback and leaves no file behind. The library half is in tests/test_bad_input_api.py.
+
+Cases run in-process (``ntkdyn.cli.main``) in a fresh working directory; one runs the real
+command in a subprocess. Cases failing today are ``xfail(strict=True)`` with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ntkdyn.cli import main
+
+OK_TOML = """
+name = "t"
+[[experiment]]
+id = "A"
+data = "gaussian:d=5"
+n = 4
+widths = [8]
+steps = 2
+optimizers = ["gd:lr=0.1"]
+"""
+
+
+def _inputs(root):
+    """The input files every case may refer to, by relative name."""
+    (root / "ok.toml").write_text(OK_TOML)
+    (root / "bad.toml").write_bytes(b'name = "\xff\xfe"\n')
+    (root / "broken.toml").write_text("name = \n[[experiment]]")
+    (root / "unknown-key.toml").write_text(OK_TOML.replace("widths", "widht"))
+    (root / "bad-optimizer.toml").write_text(OK_TOML.replace("gd:lr=0.1", "gd:lr=-1"))
+    np.savez(root / "zero.npz", X=np.zeros((0, 4)), y=np.zeros(0))
+    (root / "one.csv").write_text("step,loss\n0,1.0\n")
+    (root / "two.csv").write_text("step,loss\n0,1.0\n1,0.5\n")
+    (root / "noloss.csv").write_text("step,value\n0,1\n1,0.5\n2,0.25\n")
+    (root / "text.csv").write_text("step,loss\n0,1\n1,abc\n2,0.25\n")
+    (root / "nan.csv").write_text("step,loss\n0,nan\n1,nan\n2,nan\n3,nan\n")
+    (root / "empty.csv").write_text("")
+    (root / "afile").write_text("x")
+    (root / "existing").mkdir()
+
+
+def listing(root) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def one_line_error(code, err: str, field: str) -> str | None:
+    """Why ``(code, err)`` breaks the contract for ``field``, or None if it keeps it."""
+    lines = err.splitlines()
+    if code != 2:
+        return f"exit code {code}, not 2"
+    if "Traceback" in err or len(lines) != 1:
+        return f"stderr is not one line: {err!r}"
+    if not lines[0].startswith("ntkdyn: error: "):
+        return f"not an error line: {lines[0]!r}"
+    if not re.search(rf"`{re.escape(field)}`", lines[0]):
+        return f"`{field}` is not named: {lines[0]!r}"
+    return None
+
+
+ARGPARSE = (
+    "argparse's own messages (invalid choice, missing option) name the option without backticks"
+)
+NON_UTF8 = "a non-UTF-8 config prints the bare UnicodeDecodeError, without `CONFIG`"
+NPZ_ZERO = "an npz with zero rows prints numpy's reshape error, without `--data`"
+OUT_DIR = "`--out` an existing directory prints '[Errno 21] Is a directory', without `--out`"
+OUT_UNDER_FILE = "`--out` under a file prints '[Errno 17] File exists', without `--out`"
+FLOOR = "`rates --floor 2` names the library's `floor_rel`, not the option `--floor`"
+DATA_SEED = "`--data-seed -1` names the library's `seed`, not the option `--data-seed`"
+
+
+def xfail(argv: list[str], field: str, reason: str):
+    return pytest.param(argv, field, marks=pytest.mark.xfail(strict=True, reason=reason))
+
+
+G = ["--data", "gaussian:d=5", "--n", "5"]
+P = ["predict", *G, "--optimizer", "gd:lr=0.1", "--steps", "3"]
+
+
+def _predict(optimizer: str = "gd:lr=0.1", steps: str = "3") -> list[str]:
+    return ["predict", *G, "--optimizer", optimizer, "--steps", steps, "--out", "p.csv"]
+
+
+CASES = {
+    # kernel
+    "kernel-unknown-data": (["kernel", "--data", "nope"], "data"),
+    "kernel-n-zero": (["kernel", "--data", "digits", "--n", "0"], "--n"),
+    "kernel-n-too-many": (["kernel", "--data", "digits", "--n", "5000"], "n"),
+    "kernel-n-beyond-memory": (["kernel", "--data", "gaussian", "--n", "100000000"], "--n"),
+    "kernel-depth-zero": (["kernel", *G, "--depth", "0"], "--depth"),
+    "kernel-width-zero": (["kernel", *G, "--width", "0"], "--width"),
+    "kernel-lr-negative": (["kernel", *G, "--lr", "-1"], "--lr"),
+    "kernel-r-nan": (["kernel", *G, "--r", "nan"], "--r"),
+    "kernel-d-zero": (["kernel", "--data", "gaussian:d=0"], "d"),
+    "kernel-csv-missing": (["kernel", "--data", "csv:missing.csv"], "csv"),
+    "kernel-csv-nan-labels": (["kernel", "--data", "csv:nan.csv"], "y"),
+    "kernel-npz-zero-rows": xfail(["kernel", "--data", "mnist:zero.npz"], "--data", NPZ_ZERO),
+    "kernel-data-seed-negative": xfail(
+        ["kernel", *G, "--data-seed", "-1"], "--data-seed", DATA_SEED
+    ),
+    "kernel-loss-unknown": xfail(["kernel", *G, "--loss", "l1"], "--loss", ARGPARSE),
+    "kernel-no-data": xfail(["kernel"], "--data", ARGPARSE),
+    # predict
+    "predict-adam": (_predict("adam:lr=0.1"), "--optimizer"),
+    "predict-unknown-optimizer": (_predict("x"), "optimizer"),
+    "predict-no-lr": (_predict("hb:beta=0.9"), "lr"),
+    "predict-beta-above-1": (_predict("hb:lr=0.1,beta=1.2"), "beta"),
+    "predict-steps-negative": (_predict(steps="-3"), "--steps"),
+    "predict-steps-beyond-memory": (_predict(steps="10000000000"), "--steps"),
+    "predict-width-zero": ([*P, "--width", "0", "--out", "p.csv"], "--width"),
+    "predict-out-existing-dir": xfail([*P, "--out", "existing"], "--out", OUT_DIR),
+    "predict-out-under-a-file": xfail([*P, "--out", "afile/p.csv"], "--out", OUT_UNDER_FILE),
+    "predict-no-out": xfail(P, "--out", ARGPARSE),
+    # rates
+    "rates-missing-file": (["rates", "missing.csv"], "CURVE"),
+    "rates-one-point": (["rates", "one.csv"], "CURVE"),
+    "rates-two-points": (["rates", "two.csv"], "CURVE"),
+    "rates-no-loss-column": (["rates", "noloss.csv"], "CURVE"),
+    "rates-non-numeric": (["rates", "text.csv"], "CURVE"),
+    "rates-empty": (["rates", "empty.csv"], "CURVE"),
+    "rates-directory": (["rates", "existing"], "CURVE"),
+    "rates-floor-2": xfail(["rates", "nan.csv", "--floor", "2"], "--floor", FLOOR),
+    # reproduce
+    "reproduce-unknown-data": (["reproduce", "--data", "nope", "--out", "o"], "data"),
+    "reproduce-resume-and-fresh": (["reproduce", "--out", "o", "--resume", "--fresh"], "--resume"),
+    "reproduce-out-is-a-file": (["reproduce", "--out", "afile"], "--out"),
+    "reproduce-unknown-preset": xfail(
+        ["reproduce", "--preset", "nope", "--out", "o"], "--preset", ARGPARSE
+    ),
+    "reproduce-dtype-float16": xfail(
+        ["reproduce", "--dtype", "float16", "--out", "o"], "--dtype", ARGPARSE
+    ),
+    # sweep
+    "sweep-missing-config": (["sweep", "missing.toml", "--out", "o"], "CONFIG"),
+    "sweep-config-is-a-dir": (["sweep", "existing", "--out", "o"], "CONFIG"),
+    "sweep-invalid-toml": (["sweep", "broken.toml", "--out", "o"], "config"),
+    "sweep-unknown-key": (["sweep", "unknown-key.toml", "--out", "o"], "experiment[0].widht"),
+    "sweep-bad-optimizer": (["sweep", "bad-optimizer.toml", "--out", "o"], "lr"),
+    "sweep-resume-and-fresh": (
+        ["sweep", "ok.toml", "--out", "o", "--resume", "--fresh"],
+        "--resume",
+    ),
+    "sweep-out-is-a-file": (["sweep", "ok.toml", "--out", "afile"], "--out"),
+    "sweep-non-utf8-config": xfail(["sweep", "bad.toml", "--out", "o"], "config", NON_UTF8),
+    # report, export
+    "report-missing-dir": (["report", "missing"], "DIR"),
+    "report-dir-without-store": (["report", "existing"], "DIR"),
+    "report-a-file": (["report", "afile"], "DIR"),
+    "export-missing-dir": (["export", "missing"], "DIR"),
+    "export-dir-without-store": (["export", "existing", "--to", "x"], "DIR"),
+    "export-unknown-format": xfail(["export", "existing", "--format", "xls"], "--format", ARGPARSE),
+    "unknown-command": xfail(["frobnicate"], "frobnicate", ARGPARSE),
+}
+
+
+@pytest.mark.parametrize("argv,field", list(CASES.values()), ids=list(CASES))
+def test_bad_command_line_is_one_error_line_and_writes_nothing(
+    tmp_path, monkeypatch, capsys, argv, field
+):
+    _inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = listing(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse exits only for --help / --version
+        code = exc.code
+    # any other exception propagates: the command would have printed a traceback
+    out, err = capsys.readouterr()
+    assert listing(tmp_path) == before, "a file was left behind"
+    assert out == ""
+    problem = one_line_error(code, err, field)
+    assert problem is None, problem
+
+
+def test_predict_into_an_existing_directory_leaves_it_untouched(tmp_path, monkeypatch, capsys):
+    """The write is atomic: no half-written file, no temporary file, the directory unchanged."""
+    _inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing" / "keep.txt").write_text("keep")
+    before = listing(tmp_path)
+    assert main([*P, "--out", "existing"]) == 2
+    assert listing(tmp_path) == before
+    assert (tmp_path / "existing" / "keep.txt").read_text() == "keep"
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_a_nan_curve_is_classified_undetermined(tmp_path, monkeypatch, capsys):
+    _inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["rates", "nan.csv", "--json"]) == 0
+    assert '"kind": "undetermined"' in capsys.readouterr().out
+
+
+def test_the_real_command_prints_one_line_and_exit_2(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "ntkdyn.cli", "report", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert one_line_error(done.returncode, done.stderr, "DIR") is None, done.stderr
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "code,err,ok",
+    [
+        (2, "ntkdyn: error: `--n` must be >= 1\n", True),
+        (1, "ntkdyn: error: `--n` must be >= 1\n", False),
+        (2, "ntkdyn: error: --n must be >= 1\n", False),
+        (2, "ntkdyn: error: `--n` bad\nTraceback (most recent call last):\n", False),
+        (2, "error: `--n` must be >= 1\n", False),
+    ],
+    ids=["keeps", "exit-1", "no-backticks", "traceback", "no-prefix"],
+)
+def test_the_contract_check_can_fail(code, err, ok):
+    assert (one_line_error(code, err, "--n") is None) is ok
