@@ -64,10 +64,6 @@ def _sweep(tmp_path, config=OK_TOML, **kw):
     return ntkdyn.run_sweep(config, tmp_path / "out", progress=False, **kw)
 
 
-NON_UTF8 = "a non-UTF-8 config escapes as UnicodeDecodeError without `config` (config._read_toml)"
-NPZ_ZERO = "an npz with zero rows fails in numpy's reshape without naming `mnist` or `data`"
-EMP_D = "empirical_ntk with X of the wrong width raises torch's RuntimeError, not a ValueError"
-
 # id -> (call taking tmp_path, exception type, field named in backticks)
 CASES: dict[str, tuple] = {
     # load_dataset and the data-spec parser
@@ -98,7 +94,6 @@ CASES: dict[str, tuple] = {
         _zero_row_npz,
         ValueError,
         "mnist",
-        marks=pytest.mark.xfail(strict=True, reason=NPZ_ZERO),
     ),
     "parse_data_spec-empty": (lambda t: parse_data_spec(""), ValueError, "data"),
     # parse and the rule constructors
@@ -320,7 +315,6 @@ CASES: dict[str, tuple] = {
         lambda t: ntkdyn.empirical_ntk(_net(), np.ones((4, 2))),
         ValueError,
         "X",
-        marks=pytest.mark.xfail(strict=True, reason=EMP_D),
     ),
     # load_config, expand_runs, run_sweep
     "load_config-bytes": (lambda t: ntkdyn.load_config(b"x"), ValueError, "config"),
@@ -335,7 +329,6 @@ CASES: dict[str, tuple] = {
         _non_utf8_config,
         ValueError,
         "config",
-        marks=pytest.mark.xfail(strict=True, reason=NON_UTF8),
     ),
     "expand_runs-no-steps": (
         lambda t: ntkdyn.expand_runs(OK_TOML.replace("steps = 2", "")),

@@ -3,7 +3,7 @@ line ``ntkdyn: error: ...`` naming the option in backticks on stderr, exits 2, p
 traceback and leaves no file behind. The library half is in tests/test_bad_input_api.py.
 
 Cases run in-process (``ntkdyn.cli.main``) in a fresh working directory; one runs the real
-command in a subprocess. Cases failing today are ``xfail(strict=True)`` with the reason.
+command in a subprocess.
 """
 
 from __future__ import annotations
@@ -65,21 +65,6 @@ def one_line_error(code, err: str, field: str) -> str | None:
     return None
 
 
-ARGPARSE = (
-    "argparse's own messages (invalid choice, missing option) name the option without backticks"
-)
-NON_UTF8 = "a non-UTF-8 config prints the bare UnicodeDecodeError, without `CONFIG`"
-NPZ_ZERO = "an npz with zero rows prints numpy's reshape error, without `--data`"
-OUT_DIR = "`--out` an existing directory prints '[Errno 21] Is a directory', without `--out`"
-OUT_UNDER_FILE = "`--out` under a file prints '[Errno 17] File exists', without `--out`"
-FLOOR = "`rates --floor 2` names the library's `floor_rel`, not the option `--floor`"
-DATA_SEED = "`--data-seed -1` names the library's `seed`, not the option `--data-seed`"
-
-
-def xfail(argv: list[str], field: str, reason: str):
-    return pytest.param(argv, field, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
 G = ["--data", "gaussian:d=5", "--n", "5"]
 P = ["predict", *G, "--optimizer", "gd:lr=0.1", "--steps", "3"]
 
@@ -101,12 +86,10 @@ CASES = {
     "kernel-d-zero": (["kernel", "--data", "gaussian:d=0"], "d"),
     "kernel-csv-missing": (["kernel", "--data", "csv:missing.csv"], "csv"),
     "kernel-csv-nan-labels": (["kernel", "--data", "csv:nan.csv"], "y"),
-    "kernel-npz-zero-rows": xfail(["kernel", "--data", "mnist:zero.npz"], "--data", NPZ_ZERO),
-    "kernel-data-seed-negative": xfail(
-        ["kernel", *G, "--data-seed", "-1"], "--data-seed", DATA_SEED
-    ),
-    "kernel-loss-unknown": xfail(["kernel", *G, "--loss", "l1"], "--loss", ARGPARSE),
-    "kernel-no-data": xfail(["kernel"], "--data", ARGPARSE),
+    "kernel-npz-zero-rows": (["kernel", "--data", "mnist:zero.npz"], "mnist"),
+    "kernel-data-seed-negative": (["kernel", *G, "--data-seed", "-1"], "--data-seed"),
+    "kernel-loss-unknown": (["kernel", *G, "--loss", "l1"], "--loss"),
+    "kernel-no-data": (["kernel"], "--data"),
     # predict
     "predict-adam": (_predict("adam:lr=0.1"), "--optimizer"),
     "predict-unknown-optimizer": (_predict("x"), "optimizer"),
@@ -115,9 +98,9 @@ CASES = {
     "predict-steps-negative": (_predict(steps="-3"), "--steps"),
     "predict-steps-beyond-memory": (_predict(steps="10000000000"), "--steps"),
     "predict-width-zero": ([*P, "--width", "0", "--out", "p.csv"], "--width"),
-    "predict-out-existing-dir": xfail([*P, "--out", "existing"], "--out", OUT_DIR),
-    "predict-out-under-a-file": xfail([*P, "--out", "afile/p.csv"], "--out", OUT_UNDER_FILE),
-    "predict-no-out": xfail(P, "--out", ARGPARSE),
+    "predict-out-existing-dir": ([*P, "--out", "existing"], "--out"),
+    "predict-out-under-a-file": ([*P, "--out", "afile/p.csv"], "--out"),
+    "predict-no-out": (P, "--out"),
     # rates
     "rates-missing-file": (["rates", "missing.csv"], "CURVE"),
     "rates-one-point": (["rates", "one.csv"], "CURVE"),
@@ -126,17 +109,13 @@ CASES = {
     "rates-non-numeric": (["rates", "text.csv"], "CURVE"),
     "rates-empty": (["rates", "empty.csv"], "CURVE"),
     "rates-directory": (["rates", "existing"], "CURVE"),
-    "rates-floor-2": xfail(["rates", "nan.csv", "--floor", "2"], "--floor", FLOOR),
+    "rates-floor-2": (["rates", "nan.csv", "--floor", "2"], "--floor"),
     # reproduce
     "reproduce-unknown-data": (["reproduce", "--data", "nope", "--out", "o"], "data"),
     "reproduce-resume-and-fresh": (["reproduce", "--out", "o", "--resume", "--fresh"], "--resume"),
     "reproduce-out-is-a-file": (["reproduce", "--out", "afile"], "--out"),
-    "reproduce-unknown-preset": xfail(
-        ["reproduce", "--preset", "nope", "--out", "o"], "--preset", ARGPARSE
-    ),
-    "reproduce-dtype-float16": xfail(
-        ["reproduce", "--dtype", "float16", "--out", "o"], "--dtype", ARGPARSE
-    ),
+    "reproduce-unknown-preset": (["reproduce", "--preset", "nope", "--out", "o"], "--preset"),
+    "reproduce-dtype-float16": (["reproduce", "--dtype", "float16", "--out", "o"], "--dtype"),
     # sweep
     "sweep-missing-config": (["sweep", "missing.toml", "--out", "o"], "CONFIG"),
     "sweep-config-is-a-dir": (["sweep", "existing", "--out", "o"], "CONFIG"),
@@ -148,15 +127,15 @@ CASES = {
         "--resume",
     ),
     "sweep-out-is-a-file": (["sweep", "ok.toml", "--out", "afile"], "--out"),
-    "sweep-non-utf8-config": xfail(["sweep", "bad.toml", "--out", "o"], "config", NON_UTF8),
+    "sweep-non-utf8-config": (["sweep", "bad.toml", "--out", "o"], "config"),
     # report, export
     "report-missing-dir": (["report", "missing"], "DIR"),
     "report-dir-without-store": (["report", "existing"], "DIR"),
     "report-a-file": (["report", "afile"], "DIR"),
     "export-missing-dir": (["export", "missing"], "DIR"),
     "export-dir-without-store": (["export", "existing", "--to", "x"], "DIR"),
-    "export-unknown-format": xfail(["export", "existing", "--format", "xls"], "--format", ARGPARSE),
-    "unknown-command": xfail(["frobnicate"], "frobnicate", ARGPARSE),
+    "export-unknown-format": (["export", "existing", "--format", "xls"], "--format"),
+    "unknown-command": (["frobnicate"], "frobnicate"),
 }
 
 

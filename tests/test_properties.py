@@ -307,6 +307,5 @@ def test_degenerate_curves_are_undetermined(losses):
     assert fit.kind == "undetermined" and fit.rate is None and fit.reason
 
 
-@pytest.mark.xfail(strict=True, reason="fit_rate's reason shows numpy's repr, `np.float64(nan)`")
 def test_undetermined_reason_prints_plain_numbers():
     assert "np.float64" not in ntkdyn.fit_rate(np.full(10, np.nan)).reason

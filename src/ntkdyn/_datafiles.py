@@ -113,6 +113,8 @@ def read_mnist(path: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
         images, labels = _read_idx_pair(p, path)
     if n is not None and n > images.shape[0]:
         raise too_many_rows(f"mnist {path!r}", n, images.shape[0])
+    if images.shape[0] == 0:
+        raise ValueError(f"`mnist` file {path!r} holds no images (zero rows)")
     images, labels = images[:n], labels[:n]
     X = images.reshape(images.shape[0], -1)
     X = X / 255.0 if X.dtype.kind in "biu" else X.astype(np.float64)  # uint8 pixels -> [0, 1]

@@ -228,6 +228,9 @@ def empirical_ntk(
     values = _resolve_params(model, params)
     reference = next(iter(values.values()))
     X_np = _as_matrix("X", X)
+    d = getattr(model, "d", None)  # the package's models know their input width
+    if isinstance(d, int) and X_np.shape[1] != d:
+        raise ValueError(f"`X` must have the model's {d} columns, got {X_np.shape[1]}")
     # torch.tensor copies: callers' arrays may be read-only (as_tensor would warn).
     X_t = torch.tensor(X_np, dtype=reference.dtype, device=reference.device)
     closed_form = _closed_form_for(model, values)

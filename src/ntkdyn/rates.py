@@ -175,7 +175,7 @@ def _positive_definite(spec: Spectrum) -> np.ndarray:
     if spec.lambda_min <= 0:
         raise ValueError(
             f"`K` must be positive definite for a rate (lambda_min > 0), got lambda_min = "
-            f"{spec.lambda_min!r}: a singular kernel has a mode that never converges"
+            f"{float(spec.lambda_min)!r}: a singular kernel has a mode that never converges"
         )
     return spec.eigenvalues
 
@@ -268,7 +268,9 @@ def fit_rate(
     if L.size == 0:
         return RateFit("undetermined", reason="no points")
     if not np.isfinite(L[0]) or L[0] == 0.0:
-        return RateFit("undetermined", reason=f"L_0 = {L[0]!r}: nothing to fit relative to it")
+        return RateFit(
+            "undetermined", reason=f"L_0 = {float(L[0])!r}: nothing to fit relative to it"
+        )
     keep, truncated_at = truncate_at_floor(L, floor_rel)
     L, t = L[:keep], t[:keep]
     E = envelope(L)

@@ -7,11 +7,12 @@ import torch, scipy or matplotlib; the command modules import the library inside
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from functools import partial
 from typing import NoReturn, TypeVar
 
-from .._validate import finite_number, integer
+from .._validate import finite_number, integer, unit_interval
 from ..conventions import DTYPES, LOSSES
 from ._errors import UsageError
 
@@ -26,7 +27,28 @@ PRESETS = ("quick", "paper", "theory")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
-        raise UsageError(message)
+        raise UsageError(_name_the_field(message))
+
+
+_INVALID = re.compile(r"^argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$")
+_REQUIRED = "the following arguments are required: "
+
+
+def _name_the_field(message: str) -> str:
+    """argparse's messages in the project's form: the option (or command) in backticks."""
+    invalid = _INVALID.match(message)
+    if invalid:
+        name, value, allowed = invalid.groups()
+        if name == "command":
+            return f"`{value}` is not a command; choose from {allowed}"
+        return f"`{name}` must be one of {allowed}, got {value!r}"
+    checked = re.match(r"^argument \S+: (`.*)$", message)
+    if checked:  # our own checker's message already names the option
+        return checked.group(1)
+    if message.startswith(_REQUIRED):
+        names = [f"`{n.strip()}`" for n in message[len(_REQUIRED) :].split(",")]
+        return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} required"
+    return message
 
 
 T = TypeVar("T")
@@ -82,7 +104,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--data", required=True, help="synthetic | gaussian | digits[:opts] | mnist:PATH | csv:PATH"
     )
     _add_option(p, "--n", positive_int, None, "number of rows")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of generated/subsampled data")
+    p.add_argument(
+        "--data-seed",
+        type=nonneg_int("--data-seed"),
+        default=0,
+        help="seed of generated/subsampled data",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,7 +160,12 @@ def _add_theory_commands(sub, theory) -> None:
 
     p = sub.add_parser("rates", help="classify a measured loss curve (linear or sublinear)")
     p.add_argument("curve", help="CSV with columns step (or time) and loss")
-    p.add_argument("--floor", type=float, default=1e-20, help="relative rounding floor")
+    p.add_argument(
+        "--floor",
+        type=_argument("--floor", float, unit_interval),
+        default=1e-20,
+        help="relative rounding floor",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=theory.cmd_rates)
 

@@ -108,6 +108,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..optim import parse
     from ..prediction import predict_from_network
 
+    out = Path(args.out)
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if out.is_dir() or blocked is not None:  # say so before the prediction, not after
+        why = "is a directory" if out.is_dir() else f"is under {str(blocked)!r}, a file"
+        raise UsageError(f"`--out` {args.out!r} {why}; give the path of a CSV file")
     rule = parse(args.optimizer)
     if not rule.is_linear:
         raise UsageError(f"`--optimizer` {rule.name} has no linear prediction (train it instead)")
@@ -130,9 +135,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.ode:
         assert curves.times is not None and curves.ode_loss is not None  # ode=True fills them
         columns["time"], columns["ode_loss"] = curves.times, curves.ode_loss
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, _csv_text(columns))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, _csv_text(columns))
+    except OSError as exc:
+        raise UsageError(f"`--out` {args.out!r} cannot be written: {exc.strerror}") from None
     print(
         f"wrote {args.out}: {rule.spec}, {args.steps} steps, {args.loss} loss "
         f"{curves.loss[0]:.6g} -> {curves.loss[-1]:.6g}"

@@ -189,6 +189,11 @@ def _read_toml(source) -> dict:
             raise ValueError(
                 f"`config` file {str(source)!r} cannot be read: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
+            raise ValueError(
+                f"`config` file {str(source)!r} is not UTF-8 text (byte "
+                f"{exc.object[exc.start]:#04x} at offset {exc.start})"
+            ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
