@@ -13,11 +13,13 @@ __all__ = [
     "CURVE_COLUMNS",
     "KERNEL_WORK_ARRAYS",
     "MEMORY_SHARE",
+    "NETWORK_WORK_ARRAYS",
     "TooLarge",
     "available_bytes",
     "check_fits",
     "curve_bytes",
     "kernel_bytes",
+    "network_bytes",
 ]
 
 #: A request may plan for at most this share of the memory the machine reports available.
@@ -25,6 +27,9 @@ MEMORY_SHARE = 0.8
 #: n x n float64 arrays alive while a Gram is built and decomposed: X X^T, the row-norm
 #: products, two half-angle tables, the Gram itself and the eigensolver's copy.
 KERNEL_WORK_ARRAYS = 6
+#: (width x max(n, d)) arrays a trained network needs besides its optimizer registers: the
+#: weights, the pre-activations and their mask, the gradient, and the engine's work copies.
+NETWORK_WORK_ARRAYS = 6
 #: Per-step float64 values of a predicted curve as the CLI writes it: step, loss, time, ODE
 #: loss, plus the same again while the CSV text is assembled.
 CURVE_COLUMNS = 8
@@ -52,6 +57,11 @@ def available_bytes() -> int | None:
 def kernel_bytes(n: int) -> int:
     """Bytes to build and decompose an ``n x n`` float64 kernel."""
     return KERNEL_WORK_ARRAYS * 8 * n * n
+
+
+def network_bytes(width: int, rows: int, registers: int, itemsize: int = 8) -> int:
+    """Bytes to train one network of ``width`` hidden units on ``rows = max(n, d)``."""
+    return (NETWORK_WORK_ARRAYS + registers) * itemsize * width * rows
 
 
 def curve_bytes(steps: int, columns: int = CURVE_COLUMNS) -> int:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ._budget import check_fits, kernel_bytes
 from ._validate import choice, integer
 from .models import DeepReLU, TwoLayerReLU
 
@@ -228,6 +229,13 @@ def empirical_ntk(
     values = _resolve_params(model, params)
     reference = next(iter(values.values()))
     X_np = _as_matrix("X", X)
+    check_fits(
+        "X",
+        f"with {X_np.shape[0]} rows",
+        "its n x n kernel",
+        kernel_bytes(X_np.shape[0]),
+        "use fewer rows",
+    )
     d = getattr(model, "d", None)  # the package's models know their input width
     if isinstance(d, int) and X_np.shape[1] != d:
         raise ValueError(f"`X` must have the model's {d} columns, got {X_np.shape[1]}")

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from ._budget import check_fits, kernel_bytes
 from ._empirical_ntk import (
     JACOBIAN_BUDGET_BYTES,  # noqa: F401  (public before the split; not in __all__)
     NTK_METHODS,
@@ -178,6 +179,13 @@ def two_layer_gram(X: object, *, layer: str = "first") -> np.ndarray:
     """
     layer = choice("layer", layer, LAYERS)
     X = _as_matrix("X", X)
+    check_fits(
+        "X",
+        f"with {X.shape[0]} rows",
+        "its n x n kernel",
+        kernel_bytes(X.shape[0]),
+        "use fewer rows",
+    )
     S, norm, half_sin, half_cos = _pair_geometry(X)
     # pi - theta straight from the half-angles: exactly 0 for antipodal rows.
     supplement = 2 * np.arctan2(half_cos, half_sin)
@@ -214,6 +222,13 @@ def deep_relu_ntk(X: object, depth: int) -> np.ndarray:
     """
     depth = integer("depth", depth, minimum=1)
     X = _as_matrix("X", X)
+    check_fits(
+        "X",
+        f"with {X.shape[0]} rows",
+        "its n x n kernel",
+        kernel_bytes(X.shape[0]),
+        "use fewer rows",
+    )
     S, norm, half_sin, half_cos = _pair_geometry(X)
     sigma, theta_ntk = S, S.copy()
     for h in range(depth):

@@ -11,6 +11,7 @@ sweep, report, export). Each command parses, calls one library function and prin
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from .parser import build_parser
 __all__ = ["EXIT_BAD_INPUT", "EXIT_BROKEN_PIPE", "UsageError", "build_parser", "main"]
 
 EXIT_BAD_INPUT = 2
+#: How torch's CPU and CUDA allocators say they ran out of memory.
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.I)
 #: 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe.
 EXIT_BROKEN_PIPE = 141
 
@@ -97,3 +100,14 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("ntkdyn: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and not _OUT_OF_MEMORY.search(text):
+            raise  # a bug: keep its traceback
+        first = text.splitlines()[0] if text else type(exc).__name__
+        print(
+            f"ntkdyn: error: out of memory ({first}); what was finished is stored: use "
+            "smaller widths or --n, and run again with --resume",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._budget import check_fits, network_bytes
 from ._lock import out_dir_lock
 from ._setup import check_out_dir, environment, now, resolve_device
 from .config import Config, config_dict, load_config
@@ -276,6 +277,7 @@ def run_sweep(
     runs = expand_runs(loaded, cache=cache)
     devices = {d: resolve_device(d) for d in sorted({r.config["device"] for r in runs})}
     config_json = json.dumps(config_dict(loaded), sort_keys=True)
+    _check_networks_fit(runs, cache)
     specs = {r.data_spec.key: r.data_spec for r in runs}
     data = (specs, data_hashes(specs.values(), cache))
     store_path = out / STORE_NAME
@@ -381,3 +383,18 @@ def _kernel_record(spec, cache: DataCache) -> KernelRecord:
         lambda_max=s.lambda_max,
         eigenvalues=np.asarray(s.eigenvalues),
     )
+
+
+def _check_networks_fit(runs: list[RunSpec], cache: DataCache) -> None:
+    """The largest single network must fit in memory (a batch holds at least one), checked
+    before anything is written (docs/design.md, "Reliability rules")."""
+
+    def need(run: RunSpec) -> int:
+        ds = cache.dataset(run.data_spec)
+        itemsize = 4 if run.config["dtype"] == "float32" else 8
+        registers = getattr(run.rule, "registers", 3)  # Adam: two moments and the weights
+        return network_bytes(run.width, max(ds.n, ds.d), registers, itemsize)
+
+    worst = max(runs, key=need)
+    what = f"one network of experiment {worst.experiment!r} (weights, optimizer registers, work)"
+    check_fits("widths", worst.width, what, need(worst), "use smaller widths")
