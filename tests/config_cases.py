@@ -1,4 +1,5 @@
-"""The base config of the config tests, as TOML text and as a dict (the same config)."""
+"""The base config of the config tests, as TOML text and as a dict (the same config), and the
+smallest valid config the bad-input tests start from."""
 
 from __future__ import annotations
 
@@ -34,3 +35,16 @@ def base_dict() -> dict:
             }
         ],
     }
+
+
+#: The smallest valid sweep (one run of 2 steps): the bad-input tests break one field of it.
+OK_TOML = """
+name = "t"
+[[experiment]]
+id = "A"
+data = "gaussian:d=5"
+n = 4
+widths = [8]
+steps = 2
+optimizers = ["gd:lr=0.1"]
+"""

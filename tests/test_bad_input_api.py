@@ -17,20 +17,12 @@ import pytest
 import ntkdyn
 from ntkdyn.data import parse_data_spec
 
+from config_cases import OK_TOML
+
 K2 = np.array([[2.0, 1.0], [1.0, 2.0]])
 E0 = np.array([1.0, 0.0])
 ASYM = np.array([[1.0, 2.0], [0.0, 1.0]])
 T2 = np.array([0.0, 1.0])
-OK_TOML = """
-name = "t"
-[[experiment]]
-id = "A"
-data = "gaussian:d=5"
-n = 4
-widths = [8]
-steps = 2
-optimizers = ["gd:lr=0.1"]
-"""
 
 
 def names_field(exc: BaseException, field: str) -> bool:

@@ -17,16 +17,7 @@ import pytest
 
 from ntkdyn.cli import main
 
-OK_TOML = """
-name = "t"
-[[experiment]]
-id = "A"
-data = "gaussian:d=5"
-n = 4
-widths = [8]
-steps = 2
-optimizers = ["gd:lr=0.1"]
-"""
+from config_cases import OK_TOML
 
 
 def _inputs(root):

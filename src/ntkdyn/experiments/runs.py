@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._budget import check_fits, network_bytes
 from ..conventions import loss_factor
 from ..optim.rules import Rule
 from . import _checks as check
@@ -43,6 +44,7 @@ __all__ = [
     "RunConfigView",
     "RunSpec",
     "check_data_hashes",
+    "check_networks_fit",
     "check_size",
     "choice_rule",
     "data_hashes",
@@ -347,3 +349,18 @@ def check_data_hashes(
                 f"now {digest[:12]}...); use --fresh to delete those runs and train again, or "
                 "another --out directory"
             )
+
+
+def check_networks_fit(runs: list[RunSpec], cache: DataCache) -> None:
+    """The largest single network must fit in memory (a batch holds at least one), checked
+    before anything is written (docs/design.md, "Reliability rules")."""
+
+    def need(run: RunSpec) -> int:
+        ds = cache.dataset(run.data_spec)
+        itemsize = 4 if run.config["dtype"] == "float32" else 8
+        registers = getattr(run.rule, "registers", 3)  # Adam: two moments and the weights
+        return network_bytes(run.width, max(ds.n, ds.d), registers, itemsize)
+
+    worst = max(runs, key=need)
+    what = f"one network of experiment {worst.experiment!r} (weights, optimizer registers, work)"
+    check_fits("widths", worst.width, what, need(worst), "use smaller widths")

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .._budget import check_fits, network_bytes
 from ._lock import out_dir_lock
 from ._setup import check_out_dir, environment, now, resolve_device
 from .config import Config, config_dict, load_config
@@ -49,6 +48,7 @@ from .runs import (
     DataCache,
     RunSpec,
     check_data_hashes,
+    check_networks_fit,
     check_size,
     data_hashes,
     expand_runs,
@@ -277,13 +277,13 @@ def run_sweep(
     runs = expand_runs(loaded, cache=cache)
     devices = {d: resolve_device(d) for d in sorted({r.config["device"] for r in runs})}
     config_json = json.dumps(config_dict(loaded), sort_keys=True)
-    _check_networks_fit(runs, cache)
+    check_networks_fit(runs, cache)
     specs = {r.data_spec.key: r.data_spec for r in runs}
     data = (specs, data_hashes(specs.values(), cache))
     store_path = out / STORE_NAME
     if store_path.exists():  # under the lock: never read a store another sweep is writing
-        with out_dir_lock(out):
-            _check_existing(store_path, out, config_json, data, resume=resume, fresh=fresh)
+        with out_dir_lock(out), Store(store_path) as existing:
+            _check_existing(existing, out, config_json, data, resume=resume, fresh=fresh)
     batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
     kernels = [_kernel_record(spec, cache) for spec in specs.values()]
     provenance = environment(devices)
@@ -292,12 +292,11 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     with out_dir_lock(out), Store(store_path) as store:
         # again under the lock: another sweep may have written since the check above
-        _check_existing(store_path, out, config_json, data, resume=resume, fresh=fresh)
-        deleted = 0
+        done = _check_existing(store, out, config_json, data, resume=resume, fresh=fresh)
+        deleted = len(done) if fresh else 0
         if fresh:
-            deleted = len(store.finished_ids())
             store.delete_runs()
-        done = store.finished_ids()
+            done = set()
         meta = store.meta()
         store.set_meta(
             {
@@ -349,19 +348,22 @@ def run_sweep(
     )
 
 
-def _check_existing(store_path: Path, out: Path, config_json: str, data, *, resume, fresh):
-    """Refuse a store of another config, one with finished runs unless told what to do, and
-    a resume on changed data (``data``: specs and content hashes by data key)."""
-    with Store(store_path) as existing:  # checks schema_version
-        meta = existing.meta()
-        stored = meta.get("config")
-        if stored is not None and stored != config_json:
-            name = json.loads(stored).get("name", "?")
-            raise ValueError(
-                f"`--out` {str(out)!r} holds results of a different config ({name!r}); "
-                "use another --out directory or delete its results.sqlite"
-            )
-        finished = len(existing.finished_ids())
+def _check_existing(
+    existing: Store, out: Path, config_json: str, data, *, resume: bool, fresh: bool
+) -> set[str]:
+    """The ids of the finished runs of ``existing`` (read and verified once). Refuses a store
+    of another config, one with finished runs unless told what to do, and a resume on changed
+    data (``data``: specs and content hashes by data key)."""
+    meta = existing.meta()
+    stored = meta.get("config")
+    if stored is not None and stored != config_json:
+        name = json.loads(stored).get("name", "?")
+        raise ValueError(
+            f"`--out` {str(out)!r} holds results of a different config ({name!r}); "
+            "use another --out directory or delete its results.sqlite"
+        )
+    done = existing.finished_ids()
+    finished = len(done)
     if finished and resume:
         check_data_hashes(meta.get("data_hashes"), data[1], data[0], str(out))
     if finished and not (resume or fresh):
@@ -369,6 +371,7 @@ def _check_existing(store_path: Path, out: Path, config_json: str, data, *, resu
             f"`--out` {str(out)!r} holds {finished} finished runs of this config: add --resume "
             "to keep them and train the rest, or --fresh to delete them and start over"
         )
+    return done
 
 
 def _kernel_record(spec, cache: DataCache) -> KernelRecord:
@@ -383,18 +386,3 @@ def _kernel_record(spec, cache: DataCache) -> KernelRecord:
         lambda_max=s.lambda_max,
         eigenvalues=np.asarray(s.eigenvalues),
     )
-
-
-def _check_networks_fit(runs: list[RunSpec], cache: DataCache) -> None:
-    """The largest single network must fit in memory (a batch holds at least one), checked
-    before anything is written (docs/design.md, "Reliability rules")."""
-
-    def need(run: RunSpec) -> int:
-        ds = cache.dataset(run.data_spec)
-        itemsize = 4 if run.config["dtype"] == "float32" else 8
-        registers = getattr(run.rule, "registers", 3)  # Adam: two moments and the weights
-        return network_bytes(run.width, max(ds.n, ds.d), registers, itemsize)
-
-    worst = max(runs, key=need)
-    what = f"one network of experiment {worst.experiment!r} (weights, optimizer registers, work)"
-    check_fits("widths", worst.width, what, need(worst), "use smaller widths")
