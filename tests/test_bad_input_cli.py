@@ -193,3 +193,142 @@ def test_the_real_command_prints_one_line_and_exit_2(tmp_path):
 )
 def test_the_contract_check_can_fail(code, err, ok):
     assert (one_line_error(code, err, "--n") is None) is ok
+
+
+# --------------------------------------------------------------------------------------------
+# `--model MODULE:FACTORY` (tests/test_cli_model.py has the forms that work): every bad form
+# is one line naming the option, exit 2, and leaves nothing behind (no __pycache__ either).
+
+_MODELS = """
+import torch
+
+NUMBER = 3
+
+
+def make(input_dim, outputs):
+    return torch.nn.Sequential(torch.nn.Linear(input_dim, 8), torch.nn.Linear(8, outputs))
+
+
+def needs_width(input_dim, width):
+    return make(input_dim, 1)
+
+
+def raises():
+    raise RuntimeError("boom\\nsecond line")
+
+
+def a_list():
+    return [1, 2]
+
+
+def seven_inputs():
+    return make(7, 1)
+
+
+def three_outputs(input_dim):
+    return make(input_dim, 3)
+
+
+class Pair(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 1)
+
+    def forward(self, x):
+        return self.lin(x), x
+
+
+def pair():
+    return Pair()
+"""
+
+
+def _model_inputs(root):
+    _inputs(root)
+    (root / "models.py").write_text(_MODELS)
+    (root / "broken.py").write_text("def make(:\n")
+    (root / "raising.py").write_text("raise ImportError('needs a GPU')\n")
+
+
+_M = ["predict", *G, "--optimizer", "gd:lr=0.1", "--steps", "3", "--out", "p.csv", "--model"]
+_K = ["kernel", *G, "--model", "models.py:make"]
+
+MODEL_CASES = {
+    "no-factory": ([*_M, "models.py"], "--model"),
+    "empty-factory": ([*_M, "models.py:"], "--model"),
+    "missing-file": ([*_M, "missing.py:make"], "--model"),
+    "a-directory": ([*_M, "existing/x.py:make"], "--model"),
+    "missing-module": ([*_M, "no_such_module_for_ntkdyn:make"], "--model"),
+    "syntax-error": ([*_M, "broken.py:make"], "--model"),
+    "import-raises": ([*_M, "raising.py:make"], "--model"),
+    "no-attribute": ([*_M, "models.py:nope"], "--model"),
+    "module-no-attribute": ([*_M, "models:nope"], "--model"),
+    "not-callable": ([*_M, "models.py:NUMBER"], "--model"),
+    "other-arguments": ([*_M, "models.py:needs_width"], "--model"),
+    "factory-raises": ([*_M, "models.py:raises"], "--model"),
+    "not-a-module": ([*_M, "models.py:a_list"], "--model"),
+    "wrong-input-dim": ([*_M, "models.py:seven_inputs"], "--model"),
+    "wrong-outputs": ([*_M, "models.py:three_outputs"], "--model"),
+    "tuple-outputs": ([*_M, "models.py:pair"], "--model"),
+    "seed-beyond-64-bits": ([*_M, "models.py:make", "--seed", str(2**70)], "--seed"),
+    "with-width": ([*_M, "models.py:make", "--width", "8"], "--width"),
+    "test-fraction-1": ([*_M, "models.py:make", "--test-fraction", "1"], "--test-fraction"),
+    "test-fraction-no-row": ([*_M, "models.py:make", "--test-fraction", "0.01"], "--test-fraction"),
+    "outputs-at-zero": ([*_M, "models.py:make", "--outputs-at", "0"], "--outputs-at"),
+    "logistic-on-digits": (
+        [
+            "kernel",
+            "--data",
+            "digits",
+            "--n",
+            "20",
+            "--model",
+            "models.py:make",
+            "--loss",
+            "logistic",
+        ],
+        "--loss",
+    ),
+    "cross-entropy-on-real-labels": (
+        [
+            "kernel",
+            "--data",
+            "synthetic",
+            "--n",
+            "5",
+            "--model",
+            "models.py:make",
+            "--loss",
+            "cross-entropy",
+        ],
+        "--loss",
+    ),
+    "kernel-depth": ([*_K, "--depth", "2"], "--depth"),
+    "kernel-lr-non-squared": ([*_K, "--loss", "logistic", "--lr", "0.1"], "--lr"),
+    "kernel-unknown-structure": ([*_K, "--structure", "diag"], "--structure"),
+    "structure-without-model": (["kernel", *G, "--structure", "trace"], "--structure"),
+    "outputs-at-without-model": ([*P, "--outputs-at", "3", "--out", "p.csv"], "--outputs-at"),
+    "test-fraction-without-model": (
+        [*P, "--test-fraction", "0.5", "--out", "p.csv"],
+        "--test-fraction",
+    ),
+    "logistic-without-model": ([*P, "--loss", "logistic", "--out", "p.csv"], "--loss"),
+    "unstable-with-strict": (
+        [*_M, "models.py:make", "--optimizer", "gd:lr=100", "--strict"],
+        "--optimizer",
+    ),
+}
+
+
+@pytest.mark.parametrize("argv,field", list(MODEL_CASES.values()), ids=list(MODEL_CASES))
+def test_bad_model_is_one_error_line_and_writes_nothing(tmp_path, monkeypatch, capsys, argv, field):
+    _model_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = listing(tmp_path)
+    code = main(argv)  # any exception propagates: the command would have printed a traceback
+    out, err = capsys.readouterr()
+    assert listing(tmp_path) == before, "a file was left behind"
+    assert out == ""
+    err = "\n".join(line for line in err.splitlines() if "IllConditioned" not in line)
+    problem = one_line_error(code, err, field)
+    assert problem is None, problem

@@ -189,11 +189,15 @@ def test_export_csv_contents(tmp_path):
     assert [p.name for p in paths] == ["runs.csv", "curves.csv"]
     with paths[0].open() as fh:
         runs = list(csv.DictReader(fh))
-    assert [r["id"] for r in runs] == ["a", "b"]
+    assert [r["run_id"] for r in runs] == ["a", "b"]
     assert runs[0]["status"] == "ok" and runs[1]["status"] == "diverged"
     assert runs[1]["diverged_at"] == "3" and runs[1]["final_loss"] == ""
     assert float(runs[0]["final_loss"]) == recs[0].final_loss
-    assert runs[0]["width"] == "64" and runs[0]["optimizer"] == "hb:lr=0.1,beta=0.9"
+    assert (
+        runs[0]["width"] == "64"
+        and runs[0]["optimizer"] == "hb"
+        and runs[0]["spec"] == "hb:lr=0.1,beta=0.9"
+    )
     assert runs[0]["predict"] == "true"
     with paths[1].open() as fh:
         reader = csv.reader(fh)

@@ -12,8 +12,12 @@ The public API, one obvious spelling each (README.md has a tour):
   ``Adam``; ``parse("hb:lr=0.1,beta=0.9")``
 - theory (kernel first, then the rule): ``predict_discrete``, ``discrete_modes``,
   ``predict_ode``, ``stability``, ``optimal_parameters``, ``predicted_rate``, ``fit_rate``
+- any model, any smooth loss: ``linearize`` (a :class:`Linearized` model that predicts the
+  loss and the train and test outputs of every linear rule), ``Loss``; when the kernel model
+  stops holding: ``Linearized.validity`` (a ``ValidityRecord``), ``KernelRegimeWarning``
 - training: ``train`` (many networks at once)
-- experiments: ``load_config``, ``expand_runs``, ``run_sweep``, ``Store``
+- experiments: ``load_config``, ``expand_runs``, ``run_sweep``, ``Store``; results as data:
+  ``open_results`` (``.runs``, ``.curves`` as pandas DataFrames), ``read_results_csv``
 
 Names are imported on first use (PEP 562), so that ``import ntkdyn`` and the ``ntkdyn``
 command's ``--help`` and ``--version`` do not pay for torch, scipy and matplotlib.
@@ -38,7 +42,10 @@ _LAZY = {
     "predict_ode": "dynamics",
     "stability": "dynamics",
     "stability_table": "dynamics",
+    "Results": "experiments",
     "Store": "experiments",
+    "open_results": "experiments",
+    "read_results_csv": "experiments",
     "expand_runs": "experiments",
     "load_config": "experiments",
     "run_sweep": "experiments",
@@ -49,6 +56,9 @@ _LAZY = {
     "ntk_gram": "kernels",
     "spectrum": "kernels",
     "two_layer_gram": "kernels",
+    "Linearized": "linearized",
+    "linearize": "linearized",
+    "Loss": "losses",
     "DeepReLU": "models",
     "TwoLayerReLU": "models",
     "GD": "optim",
@@ -66,6 +76,8 @@ _LAZY = {
     "Diagnostics": "training",
     "RunResult": "training",
     "train": "training",
+    "KernelRegimeWarning": "validity",
+    "ValidityRecord": "validity",
 }
 
 if TYPE_CHECKING:
@@ -75,10 +87,18 @@ if TYPE_CHECKING:
         optimal_parameters,
         predict_discrete,
         predict_ode,
-        stability,
         stability_table,
     )
-    from .experiments import Store, expand_runs, load_config, run_sweep
+    from .dynamics.stability import stability
+    from .experiments import (
+        Results,
+        Store,
+        expand_runs,
+        load_config,
+        open_results,
+        read_results_csv,
+        run_sweep,
+    )
     from .kernels import (
         IllConditionedKernelWarning,
         Spectrum,
@@ -88,6 +108,8 @@ if TYPE_CHECKING:
         spectrum,
         two_layer_gram,
     )
+    from .linearized import Linearized, linearize
+    from .losses import Loss
     from .models import DeepReLU, TwoLayerReLU
     from .optim import (
         GD,
@@ -103,6 +125,7 @@ if TYPE_CHECKING:
     )
     from .rates import fit_rate, predicted_rate
     from .training import Diagnostics, RunResult, train
+    from .validity import KernelRegimeWarning, ValidityRecord
 
 __all__ = [
     "GD",
@@ -115,27 +138,35 @@ __all__ = [
     "HigherOrderMomentum",
     "HigherOrderMomentumNotebook",
     "IllConditionedKernelWarning",
+    "KernelRegimeWarning",
+    "Linearized",
+    "Loss",
     "Nesterov",
     "NesterovSC",
     "NesterovTorch",
     "Rule",
+    "Results",
     "RunResult",
     "Spectrum",
     "Store",
     "TwoLayerReLU",
+    "ValidityRecord",
     "deep_relu_ntk",
     "discrete_modes",
     "empirical_ntk",
     "expand_runs",
     "fit_rate",
+    "linearize",
     "load_config",
     "load_dataset",
     "ntk_gram",
+    "open_results",
     "optimal_parameters",
     "parse",
     "predict_discrete",
     "predict_ode",
     "predicted_rate",
+    "read_results_csv",
     "run_sweep",
     "spectrum",
     "stability",

@@ -15,9 +15,12 @@ __all__ = [
     "MEMORY_SHARE",
     "NETWORK_WORK_ARRAYS",
     "TooLarge",
+    "array_bytes",
     "available_bytes",
+    "check_budget",
     "check_fits",
     "curve_bytes",
+    "format_bytes",
     "kernel_bytes",
     "network_bytes",
 ]
@@ -54,9 +57,10 @@ def available_bytes() -> int | None:
         return None
 
 
-def kernel_bytes(n: int) -> int:
-    """Bytes to build and decompose an ``n x n`` float64 kernel."""
-    return KERNEL_WORK_ARRAYS * 8 * n * n
+def kernel_bytes(n: int, m: int | None = None, *, blocks: int = 1) -> int:
+    """Bytes to build and decompose an ``n x n`` float64 kernel (``n x m`` for a cross kernel,
+    ``blocks`` of them for a block-diagonal one)."""
+    return KERNEL_WORK_ARRAYS * 8 * n * (n if m is None else m) * blocks
 
 
 def network_bytes(width: int, rows: int, registers: int, itemsize: int = 8) -> int:
@@ -69,7 +73,16 @@ def curve_bytes(steps: int, columns: int = CURVE_COLUMNS) -> int:
     return columns * 8 * (steps + 1)
 
 
-def _size(nbytes: float) -> str:
+def array_bytes(*shape: int, itemsize: int = 8) -> int:
+    """Bytes of one dense array of ``shape`` (``itemsize`` bytes per element, float64 default)."""
+    count = 1
+    for extent in shape:
+        count *= extent
+    return count * itemsize
+
+
+def format_bytes(nbytes: float) -> str:
+    """``nbytes`` in binary units, three significant digits (``"275 MiB"``)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if nbytes < 1024 or unit == "PiB":
             return f"{nbytes:.3g} {unit}"
@@ -85,6 +98,15 @@ def check_fits(
     avail = available_bytes() if available is None else available
     if avail is not None and nbytes > MEMORY_SHARE * avail:
         raise TooLarge(
-            f"`{field}` {value} needs about {_size(nbytes)} for {what}, more than "
-            f"{MEMORY_SHARE:.0%} of the {_size(avail)} available; {knob}"
+            f"`{field}` {value} needs about {format_bytes(nbytes)} for {what}, more than "
+            f"{MEMORY_SHARE:.0%} of the {format_bytes(avail)} available; {knob}"
+        )
+
+
+def check_budget(field: str, budget: int, what: str, nbytes: int, knob: str) -> None:
+    """Raise :class:`TooLarge` if ``nbytes`` (needed for ``what``) exceeds a caller's
+    ``budget`` given as ``field``: the refusal of a user-set memory limit, before allocating."""
+    if nbytes > budget:
+        raise TooLarge(
+            f"`{field}` {format_bytes(budget)} cannot hold {what} ({format_bytes(nbytes)}); {knob}"
         )

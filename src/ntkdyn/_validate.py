@@ -77,3 +77,19 @@ def finite_vector(name: str, value: object, n: int, *, against: str) -> np.ndarr
     if not np.all(np.isfinite(vector)):
         raise ValueError(f"`{name}` must be finite, found NaN or inf")
     return vector
+
+
+def output_width(outputs: object, n: int, field: str, inputs: str) -> int:
+    """C of a model's ``outputs`` for ``n`` rows of ``inputs``: ``(n,)`` is 1, ``(n, C)`` is C.
+
+    Any array with ``.shape`` (a tensor); anything else, or another shape, raises a ValueError
+    naming ``field`` (the model) and ``inputs`` (what it was evaluated on).
+    """
+    shape = getattr(outputs, "shape", None)
+    if shape is None or len(shape) not in (1, 2) or shape[0] != n:
+        got = tuple(shape) if shape is not None else type(outputs).__name__
+        raise ValueError(
+            f"`{field}` must map {inputs} ({n} rows) to outputs of shape ({n},), ({n}, 1) or "
+            f"({n}, C), got {got}"
+        )
+    return 1 if len(shape) == 1 else int(shape[1])

@@ -21,12 +21,17 @@ __all__ = [
     "LATE_STEP",
     "LOSSES",
     "MODES",
+    "SQUARED_LOSSES",
     "SYMMETRY_RTOL",
     "loss_factor",
 ]
 
-#: Loss names: ``"half-sum"`` (``1/2 sum e_i^2``, c = 1) and ``"mse"`` (``MSELoss(mean)``, c = 2/n).
-LOSSES = ("half-sum", "mse")
+#: Squared losses ``c/2 sum e_i^2``: ``"half-sum"`` (c = 1) and ``"mse"`` (``MSELoss(mean)``,
+#: c = 2/n over n outputs); their dynamics have closed per-mode forms.
+SQUARED_LOSSES = ("half-sum", "mse")
+#: Every loss name (``ntkdyn.losses``): the squared ones, ``"logistic"`` (labels +-1, mean of
+#: ``log(1 + exp(-y f))``) and ``"cross-entropy"`` (softmax, mean over rows).
+LOSSES = (*SQUARED_LOSSES, "logistic", "cross-entropy")
 #: Floating-point precisions a run may use (torch / NumPy dtype names).
 DTYPES = ("float32", "float64")
 #: Parameterisations of the two-layer net (docs/mathematics.md §0): ``"theory"`` (``1/sqrt(m)``,
@@ -48,8 +53,8 @@ LATE_STEP = 10**12
 
 
 def loss_factor(loss: str, n: int) -> float:
-    """``c`` of ``loss = c/2 sum e_i^2`` on ``n`` points: 1 for half-sum, ``2/n`` for mse.
+    """``c`` of ``loss = c/2 sum e_i^2`` on ``n`` outputs: 1 for half-sum, ``2/n`` for mse.
 
-    Raises ValueError naming ``loss`` if it is not one of ``LOSSES``.
+    Raises ValueError naming ``loss`` if it is not one of ``SQUARED_LOSSES``.
     """
-    return 1.0 if choice("loss", loss, LOSSES) == "half-sum" else 2.0 / n
+    return 1.0 if choice("loss", loss, SQUARED_LOSSES) == "half-sum" else 2.0 / n

@@ -6,8 +6,11 @@ Theory side: NumPy float64 in and out; ``X`` may be a NumPy array or a torch ten
   (``H^inf``, docs/mathematics.md §1.2), output layer (``H^{a,inf}``, 1.4) or their sum.
 * ``deep_relu_ntk``: the deep ReLU NTK recursion (docs/mathematics.md §1.5).
 * ``ntk_gram``: the analytic entry point (two-layer or deep).
-* ``empirical_ntk``: ``sum_p J_p J_p^T`` of any ``nn.Module`` at its current weights, through
-  ``torch.func`` and tiled over rows; closed forms (docs/mathematics.md §1.1, 1.4) for ``TwoLayerReLU``.
+* ``empirical_ntk``: ``J(X2) J(X)^T`` of any ``nn.Module`` with any number of outputs per row
+  (``structure`` "full", "block-diagonal" or "trace", ``NTK_STRUCTURES``), at its current
+  weights, within a memory budget (``budget_bytes``, default ``JACOBIAN_BUDGET_BYTES`` for the
+  tiles): closed forms for ``TwoLayerReLU``/``DeepReLU`` (docs/mathematics.md §1.1, 1.4, 1.5)
+  and for ``nn.Linear`` layers (§1.6), ``torch.func`` per-row Jacobians otherwise.
   Implemented in the private ``_empirical_ntk`` and re-exported here.
 * ``spectrum``: the one place that validates and eigendecomposes a kernel (every theory
   function goes through it), returned as a ``Spectrum`` record, with an
@@ -25,8 +28,9 @@ import numpy as np
 
 from ._budget import check_fits, kernel_bytes
 from ._empirical_ntk import (
-    JACOBIAN_BUDGET_BYTES,  # noqa: F401  (public before the split; not in __all__)
+    JACOBIAN_BUDGET_BYTES,
     NTK_METHODS,
+    NTK_STRUCTURES,
     _as_matrix,
     empirical_ntk,
 )
@@ -34,8 +38,10 @@ from ._spectrum import IllConditionedKernelWarning, Spectrum, spectrum
 from ._validate import choice, integer
 
 __all__ = [
+    "JACOBIAN_BUDGET_BYTES",
     "LAYERS",
     "NTK_METHODS",
+    "NTK_STRUCTURES",
     "IllConditionedKernelWarning",
     "Spectrum",
     "deep_relu_ntk",

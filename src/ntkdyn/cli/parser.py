@@ -16,13 +16,24 @@ from .._validate import finite_number, integer, unit_interval
 from ..conventions import DTYPES, LOSSES
 from ._errors import UsageError
 
-__all__ = ["DEFAULT_OUT", "PRESETS", "build_parser", "nonneg_int", "positive_float", "positive_int"]
+__all__ = [
+    "DEFAULT_OUT",
+    "PRESETS",
+    "STRUCTURES",
+    "build_parser",
+    "nonneg_int",
+    "positive_float",
+    "positive_int",
+]
 
 _DESCRIPTION = "The ``ntkdyn`` command: a thin shell over the library."
 #: Where ``ntkdyn reproduce`` writes unless ``--out`` is given.
 DEFAULT_OUT = "ntkdyn-out"
 #: The presets of ``ntkdyn reproduce`` (ntkdyn.experiments.presets).
 PRESETS = ("quick", "paper", "theory")
+#: Kernel structures of ``--model`` (ntkdyn._kernel_operator.STRUCTURES, restated here so that
+#: building the parser imports no NumPy; a test checks that the two agree).
+STRUCTURES = ("full", "block-diagonal", "trace")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -129,15 +140,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LOSS_HELP = (
+    "half-sum (default) | mse | with --model also logistic (labels +-1) and cross-entropy "
+    "(classes: the distinct labels in ascending order)"
+)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="MODULE:FACTORY",
+        help="your network: MODULE (importable, or PATH.py) and a factory in it, called with "
+        "the keywords it takes of input_dim and outputs, under torch.manual_seed(--seed)",
+    )
+    p.add_argument(
+        "--structure",
+        choices=list(STRUCTURES),
+        default=None,
+        help="kernel of a multi-output --model (default full)",
+    )
+
+
 def _add_theory_commands(sub, theory) -> None:
     p = sub.add_parser("kernel", help="NTK Gram spectrum and stable learning rates")
     _add_data_args(p)
+    _add_model_args(p)
     depth_help = "deep ReLU NTK with this many hidden layers (default: two-layer H^inf)"
     _add_option(p, "--depth", positive_int, None, depth_help)
     width_help = "also the empirical Gram of a network of this width at init"
     _add_option(p, "--width", positive_int, None, width_help)
-    p.add_argument("--seed", type=int, default=0, help="network seed for --width")
-    p.add_argument("--loss", choices=list(LOSSES), default="half-sum")
+    p.add_argument("--seed", type=int, default=0, help="network seed for --width or --model")
+    p.add_argument("--loss", choices=list(LOSSES), default="half-sum", help=_LOSS_HELP)
     _add_option(
         p, "--lr", positive_float, None, "also the scheduled-Nesterov crossover step at this lr"
     )
@@ -147,15 +181,47 @@ def _add_theory_commands(sub, theory) -> None:
 
     p = sub.add_parser("predict", help="exact kernel prediction of a loss curve (no training)")
     _add_data_args(p)
+    _add_model_args(p)
     p.add_argument("--optimizer", required=True, help="e.g. hb:lr=0.1,beta=0.9")
     p.add_argument("--steps", type=nonneg_int("--steps"), required=True)
     _add_option(
         p, "--width", positive_int, None, "use H(0) and e0 of a theory-mode network of this width"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--loss", choices=list(LOSSES), default="half-sum")
+    p.add_argument("--seed", type=int, default=0, help="network seed for --width or --model")
+    p.add_argument("--loss", choices=list(LOSSES), default="half-sum", help=_LOSS_HELP)
     p.add_argument("--ode", action="store_true", help="add the limiting ODE's curve")
-    p.add_argument("--out", required=True, help="CSV file (columns step, loss[, time, ode_loss])")
+    p.add_argument(
+        "--test-fraction",
+        type=_argument("--test-fraction", float, partial(unit_interval, closed_low=False)),
+        default=None,
+        help="with --model: hold out this share of the rows (drawn with --data-seed) and "
+        "predict their outputs too",
+    )
+    _add_option(
+        p,
+        "--outputs-at",
+        positive_int,
+        None,
+        "with --model: outputs at about N + 1 evenly spaced steps (default 100)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="an lr above the largest stable lr is an error, not a warning",
+    )
+    p.add_argument(
+        "--probe",
+        type=nonneg_int("--probe"),
+        default=30,
+        help="with --model: train the network itself for this many steps first and say "
+        "whether it follows its kernel model (0: skip; default 30)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="CSV file (columns step, loss[, time, ode_loss]); with --model also "
+        "FILE.outputs.csv (columns split, step, row, output, value)",
+    )
     p.set_defaults(func=theory.cmd_predict)
 
     p = sub.add_parser("rates", help="classify a measured loss curve (linear or sublinear)")

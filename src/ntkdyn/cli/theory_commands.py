@@ -7,46 +7,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from ._errors import UsageError
+from ._theory_common import (
+    check_out_path,
+    check_step,
+    csv_text,
+    floor_note,
+    load_data,
+    print_json,
+    print_stability,
+    write_text,
+)
 
 __all__ = ["cmd_kernel", "cmd_predict", "cmd_rates"]
-
-
-def _load(args: argparse.Namespace):
-    from .._budget import check_fits, kernel_bytes
-    from ..data import load_dataset
-
-    if args.n is not None:  # before the data is made: a huge n fails at once, not after minutes
-        what = "the n x n kernel and its eigendecomposition"
-        check_fits("--n", args.n, what, kernel_bytes(args.n), "lower --n")
-    data = load_dataset(args.data, n=args.n, seed=args.data_seed)
-    check_fits(
-        "--data",
-        args.data,
-        f"the kernel of its {data.n} rows",
-        kernel_bytes(data.n),
-        "choose fewer rows with --n",
-    )
-    return data
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(type(obj).__name__)
-
-
-def _print_json(payload: Mapping[str, Any]) -> None:
-    print(json.dumps(payload, indent=2, default=_json_default))
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,10 +29,15 @@ def _print_json(payload: Mapping[str, Any]) -> None:
 
 
 def cmd_kernel(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        from ._model_commands import kernel_with_model
+
+        return kernel_with_model(args)
+    _without_model(args, ("--structure",))
     from ..kernel_summary import kernel_summary
 
     s = kernel_summary(
-        _load(args),
+        load_data(args),
         depth=args.depth,
         width=args.width,
         seed=args.seed,
@@ -66,7 +46,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         nesterov_r=args.r,
     )
     if args.json:
-        _print_json(s.to_dict())
+        print_json(s.to_dict())
         return 0
     print(f"{s.kernel} on {s.data}: n = {s.n}, d = {s.d}")
     print(
@@ -81,22 +61,23 @@ def cmd_kernel(args: argparse.Namespace) -> int:
             f"||H(0) - H^inf||_F = {e.distance_fro:.4g}, ||.||_2 = {e.distance_2:.4g}"
         )
     print(f"  largest stable lr with the {s.loss} loss (K = {s.loss_factor:.6g} H):")
-    print(f"    {'optimizer':<28} {'max lr':>12} {'max h':>9}  bound")
-    for r in s.stability:
-        print(f"    {r.label:<28} {r.max_stable_lr:>12.6g} {r.max_stable_h:>9.6g}  {r.bound}")
-    o = s.optimal
-    print(f"  optimal GD: lr = {o.gd_lr:.6g}, error factor per step {o.gd_rate:.6g}")
-    print(
-        f"  optimal HB: lr = {o.hb_lr:.6g}, beta = {o.hb_beta:.6g}, "
-        f"error factor per step {o.hb_rate:.6g}"
-    )
-    if s.nesterov_crossover is not None:
-        x = s.nesterov_crossover
-        print(
-            f"  scheduled Nesterov (r = {x.r:g}, lr = {x.lr:g}, h0 = {x.h0:.3g}): "
-            f"linear after step ~{x.step:.4g}, at L/L0 ~ {x.loss_rel:.3g}"
-        )
+    print_stability(s.stability, s.optimal, s.nesterov_crossover)
     return 0
+
+
+def _without_model(args: argparse.Namespace, flags: tuple[str, ...]) -> None:
+    """Options of the ``--model`` path are errors without it; so are non-squared losses (the
+    paper's network is predicted for the squared losses only)."""
+    from ..conventions import SQUARED_LOSSES
+
+    for flag in flags:
+        if getattr(args, flag[2:].replace("-", "_")) is not None:
+            raise UsageError(f"`{flag}` applies to a network given with `--model` only")
+    if args.loss not in SQUARED_LOSSES:
+        raise UsageError(
+            f"`--loss` {args.loss} needs a network given with `--model`; the paper's "
+            f"network is predicted for {' and '.join(SQUARED_LOSSES)}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,62 +85,60 @@ def cmd_kernel(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .._io import atomic_write_text
-    from ..optim import parse
-    from ..prediction import predict_from_network
+    from .._budget import check_fits, curve_bytes
+    from ..optim import LinearRule, parse
 
     out = Path(args.out)
-    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if out.is_dir() or blocked is not None:  # say so before the prediction, not after
-        why = "is a directory" if out.is_dir() else f"is under {str(blocked)!r}, a file"
-        raise UsageError(f"`--out` {args.out!r} {why}; give the path of a CSV file")
+    check_out_path(out)
     rule = parse(args.optimizer)
-    if not rule.is_linear:
+    if not isinstance(rule, LinearRule):  # the rules with a linear prediction
         raise UsageError(f"`--optimizer` {rule.name} has no linear prediction (train it instead)")
     if args.ode and rule.ode() is None:
         raise UsageError(f"`--ode`: {rule.name} has no limiting ODE")
-    from .._budget import check_fits, curve_bytes
-
     check_fits(
         "--steps", args.steps, "the predicted curves", curve_bytes(args.steps), "use fewer --steps"
     )
-    data = _load(args)
+    if args.model is not None:
+        from ._model_commands import predict_with_model
+
+        return predict_with_model(args, rule, out)
+    _without_model(args, ("--structure", "--test-fraction", "--outputs-at"))
+    return _predict_paper_network(args, rule, out)
+
+
+def _predict_paper_network(args: argparse.Namespace, rule, out: Path) -> int:
+    """The paper's network: ``H^inf`` and ``e0 = -y``, or ``H(0)`` and ``e0`` with --width."""
+    import numpy as np
+
+    from ..function_space import floor_step, loss_floor
+    from ..prediction import kernel_at_init, predict_curves
+
+    data = load_data(args)
     model = None
-    if args.width is not None:  # H(0) and e0 of this network; else H^inf and e0 = -y
+    if args.width is not None:
         from ..models import seeded_network
 
         model = seeded_network(data.d, args.width, seed=args.seed)
-    prediction = predict_from_network(data, args.loss, rule, args.steps, model=model, ode=args.ode)
-    curves = prediction.curves
-    columns = {"step": curves.steps, "loss": curves.loss}
+    kernel = kernel_at_init(model, data, args.loss)
+    check_step(kernel.eigenvalues, rule, bound=None, strict=args.strict)
+    curves = predict_curves(kernel, rule, args.steps, ode=args.ode)
+    assert kernel.e0 is not None  # kernel_at_init builds it from the residual
+    scale = max(float(np.abs(data.y).max()), float(np.abs(kernel.e0 + data.y).max()))
+    floor = loss_floor(kernel.loss_factor, data.n, scale)
+    stop = floor_step(curves.loss, floor)
+    keep = curves.steps.size if stop is None else stop + 1
+    columns = {"step": curves.steps[:keep], "loss": curves.loss[:keep]}
     if args.ode:
         assert curves.times is not None and curves.ode_loss is not None  # ode=True fills them
-        columns["time"], columns["ode_loss"] = curves.times, curves.ode_loss
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, _csv_text(columns))
-    except OSError as exc:
-        raise UsageError(f"`--out` {args.out!r} cannot be written: {exc.strerror}") from None
+        columns["time"], columns["ode_loss"] = curves.times[:keep], curves.ode_loss[:keep]
+    write_text(out, csv_text(columns))
     print(
         f"wrote {args.out}: {rule.spec}, {args.steps} steps, {args.loss} loss "
-        f"{curves.loss[0]:.6g} -> {curves.loss[-1]:.6g}"
+        f"{curves.loss[0]:.6g} -> {curves.loss[keep - 1]:.6g}"
     )
+    if stop is not None:
+        print(floor_note(stop, floor, float(curves.loss[-1])))
     return 0
-
-
-def _csv_text(columns: Mapping[str, Any]) -> str:
-    """Steps as integers, values as ``repr`` (round-trips every float64 exactly)."""
-    import io
-
-    keys = list(columns)
-    buffer = io.StringIO(newline="")
-    w = csv.writer(buffer)
-    w.writerow(keys)
-    for row in zip(*(columns[k] for k in keys), strict=True):
-        w.writerow(
-            [int(v) if k == "step" else repr(float(v)) for k, v in zip(keys, row, strict=True)]
-        )
-    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +184,7 @@ def cmd_rates(args: argparse.Namespace) -> int:
     fit = fit_rate(losses, times, floor_rel=args.floor)
     payload = asdict(fit)
     if args.json:
-        _print_json(payload)
+        print_json(payload)
         return 0
     print(f"{args.curve}: {fit.kind}")
     for key, value in payload.items():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .._validate import integer
-from ..conventions import DTYPES, LOSSES, MODES
+from ..conventions import DTYPES, MODES, SQUARED_LOSSES
 from . import _checks as check
 from ._optimizers import RESOLVED_DIGITS, OptimizerChoice, optimizer_choices
 
@@ -289,7 +289,7 @@ def _experiment(where: str, t: Mapping) -> ExperimentConfig:
         mode=mode,
         n=n,
         data_seed=data_seed,
-        loss=check.string(f"{where}.loss", t.get("loss", "half-sum"), allowed=LOSSES),
+        loss=check.string(f"{where}.loss", t.get("loss", "half-sum"), allowed=SQUARED_LOSSES),
         seeds=check.int_list(f"{where}.seeds", t.get("seeds", [0]), minimum=0),
         dtype=check.string(f"{where}.dtype", t.get("dtype", "float64"), allowed=DTYPES),
         device=check.string(f"{where}.device", t.get("device", "auto"), allowed=DEVICES),

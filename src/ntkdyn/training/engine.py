@@ -2,159 +2,64 @@
 
 Networks that share ``X`` and ``y`` are grouped into batches and every batch runs one step loop:
 
-* :class:`~ntkdyn.models.TwoLayerReLU` networks of one parameterisation go through the
-  width-concatenated fast path (``ensemble``): one GEMM forward and one backward over the total
-  width per step, optionally in the input-space reparametrisation ``W = W_0 + C X``.
-  Networks trained with Adam form a separate batch (Adam has no linear description, so it runs
-  in W-space); networks with linear rules of any kind and schedule share one batch.
-* any other ``nn.Module`` goes through ``torch.func`` (``generic``): networks of the same class
-  with the same parameter names and shapes are stacked and vmapped as one batch.
+* :class:`~ntkdyn.models.TwoLayerReLU` networks of one parameterisation trained on a squared
+  loss go through the width-concatenated fast path (``ensemble``): one GEMM forward and one
+  backward over the total width per step, optionally in the input-space reparametrisation
+  ``W = W_0 + C X``. Networks trained with Adam form a separate batch (Adam has no linear
+  description, so it runs in W-space); networks with linear rules of any kind and schedule share
+  one batch.
+* any other ``nn.Module``, or any network on another loss, goes through ``torch.func``
+  (``generic``): networks of the same class with the same parameter names and shapes are
+  stacked and vmapped as one batch. Models may take inputs of any shape ``(n, ...)`` and return
+  ``(n,)``, ``(n, 1)`` or ``(n, C)`` outputs.
 
-Loss conventions (docs/mathematics.md §0): ``"half-sum"`` is ``1/2 sum_i (u_i - y_i)^2`` (c = 1),
-``"mse"`` is ``torch.nn.MSELoss()`` (mean over the n rows, c = 2/n): the dynamics are those of
-the effective kernel ``K = c H``. Divergence handling and the result records: ``result.py``.
+Losses (``ntkdyn.losses``, docs/mathematics.md §0): ``"half-sum"`` is ``1/2 sum (F - T)^2``
+(c = 1), ``"mse"`` is ``torch.nn.MSELoss()`` (mean over the nC outputs, c = 2/(nC)): the dynamics
+are those of the effective kernel ``K = c H``. ``"logistic"``, ``"cross-entropy"`` and custom
+torch losses train on the generic path. Divergence handling and the result records:
+``result.py``; the boundary checks: ``_inputs.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._validate import choice, integer
-from ..conventions import DTYPES, LOSSES
+from ..losses import Loss, resolve_loss
 from ..models import TwoLayerReLU
-from ..optim.rules import Rule, parse
+from ..optim.rules import Rule
+from ._inputs import (
+    as_inputs,
+    check_custom_loss,
+    check_models,
+    check_outputs_at,
+    check_rules,
+    matmul_precision,
+    output_columns,
+    resolve_device,
+    resolve_dtype,
+    targets,
+)
 from .ensemble import TwoLayerEnsemble
 from .generic import GenericEnsemble
-from .loop import run_batch
+from .loop import BatchRun, run_batch
 from .result import RunResult
 
 __all__ = ["train"]
 
-#: The torch dtypes of the precision names a run may use (``ntkdyn.conventions.DTYPES``).
-_DTYPES = tuple(getattr(torch, name) for name in DTYPES)
 
-
-# --------------------------------------------------------------------------------------------
-# Boundary validation.
-
-
-def _check_models(models) -> list[nn.Module]:
-    if isinstance(models, nn.Module):
-        return [models]
-    if not isinstance(models, Sequence) or isinstance(models, str) or len(models) == 0:
-        raise ValueError(
-            f"`models` must be an nn.Module or a non-empty list of them, got {models!r}"
-        )
-    for i, m in enumerate(models):
-        if not isinstance(m, nn.Module):
-            # ValueError naming the field: the project's boundary convention (docs/design.md)
-            message = f"`models[{i}]` must be an nn.Module, got {type(m).__name__}"
-            raise ValueError(message)
-    return list(models)
-
-
-def _check_rules(rules, count: int) -> list[Rule]:
-    if isinstance(rules, (Rule, str)):
-        return [parse(rules)] * count
-    if not isinstance(rules, Sequence) or len(rules) != count:
-        raise ValueError(
-            f"`rules` must be one Rule (or spec string) or a list of {count} (one per model), "
-            f"got {rules!r}"
-        )
-    return [parse(r) for r in rules]
-
-
-def _resolve_dtype(dtype, models) -> torch.dtype:
-    if dtype is not None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"`dtype` must be torch.float32, torch.float64 or None, got {dtype!r}")
-        return dtype
-    found = {p.dtype for m in models for p in m.parameters() if p.is_floating_point()}
-    if len(found) != 1 or next(iter(found)) not in _DTYPES:
-        raise ValueError(
-            f"`dtype` must be given when the models' dtypes are not one of float32/float64 "
-            f"(found {sorted(map(str, found))})"
-        )
-    return found.pop()
-
-
-def _resolve_device(device, models) -> torch.device:
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"`device` must name a torch device, got {device!r}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"`device` is {str(device)!r} but CUDA is not available")
-        return device
-    found = {p.device for m in models for p in m.parameters()}
-    if len(found) > 1:
-        raise ValueError(f"`device` must be given when the models live on several devices {found}")
-    return found.pop() if found else torch.device("cpu")
-
-
-def _as_tensor(a) -> torch.Tensor:
-    # Dataset arrays are read-only; torch warns on sharing them, so copy those (small) arrays
-    if isinstance(a, np.ndarray) and not a.flags.writeable:
-        a = np.array(a)
-    return torch.as_tensor(a).detach()
-
-
-def _check_data(X, y, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    X = _as_tensor(X).to(dtype=dtype, device=device)
-    y = _as_tensor(y).to(dtype=dtype, device=device)
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"`X` must be a non-empty (n, d) matrix, got shape {tuple(X.shape)}")
-    if y.shape != (X.shape[0],):
-        # An (n, 1) target makes MSELoss broadcast to (n, n) (docs/mathematics.md §0 pitfall).
-        raise ValueError(f"`y` must have shape ({X.shape[0]},) to match `X`, got {tuple(y.shape)}")
-    if not (torch.isfinite(X).all() and torch.isfinite(y).all()):
-        raise ValueError("`X` and `y` must be finite (found NaN or inf)")
-    return X.contiguous(), y.contiguous()
-
-
-@contextlib.contextmanager
-def _matmul_precision(allow_tf32: bool):
-    """TF32 off (exact float32 GEMMs) unless asked; the global flags are restored afterwards."""
-    previous = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision("high" if allow_tf32 else "highest")
-    torch.backends.cudnn.allow_tf32 = bool(allow_tf32)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous[0])
-        torch.backends.cudnn.allow_tf32 = previous[1]
-
-
-# --------------------------------------------------------------------------------------------
-# Grouping.
-
-
-def _group_key(model: nn.Module, rule: Rule, fast_path: bool):
+def _group_key(model: nn.Module, rule: Rule, fast: bool) -> tuple:
     kind = "linear" if rule.is_linear else type(rule).__name__
-    if fast_path and isinstance(model, TwoLayerReLU):
+    if fast and isinstance(model, TwoLayerReLU):
         return ("two-layer", model.parameterization, kind)
     params = tuple((k, tuple(p.shape), p.requires_grad) for k, p in model.named_parameters())
     buffers = tuple((k, tuple(b.shape), b.dtype) for k, b in model.named_buffers())
     return ("generic", type(model), params, buffers, kind)
-
-
-def _check_model_fits(model: nn.Module, X: torch.Tensor, index: int) -> None:
-    if isinstance(model, TwoLayerReLU):
-        if model.d != X.shape[1]:
-            raise ValueError(f"`models[{index}]` has d={model.d} but `X` has {X.shape[1]} columns")
-        return
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(f"`models[{index}]` has no trainable parameters")
-
-
-# --------------------------------------------------------------------------------------------
-# Entry point.
 
 
 def train(
@@ -164,7 +69,9 @@ def train(
     rules: Rule | str | Sequence[Rule | str],
     steps: int,
     *,
-    loss: str = "half-sum",
+    loss: str | Loss | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "half-sum",
+    outputs_at: Iterable[int] | None = None,
+    X_test: torch.Tensor | np.ndarray | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     diagnostics_every: int | None = None,
@@ -177,28 +84,40 @@ def train(
     """Train every network in ``models`` on ``(X, y)`` for ``steps`` full-batch steps.
 
     Each network follows its own rule; the models passed in are left unchanged (their tensors
-    are copied). Losses are recorded before the first step and after every step (module doc for
-    the loss conventions, ``result.py`` for divergence and the records).
+    are copied). Losses are recorded before the first step and after every step, in the loss's
+    own units (module doc for the losses and the paths, ``result.py`` for divergence and the
+    records).
 
     Args:
-        models: an ``nn.Module`` mapping ``X (n, d)`` to ``(n,)``, or a list of them.
-        X: ``(n, d)`` inputs; y: ``(n,)`` targets (tensors or arrays).
+        models: an ``nn.Module`` mapping ``X (n, ...)`` to outputs ``(n,)``, ``(n, 1)`` or
+            ``(n, C)``, or a list of them.
+        X: ``(n, ...)`` inputs (tensor or array; e.g. ``(n, d)``, or ``(n, 1, 8, 8)`` for a CNN).
+        y: targets, read by :meth:`ntkdyn.losses.Loss.targets`: ``(n,)`` for ``(n,)`` models;
+            ``(n,)`` or ``(n, C)`` otherwise; integer labels ``(n,)`` for cross-entropy; labels
+            +-1 for logistic.
         rules: one :class:`~ntkdyn.optim.rules.Rule` or spec string for all models, or one per
             model.
         steps: number of optimizer steps (>= 0).
-        loss: ``"half-sum"`` (``1/2 sum (u - y)^2``) or ``"mse"`` (``MSELoss``, mean over n).
+        loss: a name of :data:`ntkdyn.conventions.LOSSES` (``"half-sum"``, ``"mse"``,
+            ``"logistic"``, ``"cross-entropy"``), a :class:`~ntkdyn.losses.Loss`, or a torch
+            function ``fn(F, T) -> scalar`` of outputs and targets ``(n, C)`` (it must work under
+            ``torch.func.vmap``: no ``.item()``, no in-place changes of its inputs).
+        outputs_at: steps in ``0..steps`` after which to record every network's outputs on
+            ``X`` (and ``X_test``); None records none (no cost). Each recorded step costs one
+            forward pass per input set and a copy to the host.
+        X_test: further inputs ``(n_test, ...)`` whose outputs are recorded at ``outputs_at``.
         dtype: ``torch.float32`` or ``torch.float64``; None uses the models' dtype.
         device: where to train; None uses the models' device.
         diagnostics_every: diagnostics at every multiple of this step, plus the first and last
             step (None: first and last only).
         diagnostics: False skips them altogether (``RunResult.diagnostics`` is None): the
-            per-network Gram eigendecompositions cost ~n^3 each, which matters for large n.
+            per-network Gram eigendecompositions cost ~(nC)^3 each, which matters for large n.
         progress: optional ``progress(done, total)`` callback, called about 100 times per batch.
         reparametrize: ``"auto"`` (two-layer batches with linear rules when ``n < d``), True
             (every two-layer batch with linear rules) or False.
         allow_tf32: allow TF32 matrix products on CUDA (off by default: float32 means float32).
-        fast_path: use the width-concatenated two-layer path (False forces torch.func; for
-            cross-checks).
+        fast_path: use the width-concatenated two-layer path for two-layer networks on squared
+            losses (False forces torch.func; for cross-checks).
 
     Returns:
         One :class:`~ntkdyn.training.result.RunResult` per model, in order.
@@ -214,10 +133,11 @@ def train(
         >>> [float(f"{loss:.3g}") for loss in run.losses]
         [12.8, 6.61, 4.23, 2.96, 2.19, 1.72]
     """
-    models = _check_models(models)
-    rules = _check_rules(rules, len(models))
+    models = check_models(models)
+    rules = check_rules(rules, len(models))
     steps = integer("steps", steps, minimum=0)
-    loss = choice("loss", loss, LOSSES)
+    loss = resolve_loss(loss)
+    recorded = check_outputs_at(outputs_at, steps)
     choice("reparametrize", reparametrize, ("auto", True, False))
     every = (
         None
@@ -225,60 +145,105 @@ def train(
         else integer("diagnostics_every", diagnostics_every, minimum=1)
     )
     if not isinstance(diagnostics, bool):
-        message = f"`diagnostics` must be True or False, got {diagnostics!r}"
-        raise ValueError(message)
+        raise ValueError(f"`diagnostics` must be True or False, got {diagnostics!r}")
     if progress is not None and not callable(progress):
         raise ValueError(f"`progress` must be a callable(done, total) or None, got {progress!r}")
-    dtype = _resolve_dtype(dtype, models)
-    device = _resolve_device(device, models)
-    X, y = _check_data(X, y, dtype, device)
-    for i, m in enumerate(models):
-        _check_model_fits(m, X, i)
+    if X_test is not None and recorded is None:
+        raise ValueError("`X_test` needs `outputs_at`: its outputs are recorded at those steps")
+    dtype = resolve_dtype(dtype, models)
+    device = resolve_device(device, models)
+    X = as_inputs(X, dtype, device)
+    inputs = [("X", X)]
+    if X_test is not None:
+        inputs.append(("X_test", as_inputs(X_test, dtype, device, name="X_test", like=X)))
 
-    groups: dict = {}
+    # Every architecture is checked (one forward pass each) before anything trains.
+    fast = fast_path and loss.is_squared
+    groups: dict[tuple, list[int]] = {}
     for i, (m, r) in enumerate(zip(models, rules, strict=True)):
-        groups.setdefault(_group_key(m, r, fast_path), []).append(i)
+        groups.setdefault(_group_key(m, r, fast), []).append(i)
+    n = X.shape[0]
+    shapes = {key: output_columns(models[idx[0]], inputs, idx[0]) for key, idx in groups.items()}
+    target_of: dict[tuple[int, bool], torch.Tensor] = {}
+    for columns, scalar in shapes.values():
+        if (columns, scalar) not in target_of:
+            T = targets(loss, y, n, columns, scalar, dtype, device)
+            check_custom_loss(loss, T)
+            target_of[columns, scalar] = T
+
     checkpoints = {0, steps} | (set(range(0, steps + 1, every)) if every else set())
     if not diagnostics:
         checkpoints = set()
-    n, d = X.shape
     results: list[RunResult | None] = [None] * len(models)
-    with torch.no_grad(), _matmul_precision(allow_tf32):
+    with torch.no_grad(), matmul_precision(allow_tf32):
         for g, (key, idx) in enumerate(groups.items()):
             ms, rs = [models[i] for i in idx], [rules[i] for i in idx]
+            columns, scalar = shapes[key]
+            T = target_of[columns, scalar]
             if key[0] == "two-layer":
                 linear = key[2] == "linear"
-                reparam = linear and (reparametrize is True or (reparametrize == "auto" and n < d))
+                reparam = linear and (
+                    reparametrize is True or (reparametrize == "auto" and n < X.shape[1])
+                )
+                y0 = T[:, 0].contiguous()  # the fast path's (n,) targets
                 batch: TwoLayerEnsemble | GenericEnsemble = TwoLayerEnsemble(
-                    ms, rs, X, y, steps=steps, loss=loss, reparametrize=reparam
+                    cast("list[TwoLayerReLU]", ms),
+                    rs,
+                    X,
+                    y0,
+                    steps=steps,
+                    loss=loss.name,
+                    reparametrize=reparam,
                 )
             else:
-                batch = GenericEnsemble(ms, rs, X, y, steps=steps, loss=loss)
-                _check_output_shape(batch, idx[0], n)
+                batch = GenericEnsemble(ms, rs, X, T, steps=steps, loss=loss, scalar=scalar)
             run = run_batch(
-                batch, steps, checkpoints, progress, offset=g * steps, total=len(groups) * steps
+                batch,
+                steps,
+                checkpoints,
+                progress,
+                offset=g * steps,
+                total=len(groups) * steps,
+                record=recorded or (),
+                inputs=[t for _, t in inputs] if recorded is not None else [],
             )
-            finals = batch.final_params(ms)
+            finals = batch.final_params(ms)  # type: ignore[arg-type]
+            rows = [t.shape[0] for _, t in inputs]
             for j, i in enumerate(idx):
-                width = getattr(models[i], "width", None)
-                results[i] = RunResult(
-                    losses=run.losses[:, j].copy(),
-                    status="ok" if run.diverged_at[j] is None else "diverged",
-                    diverged_at=run.diverged_at[j],
-                    params=finals[j],
-                    rule=rules[i],
-                    width=width if isinstance(width, int) else None,
-                    loss=loss,
-                    diagnostics=run.diagnostics[j],
-                )
+                record = (recorded, rows, columns)
+                results[i] = _result(run, j, finals[j], rules[i], models[i], loss, record)
     done = [r for r in results if r is not None]
     assert len(done) == len(models)  # every model is in exactly one group
     return done
 
 
-def _check_output_shape(batch: GenericEnsemble, index: int, n: int) -> None:
-    shape = batch.output_shape()
-    if shape != (n,):
-        raise ValueError(
-            f"`models[{index}]` must map X (n, d) to outputs of shape ({n},), got {shape}"
-        )
+def _result(
+    run: BatchRun,
+    j: int,
+    params: dict[str, torch.Tensor],
+    rule: Rule,
+    model: nn.Module,
+    loss: Loss,
+    record: tuple[tuple[int, ...] | None, list[int], int],
+) -> RunResult:
+    """The record of network ``j`` of a batch run (``record``: the recorded steps, the rows of
+    each input set and the output width C)."""
+    recorded, rows, columns = record
+    width = getattr(model, "width", None)
+    outputs: list[Any] = [None, None]
+    if recorded is not None:
+        for s, (F, n) in enumerate(zip(run.outputs, rows, strict=True)):
+            outputs[s] = F[:, j].copy() if recorded else np.empty((0, n, columns))
+    return RunResult(
+        losses=run.losses[:, j].copy(),
+        status="ok" if run.diverged_at[j] is None else "diverged",
+        diverged_at=run.diverged_at[j],
+        params=params,
+        rule=rule,
+        width=width if isinstance(width, int) else None,
+        loss=loss.name,
+        diagnostics=run.diagnostics[j],
+        output_steps=None if recorded is None else np.array(recorded, dtype=np.int64),
+        outputs=outputs[0],
+        test_outputs=outputs[1],
+    )

@@ -235,6 +235,21 @@ class TwoLayerEnsemble:
             return torch.addmm(self.W0, self.first.param, self.Xa)
         return self.first.param
 
+    def outputs(self, X: torch.Tensor) -> torch.Tensor:
+        """Every network's outputs on ``X (n', d)`` at the current parameters: ``(N, n', 1)``.
+
+        Recomputed from the weights (not the loop's residual), so recording them leaves the
+        step's arithmetic untouched.
+        """
+        if self.notebook:
+            ones = torch.ones(X.shape[0], 1, dtype=self.dtype, device=self.device)
+            X = torch.cat([X, ones], dim=1)
+            as_u = self.a.param * self.scale
+        else:
+            as_u = self.as_u
+        act = (self.weights() @ X.T).clamp_min_(0.0).mul_(as_u.unsqueeze(1))
+        return self.layout.sum(act).unsqueeze(-1)
+
     def _grams(self, rows: torch.Tensor) -> torch.Tensor:
         """``sum_{u in j} rows_u rows_u^T`` per network for unit-major ``rows (M, n)``."""
         return torch.stack(

@@ -5,10 +5,14 @@ The networks' tensors are stacked along a new leading axis (one entry per networ
 network's gradient and loss in the same call. The optimizer update is the same per-network
 elementwise update as the two-layer fast path (``updates``), with the leading axis indexing
 networks. Trained tensors are the parameters with ``requires_grad``; other parameters and
-buffers are carried along unchanged. The model must map ``X (n, d)`` to outputs ``(n,)``.
+buffers are carried along unchanged. The model maps ``X (n, ...)`` to outputs ``(n,)``,
+``(n, 1)`` or ``(n, C)`` (the engine checks which); the loss is any ``ntkdyn.losses.Loss`` of the
+outputs seen as ``F (n, C)``. A squared loss on ``(n,)`` outputs keeps the residual form
+``e = u - y`` it has always had here, so those runs are unchanged to the last bit.
 
 The empirical Gram at checkpoints is ``H = sum_p J_p J_p^T`` with ``J_p = jacrev`` of the
-outputs with respect to every trained tensor (docs/mathematics.md §1.5).
+flattened outputs (``nC`` rows, row ``i C + c``) with respect to every trained tensor
+(docs/mathematics.md §1.5).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .updates import make_update
 if TYPE_CHECKING:
     from torch import nn
 
+    from ..losses import Loss
     from ..optim.rules import Rule
 
 __all__ = ["GenericEnsemble"]
@@ -37,9 +42,10 @@ class GenericEnsemble:
     Args:
         models: the networks (read only; their tensors are copied).
         rules: one rule per network, all linear or all Adam.
-        X, y: ``(n, d)`` inputs and ``(n,)`` targets in the training dtype and device.
+        X, T: ``(n, ...)`` inputs and ``(n, C)`` targets in the training dtype and device.
         steps: number of optimizer steps.
-        loss: ``"half-sum"`` or ``"mse"``.
+        loss: the loss of the outputs ``F (n, C)``.
+        scalar: the models return ``(n,)`` (so ``C = 1``) rather than ``(n, C)``.
     """
 
     def __init__(
@@ -47,10 +53,11 @@ class GenericEnsemble:
         models: Sequence[nn.Module],
         rules: Sequence[Rule],
         X: torch.Tensor,
-        y: torch.Tensor,
+        T: torch.Tensor,
         *,
         steps: int,
-        loss: str,
+        loss: Loss,
+        scalar: bool,
     ):
         self.N = len(models)
         self.dtype, self.device = X.dtype, X.device
@@ -76,14 +83,25 @@ class GenericEnsemble:
         self.params0 = {k: v.clone() for k, v in self.params.items()}
         self.constant = {k: stack(k) for k in constant}
         base = copy.deepcopy(template).to("meta")
-        mean = loss == "mse"
+        self.n, self.C = T.shape
+        self._base = base
 
         def output(params, consts):
             return functional_call(base, (params, consts), (X,))
 
-        def loss_fn(params, consts):
-            e = output(params, consts) - y
-            return (e * e).mean() if mean else 0.5 * (e * e).sum()
+        if scalar and loss.is_squared:
+            # The residual form this path has always used: bit-identical curves for old runs
+            y, mean = T[:, 0].contiguous(), loss.name == "mse"
+
+            def loss_fn(params, consts):
+                e = output(params, consts) - y
+                return (e * e).mean() if mean else 0.5 * (e * e).sum()
+
+        else:
+            n, C = self.n, self.C
+
+            def loss_fn(params, consts):
+                return loss.torch(output(params, consts).reshape(n, C), T)
 
         self._output = output
         self._loss = vmap(loss_fn)
@@ -92,11 +110,14 @@ class GenericEnsemble:
         self.grads: list[torch.Tensor] | None = None  # set by forward(need_grad=True)
         self._H0: torch.Tensor | None = None
 
-    def output_shape(self) -> tuple[int, ...]:
-        """Shape of the first network's output on X (the engine checks it is ``(n,)``)."""
-        params = {k: v[0] for k, v in self.params.items()}
-        consts = {k: v[0] for k, v in self.constant.items()}
-        return tuple(self._output(params, consts).shape)
+    def outputs(self, X: torch.Tensor) -> torch.Tensor:
+        """Every network's outputs on ``X (n', ...)`` at the current parameters: ``(N, n', C)``."""
+
+        def output(params, consts):
+            return functional_call(self._base, (params, consts), (X,))
+
+        F = vmap(output)(self.params, self.constant)
+        return F.reshape(self.N, X.shape[0], self.C)
 
     def forward(self, need_grad: bool = True) -> torch.Tensor:
         """Losses ``(N,)`` at the current parameters (and their gradients if ``need_grad``)."""
@@ -116,7 +137,8 @@ class GenericEnsemble:
         jac = self._jacobian(self.params, self.constant)
         grams = []
         for k in self.trained:
-            J = jac[k].reshape(self.N, jac[k].shape[1], -1).to(torch.float64)
+            # rows i C + c: the flattened outputs (n,) or (n, C), the order of F.reshape(-1)
+            J = jac[k].reshape(self.N, self.n * self.C, -1).to(torch.float64)
             grams.append(J @ J.transpose(1, 2))
         H = _total(grams)
         if self._H0 is None:

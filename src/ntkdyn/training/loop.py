@@ -1,14 +1,15 @@
 """The step loop shared by both batch kinds: losses on the device, divergence masks, checkpoints.
 
 A batch object provides ``N``, ``dtype``, ``device``, ``forward(need_grad) -> (N,) losses``,
-``step(k, frozen)``, ``diagnostics() -> dict`` and ``final_params(models)``. The loop never
-synchronises with the host inside a step: losses go into a ``(steps + 1, N)`` device buffer,
-divergence is detected with device-side masks, and the host only reads at checkpoints.
+``step(k, frozen)``, ``diagnostics() -> dict``, ``outputs(X) -> (N, n, C)`` and
+``final_params(models)``. The loop never synchronises with the host inside a step: losses go
+into a ``(steps + 1, N)`` device buffer, divergence is detected with device-side masks, and the
+host only reads at checkpoints and at the steps whose outputs are recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +34,8 @@ class Batch(Protocol):
 
     def diagnostics(self) -> dict: ...
 
+    def outputs(self, X: torch.Tensor) -> torch.Tensor: ...
+
 
 @dataclass(frozen=True)
 class BatchRun:
@@ -41,6 +44,7 @@ class BatchRun:
     losses: np.ndarray  # (steps + 1, N) float64
     diverged_at: list[int | None]  # per network: step or None
     diagnostics: list[Diagnostics | None]  # None when no checkpoints were asked for
+    outputs: list[np.ndarray]  # per input set: (k, N, n, C) float64 at the recorded steps
 
 
 def _spectra(diag: dict) -> dict[str, np.ndarray | None]:
@@ -74,12 +78,16 @@ def run_batch(
     progress: Callable[[int, int], None] | None = None,
     offset: int = 0,
     total: int | None = None,
+    *,
+    record: Sequence[int] = (),
+    inputs: Sequence[torch.Tensor] = (),
 ) -> BatchRun:
     """Train ``batch`` for ``steps`` steps; returns a :class:`BatchRun`.
 
     Divergence (result.py): at step t a live network with a non-finite loss or a loss above
     ``DIVERGENCE_FACTOR * max(L_0, tiny)`` is recorded with that loss, frozen (its increments
-    are masked to 0 from step t + 1 on) and its later losses are NaN.
+    are masked to 0 from step t + 1 on) and its later losses, diagnostics and outputs are NaN.
+    The outputs on every tensor of ``inputs`` are recorded after each step of ``record``.
     """
     N, dtype, device = batch.N, batch.dtype, batch.device
     losses = torch.empty(steps + 1, N, dtype=dtype, device=device)
@@ -89,6 +97,8 @@ def run_batch(
     tiny = torch.finfo(dtype).tiny
     every = max(1, steps // 100)
     records = []
+    wanted = set(record)
+    outs: list[list[torch.Tensor]] = [[] for _ in inputs]
     for t in range(steps + 1):
         L = batch.forward(need_grad=t < steps)
         if t == 0:
@@ -99,6 +109,9 @@ def run_batch(
         alive = alive & ~newly
         if t in checkpoints:
             records.append((t, _spectra(batch.diagnostics())))
+        if t in wanted:  # to the host at once: k (N, n, C) arrays could fill the device
+            for kept, X in zip(outs, inputs, strict=True):
+                kept.append(batch.outputs(X).detach().to("cpu", torch.float64))
         if t < steps:
             batch.step(t + 1, ~alive)
         if progress is not None and (t % every == 0 or t == steps):
@@ -106,8 +119,9 @@ def run_batch(
 
     div = [None if k < 0 else int(k) for k in diverged_at.cpu().tolist()]
     curves = losses.cpu().double().numpy()
+    outputs = _frozen_to_nan(outs, sorted(wanted), div)
     if not records:
-        return BatchRun(losses=curves, diverged_at=div, diagnostics=[None] * N)
+        return BatchRun(curves, div, [None] * N, outputs)
     steps_arr = np.array([t for t, _ in records])
     diagnostics: list[Diagnostics | None] = []
     names = ["lambda_min", "lambda_max", "kernel_change", "weight_change", "pattern_change"]
@@ -128,4 +142,20 @@ def run_batch(
                 pattern_change=values.get("pattern_change"),
             )
         )
-    return BatchRun(losses=curves, diverged_at=div, diagnostics=diagnostics)
+    return BatchRun(curves, div, diagnostics, outputs)
+
+
+def _frozen_to_nan(
+    outs: list[list[torch.Tensor]], steps: list[int], div: list[int | None]
+) -> list[np.ndarray]:
+    """Stack the recorded outputs ``(k, N, n, C)``; NaN after a network's divergence step."""
+    late = np.array([[k > d if d is not None else False for d in div] for k in steps], bool)
+    stacked = []
+    for kept in outs:
+        if not kept:  # nothing recorded: the engine builds the (0, n, C) arrays itself
+            stacked.append(np.empty((0, len(div), 0, 0)))
+            continue
+        F = torch.stack(kept).numpy()
+        F[late] = np.nan
+        stacked.append(F)
+    return stacked

@@ -3,15 +3,22 @@
 Conventions (stated once here, relied on by the report and the store):
 
 * ``losses[k]`` is the loss at the parameters after ``k`` optimizer steps, ``k = 0..steps``;
-  ``losses[0]`` is the loss at initialisation. "half-sum" is ``1/2 sum_i (u_i - y_i)^2``
-  (loss factor c = 1, docs/mathematics.md §0), "mse" is ``torch.nn.MSELoss()``, the mean over the n rows
-  (c = 2/n, so the effective kernel is K = 2 H / n).
+  ``losses[0]`` is the loss at initialisation, in the loss's own units (``ntkdyn.losses.Loss``):
+  "half-sum" is ``1/2 sum_ic (F_ic - T_ic)^2`` (loss factor c = 1, docs/mathematics.md §0),
+  "mse" is ``torch.nn.MSELoss()``, the mean over the ``n C`` outputs (c = 2/(nC), so the
+  effective kernel is K = c H), "logistic" is the mean over the ``n C`` outputs and
+  "cross-entropy" the mean over the n rows.
+* ``outputs[j]`` are the network's outputs ``F (n, C)`` on X after ``output_steps[j]`` steps
+  (``(n,)`` models give ``C = 1``); ``test_outputs[j]`` the same on ``X_test``.
 * A network whose loss becomes non-finite or exceeds ``DIVERGENCE_FACTOR * losses[0]`` is
   frozen at that step ``k*``: ``status = "diverged"``, ``diverged_at = k*``, ``losses[k*]`` is
   the offending value and every later loss is NaN. Its ``params`` are the parameters at step
-  ``k*`` (no update is applied from then on), and its diagnostics after ``k*`` are NaN.
+  ``k*`` (no update is applied from then on), and its diagnostics and recorded outputs after
+  ``k*`` are NaN.
 * Diagnostics use the empirical Gram ``H(t) = J J^T`` of *all trained parameters* (without the
-  loss factor c; docs/mathematics.md §1.1 and 1.4), not the effective kernel ``K = c H``.
+  loss factor c; docs/mathematics.md §1.1 and 1.4), not the effective kernel ``K = c H``. For a
+  model with C outputs it is the ``(nC, nC)`` Gram of the flattened outputs, row ``i C + c``
+  for output c of input i (the order of ``outputs[j].reshape(-1)``).
 """
 
 from __future__ import annotations
@@ -65,8 +72,12 @@ class RunResult:
             ``model.load_state_dict(result.params)`` restores the trained network.
         rule: the optimizer rule that trained it.
         width: the hidden width ``m`` (``model.width``), or None if the model has none.
-        loss: ``"half-sum"`` or ``"mse"``.
+        loss: the loss's name: one of ``ntkdyn.conventions.LOSSES`` or ``"custom"``.
         diagnostics: kernel/weight diagnostics at the checkpoints (None if switched off).
+        output_steps: ``(k,)`` int64 steps at which outputs were recorded, ascending (None when
+            ``outputs_at`` was None).
+        outputs: ``(k, n, C)`` float64 outputs on X at those steps (None when not recorded).
+        test_outputs: ``(k, n_test, C)`` float64 outputs on ``X_test`` (None without it).
     """
 
     losses: np.ndarray
@@ -77,6 +88,9 @@ class RunResult:
     width: int | None
     loss: str
     diagnostics: Diagnostics | None
+    output_steps: np.ndarray | None = None
+    outputs: np.ndarray | None = None
+    test_outputs: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
