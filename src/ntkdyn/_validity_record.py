@@ -155,7 +155,11 @@ def summary(record: ValidityRecord) -> str:
     wider = "a wider network"
     if record.width_factor is not None:
         factor = record.width_factor
-        wider += f" (about {factor:.0f}x)" if factor >= 10 else f" (about {factor:.2g}x)"
+        # beyond 1000x the first-order estimate says only that width alone will not do
+        if factor > 1000:
+            wider = "a far wider network (over 1000x, by the first-order estimate)"
+        else:
+            wider += f" (about {factor:.0f}x)" if factor >= 10 else f" (about {factor:.2g}x)"
     if record.suggested_lr is None:
         advice = f"try {wider}; the step is already within half its stable limit"
     else:
@@ -195,9 +199,12 @@ def _worst_ratio(record: ValidityRecord) -> float:
 
 
 def _pct(value: float, *, signed: bool = False) -> str:
-    """A share as a percentage: ``12%``, ``6.5%``, ``0.31%``, ``+230%``, ``4.1e-05%``."""
+    """A share as a percentage: ``12%``, ``6.5%``, ``0.31%``, ``+230%``, ``4.1e-05%``; from
+    1000x on as a factor, ``1.9e+16x``."""
     v = 100.0 * float(value)
     sign = "+" if signed else ""
+    if abs(v) >= 1e5:  # a run that blew up: the digits mean nothing, the size does
+        return f"{v / 100.0:{sign}.1e}x"
     if abs(v) >= 10.0:
         return f"{v:{sign}.0f}%"
     if abs(v) >= 0.01 or v == 0.0:
