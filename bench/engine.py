@@ -31,9 +31,9 @@ import datetime
 import os
 import platform
 import sys
-import time
 
 import torch
+from _common import best_time
 from torch import nn
 
 from ntkdyn.models import TwoLayerReLU
@@ -48,26 +48,6 @@ TARGET_LOOP = 5.0  # engine at least this many times faster than the notebook-st
 TARGET_GEMM = 1.0  # engine at most this multiple of the bare GEMMs
 TARGET_F64 = 1.5  # float64 engine at most this multiple of float32
 LOSS_AGREEMENT = 1e-4  # engine vs loop, max |dL_final| / L0 (float32, same initial weights)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _best(fn, device, repeats, warmup=True):
-    if warmup:
-        fn()  # allocator, kernels, BLAS handles, compiled kernels
-    _sync(device)
-    best = float("inf")
-    out = None
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def _problem(n, widths, dtype, device):
@@ -176,19 +156,19 @@ def _sweep(label, n, widths, device, repeats, with_f64):
         flush=True,
     )
     ok = True
-    t_engine, res = _best(_engine(X, y, models, rules), device, repeats)
+    t_engine, res = best_time(_engine(X, y, models, rules), device, repeats)
     _line("engine (reparametrised, all networks in one call)", t_engine)
-    t_diag, _ = _best(_engine(X, y, models, rules, diagnostics=True), device, 1)
+    t_diag, _ = best_time(_engine(X, y, models, rules, diagnostics=True), device, 1)
     _line("engine with diagnostics at the first and last step (info)", t_diag)
-    t_plain, _ = _best(_engine(X, y, models, rules, reparametrize=False), device, 1)
+    t_plain, _ = best_time(_engine(X, y, models, rules, reparametrize=False), device, 1)
     _line("engine without reparametrisation (info)", t_plain)
     # The loop is long; on the CPU (nothing to warm up but BLAS) one timed run is enough.
     cuda = device.type == "cuda"
-    t_loop, finals = _best(
+    t_loop, finals = best_time(
         _notebook_loop(X, y, models, rules), device, max(1, repeats - 1) if cuda else 1, warmup=cuda
     )
     _line("notebook-style loop (nn.Sequential + SGD, one by one)", t_loop)
-    t_gemm, _ = _best(_bare_gemms(X, M), device, repeats)
+    t_gemm, _ = best_time(_bare_gemms(X, M), device, repeats)
     _line("bare GEMMs X W^T and G^T X over the total width", t_gemm)
     ok &= _check_losses(res, finals)
     ok &= _ratio(
@@ -197,7 +177,7 @@ def _sweep(label, n, widths, device, repeats, with_f64):
     ok &= _ratio("engine time / bare GEMM time", t_engine / t_gemm, TARGET_GEMM, at_least=False)
     if with_f64:
         X64, y64, models64, rules64 = _problem(n, widths, torch.float64, device)
-        t64, _ = _best(_engine(X64, y64, models64, rules64), device, repeats)
+        t64, _ = best_time(_engine(X64, y64, models64, rules64), device, repeats)
         _line("engine float64", t64)
         ok &= _ratio("engine float64 / float32", t64 / t_engine, TARGET_F64, at_least=False)
     return ok

@@ -48,7 +48,7 @@ import numpy as np
 import scipy.linalg.blas  # noqa: F401  (loaded before threadpool_limits, so that it limits it)
 import scipy.sparse.linalg
 import torch
-from _machine import cpu_model
+from _common import cpu_model
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import ntkdyn

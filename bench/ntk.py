@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 import torch
-from _machine import cpu_model
+from _common import best_time, cpu_model, sync
 from threadpoolctl import threadpool_limits
 from torch import nn
 
@@ -41,24 +41,6 @@ from ntkdyn.kernels import JACOBIAN_BUDGET_BYTES, empirical_ntk
 
 TARGET = 1.5  # empirical_ntk at most this multiple of the bare GEMM
 PANEL_BYTES = 512 * 2**20  # column panel of the baseline's A
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device: torch.device, repeats: int, warmup: bool):
-    if warmup:
-        fn()
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        out = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def _mlp(d: int, width: int, outputs: int, device: torch.device) -> nn.Module:
@@ -76,14 +58,14 @@ def _bare_gram(rows: int, columns: int, device: torch.device) -> float:
     for start in range(0, columns, panel):
         width = min(panel, columns - start)
         A = torch.randn(rows, width, generator=g, dtype=torch.float64, device=device)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         if device.type == "cpu":
             a = A.numpy()
             K += torch.from_numpy(a @ a.T)  # syrk
         else:
             K.addmm_(A, A.T)
-        _sync(device)
+        sync(device)
         total += time.perf_counter() - t0
     return total
 
@@ -132,7 +114,7 @@ def _bench(args, n: int, width: int, device: torch.device) -> int:
         f"float64; kernel {n * C} x {n * C}",
         flush=True,
     )
-    t_ntk, K = _timed(lambda: empirical_ntk(model, X), device, args.repeats, warmup=True)
+    t_ntk, K = best_time(lambda: empirical_ntk(model, X), device, args.repeats, warmup=True)
     _line("empirical_ntk (auto: layer-wise closed form)", t_ntk)
     time.sleep(1.0)  # let torch's OpenMP threads stop spinning before NumPy's BLAS runs
     t_gemm = _bare_gram(n * C, params, device)
@@ -145,7 +127,7 @@ def _bench(args, n: int, width: int, device: torch.device) -> int:
         flush=True,
     )
     if not args.skip_autodiff:
-        t_ad, K_ad = _timed(
+        t_ad, K_ad = best_time(
             lambda: empirical_ntk(model, X, method="autodiff"), device, 1, warmup=False
         )
         _line("info: method='autodiff' (planned groups and tiles)", t_ad)
@@ -153,7 +135,7 @@ def _bench(args, n: int, width: int, device: torch.device) -> int:
         if not args.skip_old:
             row_bytes = C * params * 8
             old_rows = max(1, JACOBIAN_BUDGET_BYTES // (2 * row_bytes))
-            t_old, K_old = _timed(
+            t_old, K_old = best_time(
                 lambda: empirical_ntk(model, X, method="autodiff", block_rows=old_rows),
                 device,
                 1,

@@ -18,13 +18,14 @@ import argparse
 import os
 import platform
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import torch
+from _common import sync
 from threadpoolctl import threadpool_limits
 
 from ntkdyn.dynamics import predict_discrete
+from ntkdyn.kernels import spectrum
 from ntkdyn.optim import GD, HeavyBall, HigherOrderMomentum, Nesterov, NesterovSC, NesterovTorch
 
 TARGET_CONSTANT = 100.0
@@ -51,7 +52,7 @@ def _torch_run(rule, J, y, steps: int, device: str) -> tuple[float, np.ndarray]:
     w = torch.zeros(J.shape[1], dtype=torch.float64, device=device, requires_grad=True)
     opt = rule.torch([w])
     losses = torch.empty(steps + 1, dtype=torch.float64, device=device)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for k in range(steps + 1):
         opt.zero_grad()
@@ -60,13 +61,8 @@ def _torch_run(rule, J, y, steps: int, device: str) -> tuple[float, np.ndarray]:
         if k < steps:
             loss.backward()
             opt.step()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start, losses.cpu().numpy()
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def _predict_time(spec, e0, rule, steps: int) -> tuple[float, np.ndarray]:
@@ -107,10 +103,9 @@ def _bench(args) -> None:
 
     K, y = _kernel(args.n, args.d, args.seed)
     start = time.perf_counter()
-    lam, Q = np.linalg.eigh(K)
+    spec = spectrum(K, vectors=True)  # the one kernel path: checks, eigh, clipping
     t_eigh = time.perf_counter() - start
-    lam = np.maximum(lam, 0.0)
-    spec = SimpleNamespace(eigenvalues=lam, eigenvectors=Q)
+    lam, Q = spec.eigenvalues, spec.eigenvectors
     lr = 1.0 / lam[-1]  # h_max = 1: stable for every rule below
     print(
         f"K: two-layer H^inf, n={args.n}, d={args.d}; lambda_min {lam[0]:.3e}, "

@@ -36,7 +36,6 @@ from .optim.rules import LinearRule, Rule
 if TYPE_CHECKING:
     from ._kernel_operator import KernelOperator
     from .function_space import FunctionPrediction
-    from .prediction import KernelModel
 
 __all__ = ["Linearisation", "ProbeMeasurements", "checkpoint_steps", "run_probe", "stable_lr_of"]
 
@@ -55,9 +54,9 @@ class Linearisation(Protocol):
         self, rule: Rule | str, steps: int, *, outputs_at: int | Sequence[int] | None = None
     ) -> FunctionPrediction: ...
 
-    def kernel_model(self) -> KernelModel: ...
-
     def max_stable_lr(self, rule: Rule | str) -> float: ...
+
+    def effective_eigenvalues(self) -> tuple[np.ndarray, float, str | None]: ...
 
 
 # The functions whose outputs are ReLU gates; in-place forms included (nn.ReLU(inplace=True)).
@@ -240,4 +239,4 @@ def stable_lr_of(lin: Linearisation, rule: LinearRule) -> float | None:
     for the others it is only a bound)."""
     if not lin.loss.is_squared:
         return None
-    return lin.max_stable_lr(rule) if lin.kernel_model().lambda_max > 0 else None
+    return lin.max_stable_lr(rule) if lin.effective_eigenvalues()[0][-1] > 0 else None

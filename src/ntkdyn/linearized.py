@@ -66,6 +66,7 @@ class Linearized:
         self.F0_test = F0_test
         self.model = model
         self.inputs = inputs
+        self._eigenvalues: np.ndarray | None = None  # of the kernel, once asked for
 
     @classmethod
     def from_kernels(
@@ -136,10 +137,11 @@ class Linearized:
         from .kernels import spectrum
 
         op = self.kernel
-        blocks = op.K if op.structure == "block-diagonal" else [op.K]
-        eigenvalues = np.sort(np.concatenate([spectrum(K).eigenvalues for K in blocks]))
+        if self._eigenvalues is None:  # the kernel never changes: one eigendecomposition
+            blocks = op.K if op.structure == "block-diagonal" else [op.K]
+            self._eigenvalues = np.sort(np.concatenate([spectrum(K).eigenvalues for K in blocks]))
         factor, bound = self.loss.curvature(*op.shape)
-        return factor * eigenvalues, factor, bound
+        return factor * self._eigenvalues, factor, bound
 
     def max_stable_lr(self, rule: Rule | str) -> float:
         """The rule's largest stable step on the effective kernel (a bound for logistic and
