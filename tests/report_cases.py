@@ -104,3 +104,85 @@ def _width_records(kernel, exponent):
 
 
 EVIL = '<script>alert("x")</script> & $\\notacommand$ "quoted"'
+
+
+# --------------------------------------------------------------------------------------------
+# A user's own grid (kind "curves"): the generic report.
+
+#: lr values whose text order (0.5, 10, 2) differs from their numeric order (0.5, 2, 10).
+GRID_LRS = (10.0, 0.5, 2.0)
+GRID_BETAS = (0.9, 0.5)
+#: Widths whose text order (1024, 256, 64) differs from their numeric order.
+GRID_WIDTHS = (1024, 64, 256)
+
+
+def _grid_final(lr, beta, width, seed):
+    """A final loss that depends on every axis (so medians and cells can be told apart)."""
+    return 1e-3 / lr * (1.0 - beta + 0.05) * (64.0 / width) * (1.0 + 0.2 * seed)
+
+
+def grid_records(
+    *,
+    widths=GRID_WIDTHS,
+    lrs=GRID_LRS,
+    betas=GRID_BETAS,
+    seeds=(1, 0),
+    steps=40,
+    experiment="G",
+    extra=None,
+    diverge=(),
+):
+    """HB runs over ``lrs x betas x widths x seeds`` plus one GD run per width and seed, with
+    exact geometric curves and a kernel prediction that misses by ~ m^-1/2. Ids run against
+    the value order (the first setting gets the largest id), so any figure ordered by id or
+    by store order comes out reversed. ``diverge``: (lr, beta) settings whose runs diverge."""
+    base = {**DATA, "mode": "theory", **(extra or {})}
+    settings = [(f"gd:lr={lrs[0]}", lrs[0], 0.0)] + [
+        (f"hb:lr={lr},beta={b}", lr, b) for lr in lrs for b in betas
+    ]
+    records, key = [], []
+    for spec, lr, b in settings:
+        for m in widths:
+            for s in seeds:
+                key.append((spec.split(":")[0], lr, b, m, s))
+                final = _grid_final(lr, b, m, s)
+                L = np.geomspace(1.0, final, steps + 1)
+                bump = 1.0 + 0.5 * m**-0.5 * np.sin(np.linspace(0.0, np.pi, steps + 1))
+                status = "ok"
+                if (lr, b) in diverge:
+                    L[steps // 2 :], status = np.nan, "diverged"
+                rec = _record(
+                    experiment, spec, L, width=m, seed=s, pred=L * bump, base=base, status=status
+                )
+                records.append(rec)
+    order = sorted(range(len(records)), key=lambda i: key[i])
+    for rank, i in enumerate(order):
+        r = records[i]
+        records[i] = RunRecord(**{**r.__dict__, "id": f"{experiment}-{999 - rank:03d}"})
+    return records
+
+
+def write_store(path, records, experiments, *, name="custom grid"):
+    """A results store at ``path`` holding ``records``; ``experiments``: id -> (kind, mode)."""
+    import json
+
+    from ntkdyn.experiments.store import Store
+
+    with Store(path / "results.sqlite") as store:
+        store.set_meta(
+            {
+                "config": json.dumps(
+                    {
+                        "name": name,
+                        "experiments": [
+                            {"id": eid, "kind": kind, "title": "", "mode": mode}
+                            for eid, (kind, mode) in experiments.items()
+                        ],
+                    },
+                    sort_keys=True,
+                ),
+                "environment": json.dumps({"python": "3.x"}, sort_keys=True),
+            }
+        )
+        store.write_batch(records)
+    return path

@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from ntkdyn.experiments.presets import PRESETS, get_preset
 from ntkdyn.experiments.store import RunRecord
-from ntkdyn.optim.rules import parse
+from ntkdyn.optim.rules import RULES, parse
 from ntkdyn.prediction import KernelModel
-from ntkdyn.report.claims import evaluate_claims
+from ntkdyn.report.claims import NEEDS, evaluate_claims, omitted_claims, omitted_sentence
 from ntkdyn.report.summary import analyze_run
 
 from ladder import LADDER, SEEDS, drifted
@@ -111,11 +112,79 @@ def test_c3_and_c7_from_exact_scheduled_nesterov_curves(init_models):
     assert wrong["C3"].verdict == "refuted", wrong["C3"].evidence
 
 
-def test_claims_without_runs_are_inconclusive_and_say_so():
-    claims = evaluate_claims([])
-    assert [c.id for c in claims] == [f"C{i}" for i in range(1, 8)]
-    assert all(c.verdict == "inconclusive" for c in claims)
-    assert all(c.reason for c in claims)
+#: One run of the kind and optimizer each claim reads (module ``NEEDS``).
+_NEEDED = {
+    "C1": ("theory-ladder", "gd:lr=0.1"),
+    "C2": ("theory-point", "hb:lr=0.1,beta=0.9"),
+    "C3": ("theory-curves", "nesterov:lr=0.1,r=3"),
+    "C4": ("theory-point", "nesterov-sc:lr=0.1,beta=0.9"),
+    "C5": ("theory-ladder", "hom:lr=0.1,b1=0.5,b2=0.2"),
+    "C6": ("theory-ladder", "hb:lr=0.1,beta=0.5"),
+    "C7": ("theory-curves", "nesterov-torch:lr=0.1,r=3"),
+}
+
+
+def _bare(spec, kind, *, mode="theory"):
+    """A stored run with no kernel model (too little evidence for any verdict)."""
+    losses = np.geomspace(1.0, 1e-3, 51)
+    cfg = {**CFG, "mode": mode, "experiment": "X", "width": 64, "seed": 0}
+    cfg.update({"optimizer": parse(spec).spec, "steps": 50, "predict": False})
+    rec = RunRecord(
+        id=f"X-{spec}",
+        experiment="X",
+        config=cfg,
+        status="ok",
+        diverged_at=None,
+        steps=50,
+        final_loss=float(losses[-1]),
+        losses=losses,
+        finished="2026-01-01T00:00:00Z",
+    )
+    return analyze_run(rec, kind)
+
+
+def test_claims_without_their_runs_are_left_out_and_the_sentence_says_what_they_need():
+    assert evaluate_claims([]) == []
+    omitted = omitted_claims([])
+    assert [o["id"] for o in omitted] == [f"C{i}" for i in range(1, 8)]
+    note = omitted_sentence(omitted)
+    assert note.count(" needs ") == 7 and note.endswith(".") and note.count(". ") == 0
+    assert "C2 needs hb runs of kind theory-ladder or theory-point" in note
+    assert omitted_sentence([]) == ""
+    # a user's own grid (kind "curves") and notebook-mode ladders feed no claim
+    runs = [
+        _bare("gd:lr=0.1", "curves"),
+        _bare("hb:lr=0.1,beta=0.9", "theory-ladder", mode="notebook"),
+    ]
+    assert evaluate_claims(runs) == [] and len(omitted_claims(runs)) == 7
+
+
+@pytest.mark.parametrize("cid", sorted(_NEEDED))
+def test_a_claim_with_its_runs_but_no_evidence_stays_inconclusive(cid):
+    kind, spec = _NEEDED[cid]
+    claims = {c.id: c for c in evaluate_claims([_bare(spec, kind)])}
+    assert cid in claims and claims[cid].verdict == "inconclusive", claims.get(cid)
+    assert cid not in {o["id"] for o in omitted_claims([_bare(spec, kind)])}
+    # the same run under a kind the claim does not read leaves it out
+    other = next(
+        k for k in ("theory-ladder", "theory-curves", "theory-point") if k not in NEEDS[cid].kinds
+    )
+    assert cid not in {c.id for c in evaluate_claims([_bare(spec, other)])}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_presets_feed_every_claim(preset):
+    """Each preset's theory experiments meet every claim's needs, so it keeps C1-C7."""
+    fed = {
+        (e.kind, RULES[o.name].family)
+        for e in get_preset(preset).experiments
+        if e.mode == "theory"
+        for o in e.optimizers
+    }
+    for cid, needs in NEEDS.items():
+        assert any(
+            k in needs.kinds and (not needs.families or f in needs.families) for k, f in fed
+        ), cid
 
 
 def test_unstable_rule_is_refuted_in_the_claim(init_models):
@@ -133,9 +202,10 @@ def test_unstable_rule_is_refuted_in_the_claim(init_models):
     assert math.isfinite(lr)
 
 
-@pytest.mark.parametrize("cid", ["C1", "C2", "C3", "C4", "C5", "C6", "C7"])
+@pytest.mark.parametrize("cid", sorted(_NEEDED))
 def test_every_claim_dict_has_the_report_fields(cid):
-    c = {c.id: c for c in evaluate_claims([])}[cid].as_dict()
+    kind, spec = _NEEDED[cid]
+    c = {c.id: c for c in evaluate_claims([_bare(spec, kind)])}[cid].as_dict()
     assert {
         "id",
         "statement",

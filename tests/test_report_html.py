@@ -249,7 +249,7 @@ def test_html_tolerates_summaries_without_the_optional_keys():
     from ntkdyn.report.html import render_html
 
     empty = render_html({}, [])
-    assert "No claims." in empty and '<h2 id="environment"' in empty
+    assert "No claims apply" in empty and '<h2 id="environment"' in empty
 
 
 def test_sweep_environment_records_provenance(monkeypatch):

@@ -9,6 +9,8 @@ import itertools
 import json
 import sys
 
+import pytest
+
 from ntkdyn.cli import main
 from ntkdyn.experiments.config import load_config
 from ntkdyn.experiments.progress import Progress, format_eta
@@ -93,6 +95,40 @@ def test_progress_bar_on_a_terminal():
     assert "2/4 runs  50%  eta 0:10" in text and "#" * 12 + "-" * 12 in text
 
 
+def test_progress_moves_inside_a_batch_and_the_eta_counts_partial_work():
+    stream, clock = io.StringIO(), FakeClock()
+    p = Progress(8, work=800.0, batches=2, stream=stream, tty=False, interval=10.0, clock=clock)
+    p.update(0, 0.0, force=True)
+    clock.t = 10.0
+    p.step(0, 250, 1000, 400.0)  # a quarter of the first batch: 100 of 800 units in 10 s
+    assert p.eta() == pytest.approx(70.0)
+    clock.t = 20.0
+    p.step(0, 500, 1000, 400.0)  # due: a line with the batch and step
+    clock.t = 25.0
+    p.step(0, 600, 1000, 400.0)  # within the interval: no line
+    clock.t = 40.0
+    p.update(4, 400.0, batch=0)
+    p.close()
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "[sweep] 0/8 runs, 0%, eta ?",
+        "[sweep] 0/8 runs, 12%, batch 1/2 step 250/1000, eta 1:10",
+        "[sweep] 0/8 runs, 25%, batch 1/2 step 500/1000, eta 1:00",
+        "[sweep] 4/8 runs, 50%, eta 0:40",
+    ]
+
+
+def test_the_progress_detail_shows_several_running_batches():
+    stream, clock = io.StringIO(), FakeClock()
+    p = Progress(8, work=800.0, batches=4, stream=stream, tty=True, clock=clock)
+    p.step(0, 100, 1000, 200.0)
+    clock.t = 1.0
+    p.step(2, 900, 1000, 200.0)
+    assert "batch 3/4 step 900/1000 (+1 running)" in p.text()
+    p.update(2, 200.0, batch=2)
+    assert "batch 1/4 step 100/1000" in p.text() and "running" not in p.text()
+
+
 # --------------------------------------------------------------------------------------------
 # CLI.
 
@@ -132,7 +168,7 @@ def test_cli_reproduce_wiring(tmp_path, monkeypatch, capsys):
             TINY.replace("steps = 200", "steps = 5").replace("widths = [64, 128]", "widths = [16]")
         )
 
-    def build_report(out_dir):
+    def build_report(out_dir, say=None):
         calls["report"] = out_dir
         (out_dir / "report.html").write_text("<html></html>")
         claims = [
@@ -160,3 +196,52 @@ def test_cli_reproduce_wiring(tmp_path, monkeypatch, capsys):
     assert main(["report", str(out)]) == 0 and "C1  supported" in capsys.readouterr().out
     assert main(["reproduce", "--preset", "nope"]) == 2
     assert "--preset" in capsys.readouterr().err
+
+
+def test_a_sweep_reports_steps_inside_its_batches(tmp_path, capsys, monkeypatch):
+    """The engine's steps reach the display: lines name the batch and its step."""
+    import ntkdyn.experiments.progress as progress
+
+    monkeypatch.setattr(progress, "LINE_INTERVAL_S", 0.0)  # every update prints a line
+    from ntkdyn.experiments.sweep import run_sweep
+
+    run_sweep(TINY, tmp_path / "out", progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    steps = [line for line in lines if "step" in line]
+    assert any("batch 1/3 step 0/200" in line for line in steps), lines
+    assert any("batch 3/3 step 200/200" in line for line in steps), lines
+    assert lines[-1].startswith("[sweep] 12/12 runs, 100%")
+
+
+def test_under_jupyter_the_display_is_a_tqdm_bar(monkeypatch):
+    """tqdm's auto bar when a kernel runs and tqdm is installed (a stand-in for both here)."""
+    import types
+
+    made = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            self.kwargs, self.n, self.postfix, self.closed = kwargs, 0, "", False
+            made.append(self)
+
+        def set_postfix_str(self, text):
+            self.postfix = text
+
+        def close(self):
+            self.closed = True
+
+    auto = types.ModuleType("tqdm.auto")
+    auto.tqdm = Bar  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
+    monkeypatch.setitem(sys.modules, "tqdm.auto", auto)
+    stream = io.StringIO()
+    p = Progress(4, work=100.0, batches=2, stream=stream)
+    assert not made  # no kernel: plain lines
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    p = Progress(4, work=100.0, batches=2, stream=stream)
+    p.step(0, 50, 100, 50.0)
+    p.update(2, 50.0, batch=0)
+    p.close()
+    (bar,) = made
+    assert bar.n == 500 and bar.closed and "2/4 runs" in bar.postfix
+    assert stream.getvalue() == "[sweep] 0/4 runs, 0%, eta ?\n" or stream.getvalue() == ""

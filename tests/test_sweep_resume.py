@@ -82,7 +82,10 @@ def test_a_different_config_is_refused_and_the_same_one_restarts(tiny, tmp_path)
         stamps = s.finished_times()
     other = TINY.replace("steps = 200", "steps = 201")
     for resume in (False, True):
-        with pytest.raises(ValueError, match=r"`--out` .* holds results of a different config"):
+        with pytest.raises(
+            ValueError,
+            match=r"`--out` .* holds 12 finished runs .* that this config does not have \(ids \w{16}, ",
+        ):
             run_sweep(other, copy, resume=resume, progress=False)
     with Store(copy, readonly=True) as s:
         assert s.finished_times() == stamps

@@ -13,7 +13,12 @@ modules all read their names, loss factors and numerical policies from here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._validate import choice
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DTYPES",
@@ -23,7 +28,10 @@ __all__ = [
     "MODES",
     "SQUARED_LOSSES",
     "SYMMETRY_RTOL",
+    "itemsize",
     "loss_factor",
+    "storage_dtype",
+    "torch_dtype",
 ]
 
 #: Squared losses ``c/2 sum e_i^2``: ``"half-sum"`` (c = 1) and ``"mse"`` (``MSELoss(mean)``,
@@ -32,8 +40,12 @@ SQUARED_LOSSES = ("half-sum", "mse")
 #: Every loss name (``ntkdyn.losses``): the squared ones, ``"logistic"`` (labels +-1, mean of
 #: ``log(1 + exp(-y f))``) and ``"cross-entropy"`` (softmax, mean over rows).
 LOSSES = (*SQUARED_LOSSES, "logistic", "cross-entropy")
-#: Floating-point precisions a run may use (torch / NumPy dtype names).
-DTYPES = ("float32", "float64")
+#: Floating-point precisions a run may use: torch / NumPy dtype names, and two opt-in reduced
+#: ones that store float32 (``ntkdyn.training._precision``): ``"tf32"`` (TF32 GEMMs on CUDA)
+#: and ``"bfloat16"`` (GEMM operands rounded to bfloat16, float32 accumulation).
+DTYPES = ("float32", "float64", "tf32", "bfloat16")
+#: The dtype a run of each precision stores its weights, registers and losses in.
+_STORAGE = {"float32": "float32", "float64": "float64", "tf32": "float32", "bfloat16": "float32"}
 #: Parameterisations of the two-layer net (docs/mathematics.md §0): ``"theory"`` (``1/sqrt(m)``,
 #: output layer fixed) and ``"notebook"`` (the authors' model: bias, both layers trained).
 MODES = ("theory", "notebook")
@@ -58,3 +70,23 @@ def loss_factor(loss: str, n: int) -> float:
     Raises ValueError naming ``loss`` if it is not one of ``SQUARED_LOSSES``.
     """
     return 1.0 if choice("loss", loss, SQUARED_LOSSES) == "half-sum" else 2.0 / n
+
+
+def storage_dtype(name: str) -> str:
+    """The storage dtype name (``"float32"`` or ``"float64"``) of a precision of ``DTYPES``.
+
+    Raises ValueError naming ``dtype`` if ``name`` is not one of ``DTYPES``.
+    """
+    return _STORAGE[choice("dtype", name, DTYPES)]
+
+
+def itemsize(name: str) -> int:
+    """Bytes per stored number of a precision of ``DTYPES`` (4 or 8)."""
+    return 4 if storage_dtype(name) == "float32" else 8
+
+
+def torch_dtype(name: str) -> torch.dtype:  # torch is imported only when called
+    """The torch storage dtype of a precision of ``DTYPES`` (``torch.float32`` or ``float64``)."""
+    import torch
+
+    return getattr(torch, storage_dtype(name))

@@ -145,11 +145,15 @@ class NetworkPrediction:
     curves: PredictedCurves
 
 
-def kernel_at_init(model: nn.Module | None, data: Dataset, loss: str) -> KernelModel:
+def kernel_at_init(
+    model: nn.Module | None, data: Dataset, loss: str, device: str | None = None
+) -> KernelModel:
     """The kernel model of ``model`` at its current (initial) weights on ``data``.
 
     The network is evaluated on a float64 copy (the theory side is float64 even for a float32
-    run). ``model`` None: ``H^inf`` of the two-layer network (first layer) with ``e0 = -y``.
+    run), on ``device`` (default: the model's), so that a sweep computes the Gram where it
+    trains; the eigendecomposition is numpy's. ``model`` None: ``H^inf`` of the two-layer
+    network (first layer) with ``e0 = -y``.
     """
     from .kernels import spectrum, two_layer_gram
 
@@ -163,9 +167,11 @@ def kernel_at_init(model: nn.Module | None, data: Dataset, loss: str) -> KernelM
 
     from .kernels import empirical_ntk
 
-    net = copy.deepcopy(model).to(torch.float64)
+    net = copy.deepcopy(model).to(device=device, dtype=torch.float64)
+    where = next(net.parameters()).device
     with torch.no_grad():
-        e0 = net(torch.tensor(data.X, dtype=torch.float64)).numpy() - data.y
+        X = torch.tensor(data.X, dtype=torch.float64, device=where)
+        e0 = net(X).cpu().numpy() - data.y
     # a writable copy of the (read-only) data: torch warns on read-only arrays
     K = c * empirical_ntk(net, np.array(data.X))
     return KernelModel.from_spectrum(spectrum(K, vectors=True), e0, c)

@@ -20,9 +20,18 @@ from typing import Any, TextIO
 from ._errors import UsageError
 from .parser import build_parser
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_BROKEN_PIPE", "UsageError", "build_parser", "main"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "UsageError",
+    "build_parser",
+    "main",
+]
 
 EXIT_BAD_INPUT = 2
+#: Work that was asked for did not all finish (batches failed on Dask workers).
+EXIT_FAILED = 1
 #: How torch's CPU and CUDA allocators say they ran out of memory.
 _OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.I)
 #: 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe.
@@ -65,6 +74,12 @@ class _PipeGuard:
         return getattr(self._stream, name)
 
 
+def _failed_batches(exc: BaseException) -> bool:
+    """Batches failed on workers (the others are stored): the library was loaded by then."""
+    backends = sys.modules.get("ntkdyn.experiments._backends")
+    return backends is not None and isinstance(exc, backends.BatchError)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # a user of the command needs the message, not the library line that raised it
     print(f"ntkdyn: warning: {' '.join(str(message).split())}", file=sys.stderr)
@@ -101,6 +116,9 @@ def _run(argv: Sequence[str] | None) -> int:
         print("ntkdyn: interrupted", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as exc:
+        if _failed_batches(exc):
+            print(f"ntkdyn: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return EXIT_FAILED
         text = str(exc)
         if not isinstance(exc, MemoryError) and not _OUT_OF_MEMORY.search(text):
             raise  # a bug: keep its traceback

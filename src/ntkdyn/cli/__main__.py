@@ -4,4 +4,5 @@ import sys
 
 from . import main
 
-sys.exit(main())
+if __name__ == "__main__":  # Dask's worker processes import the main module again
+    sys.exit(main())

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cmd_doctor", "cmd_export", "cmd_report", "cmd_reproduce", "cmd_sweep"]
+__all__ = [
+    "cmd_doctor",
+    "cmd_export",
+    "cmd_merge",
+    "cmd_report",
+    "cmd_reproduce",
+    "cmd_sweep",
+]
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiments.presets import get_preset
 
     config = get_preset(args.preset, data=args.data, dtype=args.dtype, device=args.device)
-    return _sweep_and_report(
-        config, args.out, resume=args.resume, fresh=args.fresh, report=True, yes=args.yes
-    )
+    return _sweep_and_report(config, args, report=True)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -31,14 +37,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ValueError(f"`CONFIG` {args.config!r} is not a file")
     config = load_config(path)
-    return _sweep_and_report(
-        config,
-        args.out,
-        resume=args.resume,
-        fresh=args.fresh,
-        report=not args.no_report,
-        yes=args.yes,
-    )
+    return _sweep_and_report(config, args, report=not args.no_report)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from ..experiments.merge import merge_stores
+
+    result = merge_stores(args.dirs, args.out, say=_say)
+    for line in result.lines():
+        print(line)
+    if not args.no_report:
+        _build_report(Path(args.out))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -83,13 +93,37 @@ def _results_dir(text: str) -> Path:
     return out
 
 
-def _sweep_and_report(
-    config: Any, out: str, *, resume: bool, fresh: bool, report: bool, yes: bool
-) -> int:
+def _say(line: str) -> None:
+    print(f"[report] {line}", file=sys.stderr, flush=True)
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    from ..experiments.sweep import Backend
+
+    return Backend(
+        args.backend, workers=args.workers, scheduler=args.scheduler, threads=args.threads
+    )
+
+
+def _sweep_and_report(config: Any, args: argparse.Namespace, *, report: bool) -> int:
     from ..experiments.sweep import run_sweep
 
+    backend = _backend(args)  # refused (one line, exit 2) before anything else
+    if args.dry_run:
+        from ..experiments.estimate import dry_run
+
+        print(dry_run(config, args.out, backend=backend, shard=args.shard, yes=args.yes).text())
+        return 0
     # yes: a config past the size limits of ntkdyn.experiments.runs (check_size) runs anyway
-    result = run_sweep(config, out, resume=resume, fresh=fresh, confirm_large=yes)
+    result = run_sweep(
+        config,
+        args.out,
+        resume=args.resume,
+        fresh=args.fresh,
+        confirm_large=args.yes,
+        backend=backend,
+        shard=args.shard,
+    )
     parts = [f"{result.trained} runs trained"]
     if result.deleted:
         parts.append(f"{result.deleted} finished runs deleted first (--fresh)")
@@ -101,14 +135,14 @@ def _sweep_and_report(
         f"stored {result.total} runs in {result.store} ({', '.join(parts)}; {result.elapsed:.1f} s)"
     )
     if report:
-        _build_report(Path(out))
+        _build_report(Path(args.out))
     return 0
 
 
 def _build_report(out: Path) -> None:
     from ..report import build_report
 
-    build_report(out)
+    build_report(out, say=_say)
     html, summary = out / "report.html", out / "summary.json"
     print(f"report: {html.resolve()}")
     if summary.is_file():
@@ -132,6 +166,8 @@ def _print_claims(summary: dict[str, Any]) -> None:
                 print(f"      tolerances: {tol}")
             for setting, cells in _by_setting(claim.get("by_width") or []).items():
                 print(f"      {setting}: {'; '.join(cells)}")
+    if summary.get("claims_note"):
+        print(summary["claims_note"])
     findings = summary.get("findings") or []
     if findings:
         print("findings of the authors' notebook (docs/paper.md):")

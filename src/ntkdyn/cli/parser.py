@@ -255,6 +255,7 @@ def _add_experiment_commands(sub, exp) -> None:
     p.add_argument("--resume", action="store_true", help="keep finished runs of DIR")
     p.add_argument("--fresh", action="store_true", help="delete finished runs of DIR first")
     p.add_argument("--yes", action="store_true", help="run a config past the size limits")
+    _add_run_options(p)
     p.set_defaults(func=exp.cmd_reproduce)
 
     p = sub.add_parser("sweep", help="run the runs of a TOML config and write the report")
@@ -264,7 +265,14 @@ def _add_experiment_commands(sub, exp) -> None:
     p.add_argument("--fresh", action="store_true", help="delete finished runs of DIR first")
     p.add_argument("--no-report", action="store_true", help="only train and store the runs")
     p.add_argument("--yes", action="store_true", help="run a config past the size limits")
+    _add_run_options(p)
     p.set_defaults(func=exp.cmd_sweep)
+
+    p = sub.add_parser("merge", help="unite shard stores (sweep --shard i/N) into one store")
+    p.add_argument("out", help="results directory to write (created if needed)")
+    p.add_argument("dirs", nargs="+", metavar="SHARD_DIR", help="results directories of shards")
+    p.add_argument("--no-report", action="store_true", help="only merge the stores")
+    p.set_defaults(func=exp.cmd_merge)
 
     p = sub.add_parser("report", help="rebuild the report of a results directory")
     p.add_argument("dir", help="results directory (holds results.sqlite)")
@@ -280,6 +288,27 @@ def _add_experiment_commands(sub, exp) -> None:
     p.add_argument("dir", help="results directory (holds results.sqlite)")
     p.add_argument("--to", default=None, help="where to salvage (default: DIR/salvaged)")
     p.set_defaults(func=exp.cmd_doctor)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Where and how much of a sweep runs (docs/distributed.md)."""
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print runs, batches, memory per batch and an estimated time; train nothing",
+    )
+    p.add_argument("--backend", default="local", help="local (default) | dask")
+    p.add_argument(
+        "--workers", type=positive_int("--workers"), default=None, help="Dask: local workers"
+    )
+    p.add_argument("--scheduler", default=None, help="Dask: scheduler address (tcp://HOST:8786)")
+    p.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        default=1,
+        help="Dask: torch threads per worker process (default 1)",
+    )
+    p.add_argument("--shard", default=None, help="train only shard i of N (i/N); see merge")
 
 
 def _version() -> str:

@@ -6,7 +6,10 @@ commits each batch to ``DIR/results.sqlite``) -> ``Store`` (read, export) and
 experiments live in ``presets``; the report in ``ntkdyn.report``.
 """
 
+from ._backends import Backend, BatchError
 from .config import Config, ExperimentConfig, OptimizerChoice, config_dict, load_config
+from .estimate import SweepPlan, plan_sweep
+from .merge import MergeResult, merge_stores
 from .progress import Progress
 from .records import KernelRecord, RunRecord
 from .results import Results, open_results, read_results_csv
@@ -16,6 +19,10 @@ from .sweep import SweepResult, plan_batches, run_sweep
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Backend",
+    "BatchError",
+    "MergeResult",
+    "SweepPlan",
     "Config",
     "DataCache",
     "ExperimentConfig",
@@ -30,7 +37,9 @@ __all__ = [
     "config_dict",
     "expand_runs",
     "load_config",
+    "merge_stores",
     "open_results",
+    "plan_sweep",
     "plan_batches",
     "read_results_csv",
     "run_id",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._budget import check_fits, network_bytes
-from ..conventions import loss_factor
+from ..conventions import itemsize, loss_factor
 from ..optim.rules import Rule
 from . import _checks as check
 from ._optimizers import OptimizerChoice, resolve
@@ -135,12 +135,22 @@ class DataCache:
     def __init__(self) -> None:
         self._spectra: dict[str, Spectrum] = {}
         self._files: dict[str, Dataset] = {}
+        self._given: dict[str, Dataset] = {}
+
+    def preload(self, spec: RunData, dataset: Dataset, spectrum: Spectrum | None) -> None:
+        """Use ``dataset`` (and ``spectrum``) for ``spec``: what a Dask worker gets from the
+        driver, so that it trains on the driver's arrays, never on a file of its own."""
+        self._given[spec.key] = dataset
+        if spectrum is not None:
+            self._spectra[spec.key] = spectrum
 
     def dataset(self, spec: RunData) -> Dataset:
         """The data of ``spec``. Files are read once per cache (per sweep), never from the
         process-wide cache of the embedded sources: a file may change between two sweeps."""
         from ..data import load_dataset, parse_data_spec
 
+        if spec.key in self._given:
+            return self._given[spec.key]
         if parse_data_spec(spec.data).path is None:
             return check.load_data(spec.data, spec.n, spec.data_seed, spec.normalize)
         if spec.key not in self._files:
@@ -357,9 +367,9 @@ def check_networks_fit(runs: list[RunSpec], cache: DataCache) -> None:
 
     def need(run: RunSpec) -> int:
         ds = cache.dataset(run.data_spec)
-        itemsize = 4 if run.config["dtype"] == "float32" else 8
+        size = itemsize(run.config["dtype"])
         registers = getattr(run.rule, "registers", 3)  # Adam: two moments and the weights
-        return network_bytes(run.width, max(ds.n, ds.d), registers, itemsize)
+        return network_bytes(run.width, max(ds.n, ds.d), registers, size)
 
     worst = max(runs, key=need)
     what = f"one network of experiment {worst.experiment!r} (weights, optimizer registers, work)"

@@ -27,18 +27,23 @@ and is multiplied by ``c`` (1 for half-sum, 2/n for mse; docs/mathematics.md §0
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ._backends import Backend, Finished, local_batches
+from ._dask import cluster_environment, dask_batches, dask_client
+from ._existing import check_existing
 from ._lock import out_dir_lock
 from ._setup import check_out_dir, environment, now, resolve_device
+from ._shards import parse_shard, shard_batches
 from .config import Config, config_dict, load_config
 from .progress import Progress
 from .records import KernelRecord, RunRecord
@@ -47,7 +52,6 @@ from .runs import (
     MAX_BATCH_ELEMENTS,
     DataCache,
     RunSpec,
-    check_data_hashes,
     check_networks_fit,
     check_size,
     data_hashes,
@@ -58,21 +62,12 @@ from .store import STORE_NAME, Store
 
 __all__ = [
     "CUDA_BATCH_ELEMENTS",
+    "Backend",
     "MAX_BATCH_ELEMENTS",
     "SweepResult",
     "plan_batches",
     "run_sweep",
 ]
-
-#: RunResult.diagnostics field -> stored key (store.RunRecord.diagnostics).
-_DIAGNOSTIC_NAMES = {
-    "steps": "step",
-    "lambda_min": "lambda_min",
-    "lambda_max": "lambda_max",
-    "kernel_change": "h_drift",
-    "weight_change": "w_drift",
-    "pattern_change": "flipped",
-}
 
 
 @dataclass(frozen=True)
@@ -99,137 +94,23 @@ class SweepResult:
 
 
 # --------------------------------------------------------------------------------------------
-# One batch.
-
-
-@dataclass(frozen=True)
-class _Prediction:
-    discrete: np.ndarray | None = None
-    discrete_inf: np.ndarray | None = None
-    ode: np.ndarray | None = None
-    lambda_min_k: float | None = None
-    lambda_max_k: float | None = None
-    h0: float | None = None
-    kernel_eigenvalues: np.ndarray | None = None
-    kernel_modes: np.ndarray | None = None
-
-
-def _predict(run: RunSpec, model, cache: DataCache, loss: str) -> _Prediction:
-    """The run's kernel model at initialisation (``K = c H(0)`` and ``e_0`` in its eigenbasis,
-    always) and, when the config asks for them, its predictions (module docstring, step 4)."""
-    from ..prediction import KernelModel, kernel_at_init, predict_curves
-
-    ds = cache.dataset(run.data_spec)
-    with warnings.catch_warnings():  # an ill-conditioned kernel is reported by the verdicts
-        warnings.simplefilter("ignore")
-        k0 = kernel_at_init(model, ds, loss)
-    rule, steps = run.rule, run.config["steps"]
-    model_at_init = _Prediction(
-        lambda_min_k=k0.lambda_min,
-        lambda_max_k=k0.lambda_max,
-        h0=rule.lr * k0.lambda_min if rule.is_linear else None,
-        kernel_eigenvalues=np.array(k0.eigenvalues),
-        kernel_modes=k0.modes,
-    )
-    if not (rule.is_linear and run.config["predict"]):
-        return model_at_init
-    discrete = predict_curves(k0, rule, steps).loss
-    discrete_inf = ode = None
-    if run.config["mode"] == "theory":  # H^inf is the limit of the theory parameterisation only
-        c = k0.loss_factor
-        assert k0.e0 is not None  # kernel_at_init builds it from the residual
-        k_inf = KernelModel.from_spectrum(cache.spectrum(run.data_spec).scaled(c), k0.e0, c)
-        limit = predict_curves(k_inf, rule, steps, ode=True)
-        discrete_inf, ode = limit.loss, limit.ode_loss
-    return replace(model_at_init, discrete=discrete, discrete_inf=discrete_inf, ode=ode)
-
-
-def _diagnostics(diag) -> dict | None:
-    if diag is None:
-        return None
-    out = {}
-    for name, key in _DIAGNOSTIC_NAMES.items():
-        value = getattr(diag, name, None)
-        if value is not None:
-            out[key] = np.asarray(value)
-    return out
-
-
-def _train_batch(batch: list[RunSpec], cache: DataCache, devices: dict[str, str]):
-    """Train one batch; returns (records without timing, diverged count)."""
-    import torch
-
-    from ..models import TwoLayerReLU
-    from ..training import train
-
-    first = batch[0].config
-    spec = batch[0].data_spec
-    ds = cache.dataset(spec)
-    dtype = torch.float32 if first["dtype"] == "float32" else torch.float64
-    models = [
-        TwoLayerReLU(
-            ds.d,
-            run.width,
-            parameterization=first["mode"],
-            dtype=dtype,
-            generator=torch.Generator().manual_seed(run.seed),
-        )
-        for run in batch
-    ]
-    preds = [_predict(run, m, cache, first["loss"]) for run, m in zip(batch, models, strict=True)]
-    results = train(
-        # writable copies of the (read-only) data: torch warns on read-only arrays
-        models,
-        np.array(ds.X),
-        np.array(ds.y),
-        [run.rule for run in batch],
-        first["steps"],
-        loss=first["loss"],
-        dtype=dtype,
-        device=devices[first["device"]],
-        diagnostics_every=first["diagnostics_every"],
-    )
-    records = []
-    for run, res, pred in zip(batch, results, preds, strict=True):
-        ok = res.status == "ok"
-        records.append(
-            {
-                "id": run.id,
-                "experiment": run.experiment,
-                "config": run.config,
-                "status": res.status,
-                "diverged_at": res.diverged_at,
-                "steps": run.config["steps"],
-                "final_loss": float(res.losses[-1]) if ok else None,
-                "losses": np.asarray(res.losses, dtype=np.float64),
-                "diagnostics": _diagnostics(getattr(res, "diagnostics", None)),
-                "pred_discrete": pred.discrete,
-                "pred_discrete_inf": pred.discrete_inf,
-                "pred_ode": pred.ode,
-                "lambda_min_k": pred.lambda_min_k,
-                "lambda_max_k": pred.lambda_max_k,
-                "h0": pred.h0,
-                "kernel_eigenvalues": pred.kernel_eigenvalues,
-                "kernel_modes": pred.kernel_modes,
-            }
-        )
-    return records
-
-
-# --------------------------------------------------------------------------------------------
 # Entry point.
 
 
 def _reporter(
-    progress: bool | Callable[[int, int], None] | None, total: int, work: float
+    progress: bool | Callable[[int, int], None] | None, total: int, work: float, batches: int
 ) -> Progress | Callable[[int, int], None] | None:
     if progress is False:
         return None
     if progress is None or progress is True:
-        return Progress(total, work=work)
+        return Progress(total, work=work, batches=batches)
     if callable(progress):
         return progress
     raise ValueError(f"`progress` must be None, a bool or a callable, got {progress!r}")
+
+
+def _work(runs) -> float:
+    return float(sum(r.width * r.config["steps"] for r in runs))
 
 
 def run_sweep(
@@ -241,58 +122,93 @@ def run_sweep(
     progress: bool | Callable[[int, int], None] | None = None,
     max_batch_elements: int | None = None,
     confirm_large: bool = False,
+    backend: Backend | str = "local",
+    shard: str | tuple[int, int] | None = None,
 ) -> SweepResult:
-    """Train every run of ``config`` and store it in ``out_dir/results.sqlite``.
+    """Train every run of ``config`` (of one shard of it) and store it in
+    ``out_dir/results.sqlite``.
 
     Args:
         config: a :class:`Config`, a dict, a TOML path or TOML text (``load_config``).
         out_dir: the results directory (created if needed).
-        resume: keep the finished runs of an existing store of the *same* config and train
-            only the others; refused when the data of a data key changed since (the
+        resume: keep the finished runs of an existing store and train only the others; the
+            config may add runs to the store's (``_existing``: a changed or removed finished
+            run is refused with its id); refused when the data of a data key changed since (the
             ``data_hashes`` meta; an older store without it is accepted).
-        fresh: delete the finished runs of an existing store of the same config and train
-            everything again. Without ``resume`` or ``fresh`` a store holding finished runs is
-            refused (nothing is ever deleted silently); a store of a different config is
-            refused always. The directory is locked for the whole sweep: a second sweep into
-            it is refused with the holder's pid.
-        progress: None or True: a progress bar / periodic lines on stderr; False: silent; a
-            callable ``f(done_runs, total_runs)`` is called after each committed batch.
+        fresh: delete the finished runs of an existing store and train everything again.
+            Without ``resume`` or ``fresh`` a store holding finished runs is refused (nothing is
+            ever deleted silently). The directory is locked for the whole sweep: a second
+            sweep into it is refused with the holder's pid.
+        progress: None or True: a progress bar / periodic lines on stderr, at step level;
+            False: silent; a callable ``f(done_runs, total_runs)`` is called after each
+            committed batch.
         max_batch_elements: batch size bound; None picks it per device (:func:`plan_batches`).
         confirm_large: run a config past ``runs.MAX_RUNS`` runs or ``runs.MAX_WORK`` work
             (``--yes``); otherwise it is refused before the runs are expanded or anything
             is written.
+        backend: ``"local"``, ``"dask"`` (a local cluster of one worker) or a :class:`Backend`.
+        shard: ``"i/N"`` or ``(i, N)``: train only the batches of shard i of N (``_shards``);
+            ``ntkdyn merge`` unites the shard stores.
 
     Returns:
-        a :class:`SweepResult`.
+        a :class:`SweepResult`. Raises ``BatchError`` when batches failed on Dask workers
+        (the others are stored).
     """
     start = time.perf_counter()
     if resume and fresh:
         raise ValueError(
             "`--resume` and `--fresh` exclude each other: keep the runs or delete them"
         )
+    where = backend if isinstance(backend, Backend) else Backend(str(backend))
+    part = parse_shard(shard) if shard is not None else None
     loaded = load_config(config)
     check_size(loaded, confirm_large=confirm_large)
     out = check_out_dir(out_dir)
     cache = DataCache()
     runs = expand_runs(loaded, cache=cache)
-    devices = {d: resolve_device(d) for d in sorted({r.config["device"] for r in runs})}
+    requested = sorted({r.config["device"] for r in runs})
+    # Dask workers resolve devices themselves: the driver may have no GPU
+    resolve = resolve_device if where.name == "local" else (lambda d: d)
+    devices = {d: resolve(d) for d in requested}
     config_json = json.dumps(config_dict(loaded), sort_keys=True)
     check_networks_fit(runs, cache)
     specs = {r.data_spec.key: r.data_spec for r in runs}
     data = (specs, data_hashes(specs.values(), cache))
+    ids = {r.id for r in runs}
     store_path = out / STORE_NAME
     if store_path.exists():  # under the lock: never read a store another sweep is writing
         with out_dir_lock(out), Store(store_path) as existing:
-            _check_existing(existing, out, config_json, data, resume=resume, fresh=fresh)
-    batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
+            check_existing(existing, out, config_json, ids, data, resume=resume, fresh=fresh)
+    if part is None:
+        batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
+    else:  # cut from the CPU plan: the same on every machine (_shards)
+        bound = max_batch_elements or MAX_BATCH_ELEMENTS
+        batches = shard_batches(plan_batches(runs, cache, max_elements=bound), part)
     kernels = [_kernel_record(spec, cache) for spec in specs.values()]
-    provenance = environment(devices)
 
-    # Validation is over: from here on files are written, by this process alone.
-    out.mkdir(parents=True, exist_ok=True)
-    with out_dir_lock(out), Store(store_path) as store:
+    with contextlib.ExitStack() as stack:
+        client = None
+        if where.name == "dask":  # an unreachable scheduler is refused before anything is written
+            cuda = any(r.config["device"] == "cuda" for r in runs)
+            client = stack.enter_context(
+                dask_client(
+                    workers=where.workers,
+                    scheduler=where.scheduler,
+                    threads=where.threads,
+                    gpu=cuda,
+                )
+            )
+        provenance = (
+            environment(devices)
+            if client is None
+            else cluster_environment(client, devices, where.threads)
+        )
+        # Validation is over: from here on files are written, by this process alone.
+        out.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(out_dir_lock(out))
+        store = stack.enter_context(Store(store_path))
         # again under the lock: another sweep may have written since the check above
-        done = _check_existing(store, out, config_json, data, resume=resume, fresh=fresh)
+        done = check_existing(store, out, config_json, ids, data, resume=resume, fresh=fresh)
         deleted = len(done) if fresh else 0
         if fresh:
             store.delete_runs()
@@ -305,73 +221,80 @@ def run_sweep(
                 "data_hashes": json.dumps(data[1], sort_keys=True),
                 "created": meta.get("created", now()),
                 "updated": now(),
+                "shard": f"{part[0]}/{part[1]}" if part else "",
+                "backend": json.dumps(where.describe(), sort_keys=True),
             }
         )
         store.write_kernels(kernels)
         pending = [[r for r in b if r.id not in done] for b in batches]
         pending = [b for b in pending if b]
-        skipped = sum(r.id in done for r in runs)
-        total_work = float(sum(r.width * r.config["steps"] for r in runs))
-        done_work = float(sum(r.width * r.config["steps"] for r in runs if r.id in done))
-        # The bar's ETA extrapolates the work of this session only.
-        report = _reporter(progress, len(runs), total_work - done_work)
-        if isinstance(report, Progress):
-            report.update(skipped, 0.0, force=True)  # the starting point (skipped on resume)
-        trained = diverged = 0
-        work = 0.0
-        try:
-            for batch in pending:
-                t0 = time.perf_counter()
-                rows = _train_batch(batch, cache, devices)
-                share, stamp = (time.perf_counter() - t0) / len(batch), now()
-                store.write_batch([RunRecord(**row, elapsed=share, finished=stamp) for row in rows])
-                trained += len(batch)
-                diverged += sum(row["status"] != "ok" for row in rows)
-                work += sum(r.width * r.config["steps"] for r in batch)
-                if isinstance(report, Progress):
-                    report.update(skipped + trained, work)
-                elif report is not None:
-                    report(skipped + trained, len(runs))
-        finally:
-            if isinstance(report, Progress):
-                report.close()
+        mine = [r for b in batches for r in b]  # the runs of this sweep (of its shard)
+        skipped = sum(r.id in done for r in mine)
+        report = _reporter(progress, len(mine), _work(r for b in pending for r in b), len(pending))
+        counts = _train_pending(store, pending, cache, devices, client, where, report, skipped)
     return SweepResult(
         out,
         store_path,
-        len(runs),
+        len(mine),
         skipped,
-        trained,
-        diverged,
+        counts[0],
+        counts[1],
         len(pending),
         time.perf_counter() - start,
         deleted,
     )
 
 
-def _check_existing(
-    existing: Store, out: Path, config_json: str, data, *, resume: bool, fresh: bool
-) -> set[str]:
-    """The ids of the finished runs of ``existing`` (read and verified once). Refuses a store
-    of another config, one with finished runs unless told what to do, and a resume on changed
-    data (``data``: specs and content hashes by data key)."""
-    meta = existing.meta()
-    stored = meta.get("config")
-    if stored is not None and stored != config_json:
-        name = json.loads(stored).get("name", "?")
-        raise ValueError(
-            f"`--out` {str(out)!r} holds results of a different config ({name!r}); "
-            "use another --out directory or delete its results.sqlite"
-        )
-    done = existing.finished_ids()
-    finished = len(done)
-    if finished and resume:
-        check_data_hashes(meta.get("data_hashes"), data[1], data[0], str(out))
-    if finished and not (resume or fresh):
-        raise ValueError(
-            f"`--out` {str(out)!r} holds {finished} finished runs of this config: add --resume "
-            "to keep them and train the rest, or --fresh to delete them and start over"
-        )
-    return done
+def _train_pending(
+    store: Store,
+    pending: list[list[RunSpec]],
+    cache: DataCache,
+    devices: dict[str, str],
+    client: Any,
+    where: Backend,
+    report: Progress | Callable[[int, int], None] | None,
+    skipped: int,
+) -> tuple[int, int]:
+    """Train the pending batches on the backend, storing each as it finishes; returns
+    (trained, diverged)."""
+    bar = report if isinstance(report, Progress) else None
+    total = skipped + sum(len(b) for b in pending)
+    on_step = on_tick = None
+    if bar is not None:
+        bar.update(skipped, 0.0, force=True)  # the starting point (skipped on resume)
+        on_tick = bar.tick
+        draw = client is None  # Dask reports steps from its event thread: record only
+
+        def on_step(index: int, step: int, steps: int) -> None:
+            bar.step(index, step, steps, _work(pending[index]), draw=draw)
+
+    trained = diverged = 0
+    work = 0.0
+    with contextlib.ExitStack() as stack:
+        if bar is not None:
+            stack.callback(bar.close)
+        finished: Generator[Finished, None, None]
+        if client is None:
+            finished = local_batches(pending, cache, devices, on_step)
+        else:
+            finished = dask_batches(
+                client, pending, cache, devices, on_step, on_tick, threads=where.threads
+            )
+        stack.callback(finished.close)  # a generator: cancels what is left
+        for batch in finished:
+            runs = pending[batch.index]
+            share, stamp = batch.seconds / len(runs), now()
+            store.write_batch(
+                [RunRecord(**row, elapsed=share, finished=stamp) for row in batch.rows]
+            )
+            trained += len(runs)
+            diverged += sum(row["status"] != "ok" for row in batch.rows)
+            work += _work(runs)
+            if bar is not None:
+                bar.update(skipped + trained, work, batch=batch.index)
+            elif report is not None and not isinstance(report, Progress):
+                report(skipped + trained, total)
+    return trained, diverged
 
 
 def _kernel_record(spec, cache: DataCache) -> KernelRecord:

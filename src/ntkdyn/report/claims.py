@@ -7,7 +7,8 @@ selects the runs of each claim from the store, groups them and words the result.
 selected by their experiment's ``kind``: ``theory-ladder`` (a width ladder with seeds: the
 kernel claims as limits in width, C6), ``theory-curves`` (scheduled Nesterov at one width: C3,
 C7) and ``theory-point`` (underdamped momentum at a modest width: the point tests of C2, C4,
-C5).
+C5). A claim whose runs the store lacks altogether (:data:`NEEDS`) is left out: a user's own
+sweep is not the claim's experiment, and :func:`omitted_claims` says what it would need.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..optim import Family
+from ..optim.rules import rules_of
 from ..prediction import KernelModel
 from ..verdicts import (
     RunJudgment,
@@ -47,13 +49,17 @@ from .summary import RunAnalysis
 
 __all__ = [
     "LADDER",
+    "NEEDS",
     "POINT",
     "SINGLE",
     "STATEMENTS",
     "Claim",
+    "Needs",
     "evaluate_claims",
     "fmt_number",
     "kernel_model",
+    "omitted_claims",
+    "omitted_sentence",
     "run_name",
 ]
 
@@ -293,19 +299,81 @@ def _c7(by_kind: dict[str, list[RunAnalysis]]) -> Claim:
     )
 
 
+@dataclass(frozen=True)
+class Needs:
+    """The runs a claim reads: theory-mode runs of one of ``kinds`` whose optimizer is of one
+    of ``families`` (any optimizer when empty). A store without any is not the claim's
+    experiment, so the claim is left out rather than judged inconclusive."""
+
+    kinds: tuple[str, ...]
+    families: tuple[Family, ...] = ()
+
+    def met_by(self, a: RunAnalysis) -> bool:
+        return (
+            a.config.get("mode") == "theory"
+            and a.kind in self.kinds
+            and (not self.families or a.rule.family in self.families)
+        )
+
+    def describe(self) -> str:
+        """E.g. ``hb runs of kind theory-ladder or theory-point``."""
+        names = [cls.name for f in self.families for cls in rules_of(f)]
+        what = "/".join(names) + " runs" if names else "runs"
+        return f"{what} of kind {' or '.join(self.kinds)}"
+
+
+#: What each claim reads (the module docstring's kinds; C6 any width ladder).
+NEEDS: dict[str, Needs] = {
+    "C1": Needs((LADDER, POINT), (Family.GD,)),
+    "C2": Needs((LADDER, POINT), (Family.HEAVY_BALL,)),
+    "C3": Needs((LADDER, SINGLE), (Family.NESTEROV_SCHEDULED,)),
+    "C4": Needs((LADDER, POINT), (Family.NESTEROV_CONSTANT,)),
+    "C5": Needs((LADDER, POINT), (Family.HIGHER_ORDER,)),
+    "C6": Needs((LADDER,)),
+    "C7": Needs((LADDER, SINGLE), (Family.NESTEROV_SCHEDULED,)),
+}
+
+
+def _applies(cid: str, analyses: list[RunAnalysis]) -> bool:
+    return any(NEEDS[cid].met_by(a) for a in analyses)
+
+
+def omitted_claims(analyses: list[RunAnalysis]) -> list[dict[str, str]]:
+    """The claims left out for lack of the runs they read: ``{"id", "needs"}`` each, in
+    claim order (empty when every claim applies)."""
+    return [
+        {"id": cid, "needs": needs.describe()}
+        for cid, needs in NEEDS.items()
+        if not _applies(cid, analyses)
+    ]
+
+
+def omitted_sentence(omitted: list[dict[str, str]]) -> str:
+    """One sentence naming the left-out claims and what each needs ("" when none is)."""
+    if not omitted:
+        return ""
+    parts = "; ".join(f"{o['id']} needs {o['needs']}" for o in omitted)
+    return (
+        f"Claims left out because the store holds none of the theory-mode runs they read "
+        f"(an experiment's `kind`, docs/guide.md): {parts}."
+    )
+
+
 def evaluate_claims(analyses: list[RunAnalysis]) -> list[Claim]:
-    """C1-C7 from the analysed theory-mode runs (module docstring)."""
+    """Those of C1-C7 whose runs (:data:`NEEDS`) the analysed runs hold, judged from the
+    theory-mode runs (module docstring); a claim with runs but too little evidence is
+    inconclusive."""
     by_kind = defaultdict(list)
     for a in analyses:
         if a.config.get("mode") == "theory":
             by_kind[a.kind].append(a)
-    claims = [
-        _linear_claim("C1", by_kind),
-        _linear_claim("C2", by_kind),
-        _c3(by_kind),
-        _linear_claim("C4", by_kind),
-        _linear_claim("C5", by_kind),
-        c6_claim(by_kind.get(LADDER, []), Claim),
-        _c7(by_kind),
-    ]
-    return claims
+    judges: dict[str, Callable[[], Claim]] = {
+        "C1": lambda: _linear_claim("C1", by_kind),
+        "C2": lambda: _linear_claim("C2", by_kind),
+        "C3": lambda: _c3(by_kind),
+        "C4": lambda: _linear_claim("C4", by_kind),
+        "C5": lambda: _linear_claim("C5", by_kind),
+        "C6": lambda: c6_claim(by_kind.get(LADDER, []), Claim),
+        "C7": lambda: _c7(by_kind),
+    }
+    return [judge() for cid, judge in judges.items() if _applies(cid, analyses)]

@@ -4,8 +4,9 @@ no external resource, every string from the store or the config HTML-escaped.
 The page is a pure function of the summary (``summary.build_summary``), the figure PNGs and the
 experiments' config tables, and reads like a verdict sheet:
 
-1. *Verdicts at a glance*: claims C1-C7, then the notebook findings E1-E6 (id linking to its
-   section, coloured verdict, statement, one-line criterion);
+1. *Verdicts at a glance*: the claims of C1-C7 whose runs the store holds, then the notebook
+   findings E1-E6 (id linking to its section, coloured verdict, statement, one-line
+   criterion), and the sentence naming the claims left out (``claims_note``);
 2. one section per claim: statement, hypothesis, criterion, pre-registered tolerances, verdict
    with its reason, evidence; its figures beside the per-width table (median and spread of the
    judged quantity), then the per-run table (collapsed when long);
@@ -328,19 +329,25 @@ def render_html(
     def finding_at(f: dict) -> str:
         return anchors("finding", f["id"])
 
+    paper = (
+        'Bu, Xu &amp; Chen (AISTATS 2021), "A Dynamical View on Optimization Algorithms of '
+        'Overparameterized Neural Networks": claims checked against finite networks and their '
+        "exact kernel predictions. "
+        if claims or findings
+        else ""
+    )
+    note = summary.get("claims_note")
     body = [
         f"<h1>ntkdyn report: {esc(name)}</h1>",
-        (
-            '<p class="muted">Bu, Xu &amp; Chen (AISTATS 2021), "A Dynamical View on Optimization '
-            'Algorithms of Overparameterized Neural Networks": claims checked against finite '
-            f"networks and their exact kernel predictions. {len(runs)} stored runs in "
-            f"{len(experiments)} experiments.</p>"
-        ),
+        (f'<p class="muted">{paper}{len(runs)} stored runs in {len(experiments)} experiments.</p>'),
         '<p class="muted">Contents: '
         + " &middot; ".join(f'<a href="#{a}">{a}</a>' for a in _SECTIONS)
         + "</p>",
         '<h2 id="verdicts">Verdicts at a glance</h2>',
-        _glance(claims, claim_at, "claim") if claims else '<p class="muted">No claims.</p>',
+        _glance(claims, claim_at, "claim")
+        if claims
+        else '<p class="muted">No claims apply to these runs.</p>',
+        f'<p class="muted">{esc(note)}</p>' if note else "",
         _glance(findings, finding_at, "finding")
         if findings
         else '<p class="muted">No notebook-mode experiments (kinds E1-E6) in this store.</p>',

@@ -12,8 +12,9 @@ rates, crossover, error vs width, kernel drift) and are re-exported here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from matplotlib.figure import Figure
 
@@ -21,6 +22,7 @@ from ..experiments.records import KernelRecord
 from ..experiments.runs import data_key
 from ..optim import Family
 from .claims import Claim
+from .plots_grid import PlannedFigure, grid_curves_figure, grid_plan
 from .plots_paper import (
     curves_figure,
     hb_semilog_figure,
@@ -40,9 +42,11 @@ from .summary import RunAnalysis
 
 __all__ = [
     "NamedFigure",
+    "PlannedFigure",
     "crossover_figure",
     "curves_figure",
     "deviation_figure",
+    "figure_plan",
     "figures_for",
     "hb_semilog_figure",
     "hom_figure",
@@ -95,14 +99,16 @@ _CAPTIONS = {
 }
 
 
-def figures_for(
+def figure_plan(
     analyses: Sequence[RunAnalysis],
     info: Mapping[str, Mapping[str, object]] | None = None,
     kernels: Mapping[str, KernelRecord] | None = None,
     claims: Sequence[Claim] = (),
-) -> list[NamedFigure]:
-    """All figures of a report: per experiment, those of its kind (module docstring), then
-    one figure per claim judged as a limit in width, drawn from the claim's own numbers.
+) -> list[PlannedFigure]:
+    """Every figure of a report, not yet drawn (so a caller can count them): per experiment,
+    those of its kind (module docstring); the generic figures of a user's grid
+    (:mod:`.plots_grid`); then one figure per claim judged as a limit in width, drawn from the
+    claim's own numbers.
 
     ``info``: experiment id -> its config table (title); ``kernels``: data key -> the stored
     H^inf spectrum (for the lambda_0 reference line); ``claims``: the evaluated claims.
@@ -111,55 +117,20 @@ def figures_for(
     groups = defaultdict(list)
     for a in analyses:
         groups[a.record.experiment].append(a)
-    out: list[NamedFigure] = []
+    out: list[PlannedFigure] = []
     for eid, runs in sorted(groups.items()):
-        kind = runs[0].kind
-        # "$" would start matplotlib mathtext (a bad command raises at draw time): escape it
-        title = str(info.get(eid, {}).get("title") or eid).replace("$", r"\$")
-        plan: list[tuple[str, Figure]] = []
-        bessel = any(a.rule.family is Family.NESTEROV_SCHEDULED for a in runs)
-        if kind in ("theory-ladder", "theory-curves"):
-            plan.append(("overlay", overlay_figure(runs, title)))
-            if bessel:
-                plan.append(("nag_loglog", nag_loglog_figure(runs, title)))
-                plan.append(("crossover", crossover_figure(runs, title)))
-            if kind == "theory-ladder" and any(a.record.diagnostics for a in runs):
-                k = kernels.get(data_key(runs[0].config))
-                lam0 = None if k is None else float(k.lambda_min)
-                plan.append(("kernel_drift", kernel_drift_figure(runs, title, lam0)))
-        elif kind == "theory-point":
-            plan.append(("overlay", overlay_figure(runs, title)))
-            plan.append(("rates", rates_figure(runs, title)))
-        elif kind == "E1":
-            plan.append(("loss_vs_epoch", curves_figure(runs, title)))
-        elif kind in ("E2", "E4"):
-            plan.append(
-                (
-                    "loss_vs_width",
-                    loss_vs_width_figure(runs, title, "beta" if kind == "E2" else "r"),
-                )
-            )
-        elif kind == "E3":
-            plan.append(("hb_epoch", hb_semilog_figure(runs, title)))
-        elif kind == "E5":
-            plan.append(("nag_loglog", nag_loglog_figure(runs, title)))
-        elif kind == "E6":
-            plan.append(("higher_order", hom_figure(runs, title)))
-        elif any(a.record.pred_discrete is not None for a in runs):
-            plan.append(("overlay", overlay_figure(runs, title)))
-        else:
-            plan.append(("curves", curves_figure(runs, title)))
-        for what, fig in plan:
-            caption = f"{info.get(eid, {}).get('title') or eid}: {_CAPTIONS[what]}"
-            out.append(NamedFigure(f"{eid}_{what}", fig, caption))
+        name = info.get(eid, {}).get("title") or eid
+        for what, draw in _experiment_plan(runs, name, kernels):
+            out.append(PlannedFigure(f"{eid}_{what}", f"{name}: {_CAPTIONS[what]}", draw))
+    out += grid_plan(analyses)
     ladder = [a for a in analyses if a.kind == "theory-ladder"]
     if any(a.abs_err is not None for a in ladder):
         title = "C6: prediction error vs width (width ladders)"
         out.append(
-            NamedFigure(
+            PlannedFigure(
                 "C6_error_vs_width",
-                width_error_figure(ladder, title),
                 f"C6: {_CAPTIONS['error_vs_width']}",
+                lambda: width_error_figure(ladder, title),
             )
         )
     for claim in claims:
@@ -167,10 +138,62 @@ def figures_for(
             abs(r.get("deviation") or 0.0) > 0 for r in claim.runs
         ):  # a log axis needs one positive deviation (exact kernel curves have none)
             out.append(
-                NamedFigure(
+                PlannedFigure(
                     f"{claim.id}_deviation_vs_width",
-                    deviation_figure(claim),
                     f"{claim.id}: {_CAPTIONS['deviation_vs_width']}",
+                    partial(deviation_figure, claim),
                 )
             )
     return out
+
+
+def figures_for(
+    analyses: Sequence[RunAnalysis],
+    info: Mapping[str, Mapping[str, object]] | None = None,
+    kernels: Mapping[str, KernelRecord] | None = None,
+    claims: Sequence[Claim] = (),
+) -> list[NamedFigure]:
+    """Every figure of :func:`figure_plan`, drawn."""
+    return [
+        NamedFigure(p.name, p.draw(), p.caption)
+        for p in figure_plan(analyses, info, kernels, claims)
+    ]
+
+
+def _experiment_plan(
+    runs: list[RunAnalysis], name: object, kernels: Mapping[str, KernelRecord]
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """``(what, draw)`` of one experiment's figures, chosen by its kind."""
+    kind = runs[0].kind
+    # "$" would start matplotlib mathtext (a bad command raises at draw time): escape it
+    title = str(name).replace("$", r"\$")
+    bessel = any(a.rule.family is Family.NESTEROV_SCHEDULED for a in runs)
+    plan: list[tuple[str, Callable[[], Figure]]] = []
+    if kind in ("theory-ladder", "theory-curves"):
+        plan.append(("overlay", lambda: overlay_figure(runs, title)))
+        if bessel:
+            plan.append(("nag_loglog", lambda: nag_loglog_figure(runs, title)))
+            plan.append(("crossover", lambda: crossover_figure(runs, title)))
+        if kind == "theory-ladder" and any(a.record.diagnostics for a in runs):
+            k = kernels.get(data_key(runs[0].config))
+            lam0 = None if k is None else float(k.lambda_min)
+            plan.append(("kernel_drift", lambda: kernel_drift_figure(runs, title, lam0)))
+    elif kind == "theory-point":
+        plan.append(("overlay", lambda: overlay_figure(runs, title)))
+        plan.append(("rates", lambda: rates_figure(runs, title)))
+    elif kind == "E1":
+        plan.append(("loss_vs_epoch", lambda: curves_figure(runs, title)))
+    elif kind in ("E2", "E4"):
+        key = "beta" if kind == "E2" else "r"
+        plan.append(("loss_vs_width", lambda: loss_vs_width_figure(runs, title, key)))
+    elif kind == "E3":
+        plan.append(("hb_epoch", lambda: hb_semilog_figure(runs, title)))
+    elif kind == "E5":
+        plan.append(("nag_loglog", lambda: nag_loglog_figure(runs, title)))
+    elif kind == "E6":
+        plan.append(("higher_order", lambda: hom_figure(runs, title)))
+    elif any(a.record.pred_discrete is not None for a in runs):
+        plan.append(("overlay", lambda: overlay_figure(runs, title)))
+    else:
+        plan.append(("curves", lambda: grid_curves_figure(runs, title)))
+    return plan

@@ -22,6 +22,7 @@ from ..verdicts import judge_rate
 from ..verdicts.tolerances import C6_SLOPE_BAND, KERNEL_MODEL_RTOL, WIDTH_SLOPE_BAND
 from ._canvas import envelope, first_seed, log_widths, new_figure, positive, set_title, steps_of
 from ._evidence import power_law_fit, width_errors
+from ._grid import AXES, axis_values, label, sort_key
 from .claims import Claim, kernel_model
 from .summary import RunAnalysis
 
@@ -34,13 +35,16 @@ __all__ = [
     "width_error_figure",
 ]
 
+#: The optimizer and its hyperparameters: what names an overlay panel.
+_RULE_AXES = AXES[: AXES.index("data")]
+
 
 def overlay_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     """Measured loss vs the exact discrete prediction with ``H(0)`` and ``H^inf`` (docs/mathematics.md §3)
     and the limiting ODE (docs/mathematics.md §4), one panel per optimizer (its widest width, first seed)."""
     widest = max(a.width for a in runs)
     chosen = [a for a in first_seed(runs) if a.width == widest] or first_seed(runs)
-    chosen = sorted(chosen, key=lambda a: (a.rule.name, a.rule.spec))
+    chosen = sorted(chosen, key=lambda a: sort_key(axis_values(a), _RULE_AXES))
     ncols = 2 if len(chosen) == 4 else min(3, max(1, len(chosen)))
     nrows = max(1, math.ceil(len(chosen) / ncols))
     fig, axes = new_figure((4.0 * ncols, 3.0 * nrows), ncols, nrows)
@@ -57,7 +61,7 @@ def overlay_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
             if curve is not None:
                 ax.plot(k[: curve.size], positive(curve), style, lw=1.1, label=name)
         ax.set_yscale("log")
-        ax.set_title(f"{a.label}, m = {a.width}", fontsize=8)
+        ax.set_title(label(axis_values(a), (*_RULE_AXES, "width")), fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)

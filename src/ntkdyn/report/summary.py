@@ -293,9 +293,14 @@ def build_summary(
     findings: Iterable[_Reported],
     kernels: dict,
     meta: dict,
+    *,
+    omitted: Sequence[dict] = (),
+    note: str = "",
 ) -> dict:
     """The summary.json payload (docs/design.md "Out dir"): runs, claims, findings, kernel(s),
-    environment (from the store's meta), config name."""
+    environment (from the store's meta), config name; ``claims_omitted`` (the claims left out
+    for lack of their runs, ``{"id", "needs"}`` each) and ``claims_note``, the sentence that
+    says so (``claims.omitted_sentence``; "" when every claim applies)."""
     try:
         environment = json.loads(meta.get("environment", "{}"))
     except json.JSONDecodeError:
@@ -325,6 +330,8 @@ def build_summary(
                 for a in sorted(analyses, key=lambda a: (a.record.experiment, a.record.id))
             ],
             "claims": [c.as_dict() for c in claims],
+            "claims_omitted": [dict(o) for o in omitted],
+            "claims_note": note,
             "findings": [f.as_dict() for f in findings],
             "kernel": primary,
             "kernels": kernel_rows,

@@ -1,15 +1,14 @@
 """The boundary checks of :func:`~ntkdyn.training.train` (docs/design.md principle 5).
 
 Everything a run is given is checked here, before any batch is built or trained: the models, the
-rules, the precision and the device, the inputs ``X`` (any shape ``(n, ...)``) and ``X_test``,
+rules, the device (the precision: ``_precision``), the inputs ``X`` (any shape ``(n, ...)``) and ``X_test``,
 the recorded steps ``outputs_at``, and, from one forward pass of each architecture, the shape of
 the models' outputs and the targets in that shape (``ntkdyn.losses.Loss.targets``).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from numbers import Integral
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,6 @@ import torch
 from torch import nn
 
 from .._validate import output_width
-from ..conventions import DTYPES
 from ..models import TwoLayerReLU
 from ..optim.rules import Rule, parse
 
@@ -31,15 +29,10 @@ __all__ = [
     "check_models",
     "check_outputs_at",
     "check_rules",
-    "matmul_precision",
     "output_columns",
     "resolve_device",
-    "resolve_dtype",
     "targets",
 ]
-
-#: The torch dtypes of the precision names a run may use (``ntkdyn.conventions.DTYPES``).
-_DTYPES = tuple(getattr(torch, name) for name in DTYPES)
 
 
 def check_models(models: object) -> list[nn.Module]:
@@ -66,22 +59,6 @@ def check_rules(rules: object, count: int) -> list[Rule]:
             f"got {rules!r}"
         )
     return [parse(r) for r in rules]
-
-
-def resolve_dtype(dtype: object, models: Sequence[nn.Module]) -> torch.dtype:
-    """The training dtype: ``dtype`` if given, else the models' one floating dtype."""
-    if dtype is not None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"`dtype` must be torch.float32, torch.float64 or None, got {dtype!r}")
-        assert isinstance(dtype, torch.dtype)
-        return dtype
-    found = {p.dtype for m in models for p in m.parameters() if p.is_floating_point()}
-    if len(found) != 1 or next(iter(found)) not in _DTYPES:
-        raise ValueError(
-            f"`dtype` must be given when the models' dtypes are not one of float32/float64 "
-            f"(found {sorted(map(str, found))})"
-        )
-    return found.pop()
 
 
 def resolve_device(device: object, models: Sequence[nn.Module]) -> torch.device:
@@ -212,19 +189,6 @@ def targets(
     T = loss.targets(y, n, columns)
     # a copy: T may be a read-only view of a dataset array
     return torch.tensor(T, dtype=dtype, device=device)
-
-
-@contextlib.contextmanager
-def matmul_precision(allow_tf32: bool) -> Iterator[None]:
-    """TF32 off (exact float32 GEMMs) unless asked; the global flags are restored afterwards."""
-    previous = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision("high" if allow_tf32 else "highest")
-    torch.backends.cudnn.allow_tf32 = bool(allow_tf32)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous[0])
-        torch.backends.cudnn.allow_tf32 = previous[1]
 
 
 def check_custom_loss(loss: Loss, T: torch.Tensor) -> None:

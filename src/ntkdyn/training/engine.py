@@ -39,12 +39,11 @@ from ._inputs import (
     check_models,
     check_outputs_at,
     check_rules,
-    matmul_precision,
     output_columns,
     resolve_device,
-    resolve_dtype,
     targets,
 )
+from ._precision import matmul_precision, resolve_precision, warn_tf32_off_cuda
 from .ensemble import TwoLayerEnsemble
 from .generic import GenericEnsemble
 from .loop import BatchRun, run_batch
@@ -72,7 +71,7 @@ def train(
     loss: str | Loss | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "half-sum",
     outputs_at: Iterable[int] | None = None,
     X_test: torch.Tensor | np.ndarray | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
     diagnostics_every: int | None = None,
     diagnostics: bool = True,
@@ -106,7 +105,13 @@ def train(
             ``X`` (and ``X_test``); None records none (no cost). Each recorded step costs one
             forward pass per input set and a copy to the host.
         X_test: further inputs ``(n_test, ...)`` whose outputs are recorded at ``outputs_at``.
-        dtype: ``torch.float32`` or ``torch.float64``; None uses the models' dtype.
+        dtype: the precision: a name of :data:`ntkdyn.conventions.DTYPES` (``"float64"``,
+            ``"float32"``, or the opt-in reduced ones: ``"tf32"``, float32 with TF32 GEMMs on
+            CUDA, plain float32 elsewhere with one warning; ``"bfloat16"``, float32 weights,
+            registers and losses with GEMM operands rounded to bfloat16 and float32
+            accumulation), ``torch.float32``, ``torch.float64``, ``torch.bfloat16`` (the same
+            as ``"bfloat16"``) or None (the models' dtype). Results are float32 for the reduced
+            precisions. Details: ``ntkdyn.training._precision``.
         device: where to train; None uses the models' device.
         diagnostics_every: diagnostics at every multiple of this step, plus the first and last
             step (None: first and last only).
@@ -115,7 +120,8 @@ def train(
         progress: optional ``progress(done, total)`` callback, called about 100 times per batch.
         reparametrize: ``"auto"`` (two-layer batches with linear rules when ``n < d``), True
             (every two-layer batch with linear rules) or False.
-        allow_tf32: allow TF32 matrix products on CUDA (off by default: float32 means float32).
+        allow_tf32: allow TF32 matrix products on CUDA (off by default: float32 means float32);
+            with a float32 ``dtype`` the same as ``dtype="tf32"``.
         fast_path: use the width-concatenated two-layer path for two-layer networks on squared
             losses (False forces torch.func; for cross-checks).
 
@@ -150,8 +156,11 @@ def train(
         raise ValueError(f"`progress` must be a callable(done, total) or None, got {progress!r}")
     if X_test is not None and recorded is None:
         raise ValueError("`X_test` needs `outputs_at`: its outputs are recorded at those steps")
-    dtype = resolve_dtype(dtype, models)
+    precision = resolve_precision(dtype, models, allow_tf32)
+    dtype = precision.storage
     device = resolve_device(device, models)
+    if precision.tf32:
+        warn_tf32_off_cuda(device)
     X = as_inputs(X, dtype, device)
     inputs = [("X", X)]
     if X_test is not None:
@@ -175,7 +184,7 @@ def train(
     if not diagnostics:
         checkpoints = set()
     results: list[RunResult | None] = [None] * len(models)
-    with torch.no_grad(), matmul_precision(allow_tf32):
+    with torch.no_grad(), matmul_precision(precision.tf32 or allow_tf32):
         for g, (key, idx) in enumerate(groups.items()):
             ms, rs = [models[i] for i in idx], [rules[i] for i in idx]
             columns, scalar = shapes[key]
@@ -194,9 +203,12 @@ def train(
                     steps=steps,
                     loss=loss.name,
                     reparametrize=reparam,
+                    bf16=precision.bf16,
                 )
             else:
-                batch = GenericEnsemble(ms, rs, X, T, steps=steps, loss=loss, scalar=scalar)
+                batch = GenericEnsemble(
+                    ms, rs, X, T, steps=steps, loss=loss, scalar=scalar, bf16=precision.bf16
+                )
             run = run_batch(
                 batch,
                 steps,

@@ -36,6 +36,7 @@ import torch
 
 from ..conventions import loss_factor
 from . import fused
+from ._precision import BF16Matmul
 from .layout import UnitLayout
 from .result import _to_host
 from .updates import LinearUpdate, make_update
@@ -61,6 +62,9 @@ class TwoLayerEnsemble:
         steps: number of optimizer steps (the schedules are built for all of them).
         loss: ``"half-sum"`` or ``"mse"``.
         reparametrize: carry ``C`` with ``W~ = W~_0 + C X~`` (linear rules only).
+        bf16: the step's GEMMs (``P`` and ``grad_W``) take operands rounded to bfloat16 and
+            accumulate in float32 (``_precision``); storage, residuals and the one-off
+            products (``G``, ``W~_0 X~^T``, checkpoints) stay in ``X``'s dtype.
     """
 
     #: Force (True) or forbid (False) the chunked segment-sum; None: by device (``layout``).
@@ -78,6 +82,7 @@ class TwoLayerEnsemble:
         steps: int,
         loss: str,
         reparametrize: bool,
+        bf16: bool = False,
     ):
         self.N = len(models)
         self.dtype, self.device = X.dtype, X.device
@@ -110,6 +115,11 @@ class TwoLayerEnsemble:
         self.update = make_update(list(rules), steps, self.dtype, self.device)
         self.reparam = bool(reparametrize)  # the engine allows it for linear rules only
         self.XaT = self.Xa.T.contiguous()
+        # bfloat16 GEMMs: the constant right operands rounded once (module doc of _precision)
+        self.bf16 = BF16Matmul(self.device) if bf16 else None
+        if self.bf16 is not None:
+            self.right16 = self.bf16.operand(self.G if reparametrize else self.XaT)
+            self.Xa16 = self.bf16.operand(self.Xa)
         if self.reparam:
             self.Z0 = self.W0 @ self.XaT
             first = torch.zeros(self.layout.M, self.n, dtype=self.dtype, device=self.device)
@@ -173,7 +183,11 @@ class TwoLayerEnsemble:
 
     def forward(self, need_grad: bool = True) -> torch.Tensor:
         """Losses ``(N,)`` at the current parameters; keeps what the gradient needs."""
-        if self.reparam:
+        if self.bf16 is not None:
+            self.bf16.mm(self.first.param, self.right16, out=self.P)
+            if self.reparam:
+                self.P.add_(self.Z0)
+        elif self.reparam:
             torch.addmm(self.Z0, self.first.param, self.G, out=self.P)
         else:
             torch.mm(self.first.param, self.XaT, out=self.P)
@@ -209,7 +223,13 @@ class TwoLayerEnsemble:
         self.D.mul_(self.as_u.unsqueeze(1))
         torch.gt(self.P, 0.0, out=self.mask)
         self.D.mul_(self.mask)
-        grads = [self.D if self.reparam else torch.mm(self.D, self.Xa, out=self.gW)]
+        if self.reparam:
+            grads = [self.D]
+        elif self.bf16 is not None:
+            assert self.gW is not None  # allocated in W-space (_eager_buffers)
+            grads = [self.bf16.mm(self.D, self.Xa16, out=self.gW)]
+        else:
+            grads = [torch.mm(self.D, self.Xa, out=self.gW)]
         if self.notebook:
             grads.append(grad_a)
         self.update.apply(k, self.regs, grads, self.net, frozen)

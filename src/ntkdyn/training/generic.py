@@ -46,6 +46,8 @@ class GenericEnsemble:
         steps: number of optimizer steps.
         loss: the loss of the outputs ``F (n, C)``.
         scalar: the models return ``(n,)`` (so ``C = 1``) rather than ``(n, C)``.
+        bf16: run the training forward and backward passes under ``torch.autocast`` to
+            bfloat16 (``_precision``); parameters, registers and losses keep the float32 dtype.
     """
 
     def __init__(
@@ -58,9 +60,11 @@ class GenericEnsemble:
         steps: int,
         loss: Loss,
         scalar: bool,
+        bf16: bool = False,
     ):
         self.N = len(models)
         self.dtype, self.device = X.dtype, X.device
+        self.bf16 = bf16
         template = models[0]
         self.trained = [k for k, p in template.named_parameters() if p.requires_grad]
         constant = [k for k, p in template.named_parameters() if not p.requires_grad]
@@ -121,11 +125,12 @@ class GenericEnsemble:
 
     def forward(self, need_grad: bool = True) -> torch.Tensor:
         """Losses ``(N,)`` at the current parameters (and their gradients if ``need_grad``)."""
-        if not need_grad:
-            return self._loss(self.params, self.constant)
-        grads, losses = self._grad_and_loss(self.params, self.constant)
-        self.grads = [grads[k] for k in self.trained]
-        return losses
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            if not need_grad:
+                return self._loss(self.params, self.constant).to(self.dtype)
+            grads, losses = self._grad_and_loss(self.params, self.constant)
+        self.grads = [grads[k].to(self.dtype) for k in self.trained]
+        return losses.to(self.dtype)
 
     def step(self, k: int, frozen: torch.Tensor) -> None:
         """Optimizer step ``k`` with the gradients of the last :meth:`forward`, in place."""

@@ -27,7 +27,10 @@ __all__ = [
 #: Relative rounding floors of a loss curve per dtype: a window ends where the kernel model
 #: reaches it (docs/verdicts.md §2; docs/mathematics.md §5: float64 rounds near 4e-32 L_0,
 #: float32 near 7e-15 L_0, and the floors stay several decades above).
-FLOOR_REL = {"float64": 1e-20, "float32": 1e-11}
+#: The reduced precisions round the products' operands (unit roundoff u = 2^-11 for TF32,
+#: 2^-8 for bfloat16), so their residual rounds near 2 u^2 L_0 (5e-7, 3e-5); their floors keep
+#: float32's margin of about 1400x above that (docs/verdicts.md §2).
+FLOOR_REL = {"float64": 1e-20, "float32": 1e-11, "tf32": 1e-3, "bfloat16": 5e-2}
 #: A window is ``[WINDOW_FIRST * K, K]``: the classifier's tail (docs/mathematics.md §5).
 WINDOW_FIRST = 0.25
 
