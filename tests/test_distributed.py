@@ -289,3 +289,47 @@ def test_ctrl_c_cancels_pending_batches_and_keeps_what_finished(local, config, t
     assert (result.skipped, result.trained) == (len(kept), RUNS - len(kept))
     np.testing.assert_equal(len(_stored_ids(out)), RUNS)
     assert _same_curves(_runs(out), ref) == []
+
+
+def test_tasks_report_their_steps_to_the_driver(config):
+    """Step events of running tasks reach ``on_step`` (batch index, step, steps)."""
+    from distributed import Client, LocalCluster
+
+    from ntkdyn.experiments._dask import dask_batches
+    from ntkdyn.experiments.runs import DataCache, plan_batches
+
+    long = load_config(CONFIG.replace("steps = 400", "steps = 6000"))
+    cache = DataCache()
+    pending = plan_batches(expand_runs(long, cache=cache), cache)[:2]
+    seen: list[tuple[int, int, int]] = []
+    ticks = []
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster,
+        Client(cluster) as client,
+    ):
+        done = list(
+            dask_batches(
+                client,
+                pending,
+                cache,
+                {"auto": "cpu"},
+                lambda *event: seen.append(event),
+                lambda: ticks.append(1),
+            )
+        )
+    assert sorted(f.index for f in done) == [0, 1]
+    assert seen and all(b in (0, 1) and s <= n == 6000 for b, s, n in seen), seen
+    assert ticks  # the driver woke up to redraw while it waited
+
+
+def test_cuda_runs_on_a_local_cluster_without_cuda_are_refused(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = tmp_path / "cuda.toml"
+    cfg.write_text(CONFIG.replace("n = 10\n", 'n = 10\ndevice = "cuda"\n'))
+    code = main(["sweep", str(cfg), "--out", str(tmp_path / "o"), "--backend", "dask"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "`device` 'cuda'" in err[0], err
+    assert not (tmp_path / "o").exists()

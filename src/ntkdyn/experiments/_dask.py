@@ -37,6 +37,7 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -109,31 +110,33 @@ def _step_events(index: int) -> Callable[[int, int], None]:
     return report
 
 
+def _on_this_worker(devices: dict[str, str]) -> dict[str, str]:
+    """Requested -> resolved devices here: ``auto`` resolves on the worker that runs it."""
+    from ._setup import resolve_device
+
+    return {req: resolve_device("auto") if req == "auto" else dev for req, dev in devices.items()}
+
+
 def run_batch_task(
     index: int, batch: list[RunSpec], data: list[tuple], devices: dict[str, str], threads: int
 ) -> tuple[list[dict], float]:
     """One batch on a worker: ``data`` holds (spec, dataset, spectrum or None) per data key."""
-    from ._setup import resolve_device
+    from ._batch import train_batch
 
     _tune_worker(threads)
     cache = DataCache()
     for spec, dataset, spectrum in data:
         cache.preload(spec, dataset, spectrum)
-    here = {req: dev if req != "auto" else resolve_device("auto") for req, dev in devices.items()}
-    from ._batch import train_batch
-
     start = time.perf_counter()
-    rows = train_batch(batch, cache, here, progress=_step_events(index))
+    rows = train_batch(batch, cache, _on_this_worker(devices), progress=_step_events(index))
     return rows, time.perf_counter() - start
 
 
 def _worker_environment(devices: dict[str, str], threads: int) -> dict[str, Any]:
-    from ._setup import environment, resolve_device
+    from ._setup import environment
 
     _tune_worker(threads)
-    return environment(
-        {req: resolve_device("auto") if req == "auto" else dev for req, dev in devices.items()}
-    )
+    return environment(_on_this_worker(devices))
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,6 +204,18 @@ def dask_client(
             cluster.close()
 
 
+def _warn_without_gpu_workers(client: Any) -> None:
+    """CUDA batches wait for a worker declaring ``GPU``: say so when none has joined yet."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    if not any(w.get("resources", {}).get("GPU", 0) > 0 for w in workers):
+        warnings.warn(
+            "runs with device 'cuda' wait for a Dask worker with the resource GPU (start GPU "
+            "workers with --resources GPU=1); none of the scheduler's workers has one yet",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def _payload(batch: list[RunSpec], cache: DataCache) -> list[tuple]:
     spec = batch[0].data_spec
     theory = any(r.config["mode"] == "theory" and r.config["predict"] for r in batch)
@@ -224,6 +239,8 @@ def dask_batches(
     record; ``on_tick()`` is called from this thread at least every :data:`TICK_S` seconds."""
     from distributed import wait
 
+    if any(b[0].config["device"] == "cuda" for b in pending):
+        _warn_without_gpu_workers(client)
     tag = uuid.uuid4().hex[:8]
     futures = {}
     for index, batch in enumerate(pending):

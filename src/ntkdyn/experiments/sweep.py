@@ -190,6 +190,8 @@ def run_sweep(
         client = None
         if where.name == "dask":  # an unreachable scheduler is refused before anything is written
             cuda = any(r.config["device"] == "cuda" for r in runs)
+            if cuda and where.scheduler is None:  # a local cluster's GPU is this machine's
+                resolve_device("cuda")
             client = stack.enter_context(
                 dask_client(
                     workers=where.workers,

@@ -28,8 +28,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ._canvas import log_widths, new_figure, set_title
-from ._canvas import positive as _positive
+from ._canvas import log_widths, new_figure, plot_runs, set_title
 from ._grid import (
     GRID,
     SEED_AXES,
@@ -160,15 +159,11 @@ def grid_curves_figure(runs: Sequence[RunAnalysis], title: str) -> Figure:
     picked = [min(group, key=lambda a: a.seed) for _, group in group_runs(chosen, axes)]
     fig, ax = new_figure()
     ax = ax[0, 0]
-    for a in picked:
-        text = label(axis_values(a), axes) or label(axis_values(a), ("optimizer", "lr"))
-        ax.plot(np.arange(a.record.losses.size), _positive(a.record.losses), lw=1.3, label=text)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch (optimizer step)")
-    ax.set_ylabel("training loss")
-    ax.grid(True, which="major", alpha=0.3)
-    if picked:
-        ax.legend(fontsize=7)
+
+    def text(a: RunAnalysis) -> str:
+        return label(axis_values(a), axes) or label(axis_values(a), ("optimizer", "lr"))
+
+    plot_runs(ax, picked, label=text)
     seeds = sorted({a.seed for a in picked})
     set_title(ax, f"{title} (m = {widest}, seed {', '.join(map(str, seeds))})")
     return fig
