@@ -11,8 +11,8 @@ Elsewhere (logs, CI) a plain line is printed at most every ``interval`` seconds,
     [sweep] 12/39 runs, 31%, batch 5/8 step 600/1000, eta 0:42
 
 Runs count finished (stored) runs. The percentage and the ETA are measured in *work units*
-(width x steps of each run) so that runs of different sizes do not fool them; a batch in
-training counts for the fraction of its steps done (:meth:`Progress.step`), so the bar moves
+(the sweep passes width x steps x n x (d + 1) of each run, about its flops) so that runs of
+different sizes do not fool them; a batch in training counts for the fraction of its steps done (:meth:`Progress.step`), so the bar moves
 inside long batches instead of sitting at 0% until the first one is stored. The ETA
 extrapolates the rate of the work done since the reporter started (runs skipped on resume do
 not count).
