@@ -42,14 +42,14 @@ optimizers = ["gd:lr=0.5", "hb:lr=0.5,beta=critical", "nesterov:lr=0.5,r=3",
 #: The documented columns of ``Results.runs`` and ``runs.csv``, in order.
 COLUMNS = [
     "run_id", "experiment", "optimizer", "family",
-    "lr", "beta", "r", "b1", "b2", "beta1", "beta2", "eps",
+    "lr", "beta", "r", "b1", "b2", "beta1", "beta2", "eps", "alpha", "momentum",
     "width", "seed", "mode", "data", "n", "data_seed", "loss", "dtype", "device", "steps",
     "predict", "diagnostics_every",
     "status", "diverged_at", "initial_loss", "final_loss",
     "rate_kind", "rate_factor", "rate_exponent", "steps_to_1e3_drop", "steps_to_1e6_drop",
     "lambda_min_k", "lambda_max_k", "h0", "h_max", "elapsed", "finished", "spec",
 ]  # fmt: skip
-HYPERPARAMETERS = ["lr", "beta", "r", "b1", "b2", "beta1", "beta2", "eps"]
+HYPERPARAMETERS = ["lr", "beta", "r", "b1", "b2", "beta1", "beta2", "eps", "alpha", "momentum"]
 #: fit_rate regresses log L on log k while (1 + k)^-2 is a power of 1 + k: on the fit's tail
 #: (k >= steps / 4 = 75) the two logs differ by at most 1/75, which biases p by about 1%.
 POWER_EXPONENT_TOL = 0.02

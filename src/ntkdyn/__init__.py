@@ -9,12 +9,16 @@ The public API, one obvious spelling each (README.md has a tour):
 - optimizers (data, with an exact ``.torch(params)`` view): ``GD``, ``HeavyBall``,
   ``Nesterov`` (textbook, vanishing damping r), ``NesterovTorch`` (torch's scheme),
   ``NesterovSC`` (constant momentum), ``HigherOrderMomentum``, ``HigherOrderMomentumNotebook``,
-  ``Adam``; ``parse("hb:lr=0.1,beta=0.9")``
+  ``Adam``, ``RMSprop`` (adaptive: trained, never predicted); ``parse("hb:lr=0.1,beta=0.9")``
+- before training: ``advise`` (an ``Advice``: per optimizer family the fastest stable
+  hyperparameters to a target loss, predicted steps, expected error, ranked) and
+  ``verify_advice`` (a ``Verification``: the advice trained, predicted against measured)
 - theory (kernel first, then the rule): ``predict_discrete``, ``discrete_modes``,
   ``predict_ode``, ``stability``, ``optimal_parameters``, ``predicted_rate``, ``fit_rate``
 - any model, any smooth loss: ``linearize`` (a :class:`Linearized` model that predicts the
   loss and the train and test outputs of every linear rule), ``Loss``; when the kernel model
-  stops holding: ``Linearized.validity`` (a ``ValidityRecord``), ``KernelRegimeWarning``
+  stops holding: ``Linearized.validity`` (a ``ValidityRecord``), ``KernelRegimeWarning``;
+  Adam's late phase as heavy ball on a preconditioned kernel: ``adam_late_phase``
 - training: ``train`` (many networks at once)
 - experiments: ``load_config``, ``expand_runs``, ``run_sweep``, ``Store``; results as data:
   ``open_results`` (``.runs``, ``.curves`` as pandas DataFrames), ``read_results_csv``
@@ -32,6 +36,12 @@ from ._version import __version__ as __version__
 
 #: public name -> the submodule that defines it
 _LAZY = {
+    "LatePhase": "adaptive",
+    "adam_late_phase": "adaptive",
+    "Advice": "advisor",
+    "advise": "advisor",
+    "Verification": "_advise_verify",
+    "verify_advice": "_advise_verify",
     "Dataset": "data",
     "DegenerateDataWarning": "data",
     "load_dataset": "data",
@@ -69,6 +79,7 @@ _LAZY = {
     "Nesterov": "optim",
     "NesterovSC": "optim",
     "NesterovTorch": "optim",
+    "RMSprop": "optim",
     "Rule": "optim",
     "parse": "optim",
     "fit_rate": "rates",
@@ -81,6 +92,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from ._advise_verify import Verification, verify_advice
+    from .adaptive import LatePhase, adam_late_phase
+    from .advisor import Advice, advise
     from .data import Dataset, DegenerateDataWarning, load_dataset, validate_dataset
     from .dynamics import (
         discrete_modes,
@@ -120,6 +134,7 @@ if TYPE_CHECKING:
         Nesterov,
         NesterovSC,
         NesterovTorch,
+        RMSprop,
         Rule,
         parse,
     )
@@ -130,6 +145,13 @@ if TYPE_CHECKING:
 __all__ = [
     "GD",
     "Adam",
+    "Advice",
+    "LatePhase",
+    "RMSprop",
+    "Verification",
+    "adam_late_phase",
+    "advise",
+    "verify_advice",
     "Dataset",
     "DeepReLU",
     "DegenerateDataWarning",

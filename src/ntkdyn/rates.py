@@ -21,7 +21,7 @@ from ._curves import check_curve, envelope, lstsq_line, truncate_at_floor
 from ._validate import finite_number, unit_interval
 from .conventions import LATE_STEP
 from .kernels import Spectrum, spectrum
-from .optim.rules import LinearRule, Rule, parse
+from .optim.rules import NO_KERNEL_PREDICTION, LinearRule, Rule, parse
 
 __all__ = ["FitWindow", "PredictedRate", "RateFit", "fit_rate", "local_exponent", "predicted_rate"]
 
@@ -105,7 +105,7 @@ def predicted_rate(K: np.ndarray | Spectrum, rule: Rule | str) -> PredictedRate:
     h = rule.lr * lam
     h_min, h_max = float(h.min()), float(h.max())
     if not isinstance(rule, LinearRule):
-        statement = f"none: {rule.name} is nonlinear; no rate is predicted"
+        statement = f"none: {rule.name}: {NO_KERNEL_PREDICTION}; no rate is predicted"
         return PredictedRate(rule.spec, "none", h_min, h_max, statement)
     step = rule.constant_from if rule.constant_from is not None else LATE_STEP
     radius = np.abs(np.linalg.eigvals(rule.mode_matrix(step, h))).max(axis=-1)

@@ -4,7 +4,8 @@ Every bad input becomes one line on stderr and exit code 2; success exits 0; out
 by a closed pipe (``ntkdyn ... | head -1``) exits 141 after the work is done and stored, never 0
 (the command's own output is then incomplete). The parser and
 its checkers live in :mod:`.parser`; each command group in its own module
-(:mod:`.theory_commands`: kernel, predict, rates; :mod:`.experiment_commands`: reproduce,
+(:mod:`.theory_commands`: kernel, predict, rates; :mod:`._advise_command`: advise;
+:mod:`.experiment_commands`: reproduce,
 sweep, report, export). Each command parses, calls one library function and prints.
 """
 

@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_theory_commands(sub, theory)
+    _add_advise_command(sub)
     _add_experiment_commands(sub, exp)
     return parser
 
@@ -234,6 +235,63 @@ def _add_theory_commands(sub, theory) -> None:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=theory.cmd_rates)
+
+
+def _families(text: str) -> tuple[str, ...]:
+    """``--families gd,hb``: a non-empty comma list (the advisor checks the names)."""
+    names = tuple(part.strip() for part in text.split(","))
+    if not text.strip() or any(not name for name in names):
+        raise argparse.ArgumentTypeError(
+            f"`--families` must be a comma list of optimizer families such as gd,hb, got {text!r}"
+        )
+    return names
+
+
+def _add_advise_command(sub) -> None:
+    from ._advise_command import cmd_advise
+
+    p = sub.add_parser(
+        "advise", help="rank optimizers by predicted steps to a target loss (no training)"
+    )
+    _add_data_args(p)
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="MODULE:FACTORY",
+        help="your network (as for predict --model); default: the paper's two-layer network",
+    )
+    _add_option(p, "--width", positive_int, None, "a theory-mode network of this width")
+    _add_option(p, "--depth", positive_int, None, "with --width: a deep ReLU network")
+    p.add_argument("--seed", type=int, default=0, help="network seed for --width or --model")
+    p.add_argument("--loss", choices=list(LOSSES), default="half-sum", help=_LOSS_HELP)
+    p.add_argument(
+        "--target",
+        type=_argument("--target", float, partial(unit_interval, closed_low=False)),
+        default=1e-6,
+        help="the target loss as a share of L0 (default 1e-6)",
+    )
+    _add_option(p, "--budget", positive_int, None, "most steps a candidate may take")
+    p.add_argument(
+        "--families",
+        type=_families,
+        default=None,
+        help="e.g. gd,hb,nesterov-sc,nesterov,hom (default: every family)",
+    )
+    p.add_argument(
+        "--probe",
+        type=nonneg_int("--probe"),
+        default=30,
+        help="train the network this many steps per candidate to judge its kernel model "
+        "(0: skip; default 30)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="train every candidate and print predicted against measured steps",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="with --verify")
+    p.add_argument("--out", default=None, help="directory for advice.json, .csv and .png")
+    p.set_defaults(func=cmd_advise)
 
 
 def _add_experiment_commands(sub, exp) -> None:

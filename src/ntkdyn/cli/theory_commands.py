@@ -86,13 +86,16 @@ def _without_model(args: argparse.Namespace, flags: tuple[str, ...]) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .._budget import check_fits, curve_bytes
-    from ..optim import LinearRule, parse
+    from ..optim import NO_KERNEL_PREDICTION, LinearRule, parse
 
     out = Path(args.out)
     check_out_path(out)
     rule = parse(args.optimizer)
     if not isinstance(rule, LinearRule):  # the rules with a linear prediction
-        raise UsageError(f"`--optimizer` {rule.name} has no linear prediction (train it instead)")
+        raise UsageError(
+            f"`--optimizer` {rule.name}: {NO_KERNEL_PREDICTION}; train it and fit its rate "
+            "instead (docs/adaptive.md)"
+        )
     if args.ode and rule.ode() is None:
         raise UsageError(f"`--ode`: {rule.name} has no limiting ODE")
     check_fits(

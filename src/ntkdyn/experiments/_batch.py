@@ -4,6 +4,11 @@ config asks for them), train the batch in one ``ntkdyn.training.train`` call and
 record per run. It writes nothing, so any process can run it: the sweep's own (local backend)
 or a Dask worker (``experiments._dask``); only the driver writes the store.
 
+A run with a ``depth`` trains ``models.DeepReLU`` (all layers, NTK parameterisation); its
+infinite-width prediction uses the analytic deep NTK ``kernels.deep_relu_ntk`` of that depth
+in place of the two-layer ``H^inf`` (``runs.DataCache.limit_spectrum``); it has checkpoint
+diagnostics only when its config sets ``diagnostics_every``.
+
 Predictions are in the units of the loss minimised: ``predict_discrete`` gives ``1/2 ||e||^2``
 and is multiplied by ``c`` (1 for half-sum, 2/n for mse; docs/mathematics.md §0).
 """
@@ -13,13 +18,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..conventions import torch_dtype
 from .runs import DataCache, RunSpec
 
-__all__ = ["train_batch"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["build_network", "train_batch"]
 
 #: RunResult.diagnostics field -> stored key (store.RunRecord.diagnostics).
 _DIAGNOSTIC_NAMES = {
@@ -69,7 +78,8 @@ def _predict(run: RunSpec, model, cache: DataCache, loss: str, device: str) -> _
     if run.config["mode"] == "theory":  # H^inf is the limit of the theory parameterisation only
         c = k0.loss_factor
         assert k0.e0 is not None  # kernel_at_init builds it from the residual
-        k_inf = KernelModel.from_spectrum(cache.spectrum(run.data_spec).scaled(c), k0.e0, c)
+        infinite = cache.limit_spectrum(run.data_spec, run.depth)
+        k_inf = KernelModel.from_spectrum(infinite.scaled(c), k0.e0, c)
         limit = predict_curves(k_inf, rule, steps, ode=True)
         discrete_inf, ode = limit.loss, limit.ode_loss
     return replace(model_at_init, discrete=discrete, discrete_inf=discrete_inf, ode=ode)
@@ -86,6 +96,23 @@ def _diagnostics(diag) -> dict | None:
     return out
 
 
+def build_network(run: RunSpec, d: int) -> nn.Module:
+    """The run's network drawn from ``torch.Generator().manual_seed(seed)``: a
+    ``TwoLayerReLU`` of the run's mode, or a ``DeepReLU`` when the run has a depth."""
+    import torch
+
+    from ..models import DeepReLU, TwoLayerReLU
+
+    cfg = run.config
+    dtype = torch_dtype(cfg["dtype"])  # storage; tf32/bfloat16 go to train by name
+    generator = torch.Generator().manual_seed(run.seed)
+    if run.depth is not None:
+        return DeepReLU(d, run.width, run.depth, generator=generator, dtype=dtype)
+    return TwoLayerReLU(
+        d, run.width, parameterization=cfg["mode"], dtype=dtype, generator=generator
+    )
+
+
 def train_batch(
     batch: list[RunSpec],
     cache: DataCache,
@@ -95,25 +122,12 @@ def train_batch(
     """Train one batch; returns one record per run (``store.RunRecord`` fields without
     ``elapsed`` and ``finished``). ``devices`` maps requested to resolved devices;
     ``progress(step, steps)`` is passed to the engine."""
-    import torch
-
-    from ..models import TwoLayerReLU
     from ..training import train
 
     first = batch[0].config
     spec = batch[0].data_spec
     ds = cache.dataset(spec)
-    dtype = torch_dtype(first["dtype"])  # storage; tf32/bfloat16 go to train by name
-    models = [
-        TwoLayerReLU(
-            ds.d,
-            run.width,
-            parameterization=first["mode"],
-            dtype=dtype,
-            generator=torch.Generator().manual_seed(run.seed),
-        )
-        for run in batch
-    ]
+    models = [build_network(run, ds.d) for run in batch]
     preds = [
         _predict(run, m, cache, first["loss"], devices[first["device"]])
         for run, m in zip(batch, models, strict=True)
@@ -129,6 +143,9 @@ def train_batch(
         dtype=first["dtype"],
         device=devices[first["device"]],
         diagnostics_every=first["diagnostics_every"],
+        # a deep network's checkpoint Gram forms its whole Jacobian (n x all weights: GBs at
+        # m = 4096): only where the config asks for checkpoints
+        diagnostics=batch[0].depth is None or first["diagnostics_every"] is not None,
         progress=progress,
     )
     records = []

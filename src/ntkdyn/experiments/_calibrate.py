@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .runs import DataCache, RunSpec
+from .runs import DataCache, RunSpec, network_elements
 
 __all__ = [
     "CALIBRATION_ELEMENTS",
@@ -20,7 +20,9 @@ __all__ = [
     "MachineConstants",
     "StepClass",
     "calibrate_classes",
+    "kernel_units",
     "step_class",
+    "step_flops",
 ]
 
 #: Calibration batches hold about this many ``width x max(n, d)`` elements: past the CPU's
@@ -40,7 +42,8 @@ _PREDICT_STEPS = 1000
 class StepClass:
     """What decides the cost of one step of a batch: device (resolved), dtype, intra-op
     threads, parameterisation, loss, data shape (``d`` without the notebook's bias feature),
-    the optimizer (by rule name: its registers and update) and the reparametrised path."""
+    the optimizer (by rule name: its registers and update), the reparametrised path and the
+    depth of a ``DeepReLU`` (None: the two-layer network)."""
 
     device: str
     dtype: str
@@ -51,6 +54,7 @@ class StepClass:
     d: int
     rule: str
     reparam: bool
+    depth: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,12 @@ class MachineConstants:
         seconds_per_flop: per matrix-product flop of a training step; the step's elementwise
             work scales like its products within one step class and is included.
         batch_overhead: per batch (input checks, ensemble set-up).
-        unit_setup: per hidden unit of a batch (initialisation, copies).
+        unit_setup: per kernel unit of a batch (initialisation, copies).
         kernel_overhead: per run, the kernel model at initialisation of a width-0 network
             (its eigendecomposition, ``n^3``).
-        kernel_per_unit: per hidden unit of a run, the empirical Gram at initialisation.
+        kernel_per_unit: per kernel unit of a run (:func:`kernel_units`: its width, plus
+            ``width^2 / max(n, d)`` per ``m x m`` layer of a deep network), the empirical
+            Gram at initialisation.
         predict_per_step: per predicted step of a run (all curves of the run; 0 when the
             class predicts nothing).
         eig_per_n3: per ``n^3`` of a checkpoint's per-network eigendecomposition.
@@ -114,20 +120,44 @@ def step_class(run: RunSpec, cache: DataCache, device: str, threads: int) -> Ste
     the engine's path choice: linear rules reparametrise when ``n < d``."""
     ds = cache.dataset(run.data_spec)
     cfg = run.config
-    reparam = run.rule.is_linear and ds.n < ds.d
+    # only the two-layer fast path reparametrises (training.engine); DeepReLU is generic
+    reparam = run.rule.is_linear and ds.n < ds.d and run.depth is None
     return StepClass(
-        device, cfg["dtype"], threads, cfg["mode"], cfg["loss"], ds.n, ds.d, run.rule.name, reparam
+        device,
+        cfg["dtype"],
+        threads,
+        cfg["mode"],
+        cfg["loss"],
+        ds.n,
+        ds.d,
+        run.rule.name,
+        reparam,
+        run.depth,
     )
 
 
-def step_flops(cls: StepClass, total_width: int) -> int:
+def kernel_units(run: RunSpec, n: int, d: int) -> float:
+    """``runs.network_elements / max(n, d)``: the width of a two-layer run; a deep one adds
+    ``width^2 / max(n, d)`` per hidden ``m x m`` layer (its weights, initialisation and kernel
+    work grow with them)."""
+    return network_elements(run.config, n, d) / max(n, d)
+
+
+def deep_squares(runs: Iterable[RunSpec]) -> int:
+    """``sum (depth - 1) width^2`` over deep runs: the ``m x m`` weights of a batch."""
+    return sum(((r.depth or 1) - 1) * r.width * r.width for r in runs)
+
+
+def step_flops(cls: StepClass, total_width: int, squares: int = 0) -> int:
     """Matrix-product flops of one training step of a batch of ``total_width`` units: one
     ``(M x n) (n x n)`` product when reparametrised, else a forward and a backward
-    ``(M x d') (d' x n)`` product (``d' = d + 1`` with the notebook's bias feature)."""
+    ``(M x d') (d' x n)`` product (``d' = d + 1`` with the notebook's bias feature); a deep
+    network adds ``6 n m^2`` per hidden ``m x m`` layer (forward, and the backward products
+    for the layer's input and weights), ``squares`` = :func:`deep_squares` of the batch."""
     if cls.reparam:
         return 2 * total_width * cls.n * cls.n
     d = cls.d + (cls.mode == "notebook")
-    return 4 * total_width * cls.n * d
+    return 4 * total_width * cls.n * d + 6 * cls.n * squares
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +165,18 @@ def step_flops(cls: StepClass, total_width: int) -> int:
 
 _CACHE: dict[StepClass, MachineConstants] = {}
 _OVERHEAD: dict[tuple[str, str, int], tuple[float, float]] = {}
-_KERNEL: dict[tuple[str, str, str], tuple[float, float, float]] = {}
+_KERNEL: dict[tuple[str, str, str, int | None], tuple[float, float, float]] = {}
+
+
+def _calibration_width(rows: int, depth: int | None, biggest: int) -> int:
+    """Width of the calibration network: about :data:`CALIBRATION_ELEMENTS` elements
+    (``runs.network_elements``: ``m^2`` per hidden ``m x m`` layer of a deep one), at most
+    the class's largest batch width, at least 16."""
+    if depth is None or depth == 1:
+        width = CALIBRATION_ELEMENTS // rows
+    else:
+        width = int(np.sqrt(CALIBRATION_ELEMENTS / (depth - 1)))
+    return int(min(max(width, 16), max(biggest, 16)))
 
 
 def _sync(device: str) -> None:
@@ -168,25 +209,37 @@ def _steps_for(short: float) -> int:
     return int(min(max(_SHORT + _TIMED_SECONDS / guess, _LONG), _MAX_STEPS))
 
 
-def _train_call(
-    X: np.ndarray, y: np.ndarray, width: int, run: RunSpec, device: str, steps: int, mode: str
-) -> Callable[[], object]:
+def _network(d: int, width: int, mode: str, depth: int | None, dtype: str = "float64"):
+    """A network of the class (``experiments._batch.build_network``'s kinds), seed 0."""
     import torch
 
     from ..conventions import torch_dtype
-    from ..models import TwoLayerReLU
+    from ..models import DeepReLU, TwoLayerReLU
+
+    generator = torch.Generator().manual_seed(0)
+    if depth is not None:
+        return DeepReLU(d, width, depth, generator=generator, dtype=torch_dtype(dtype))
+    return TwoLayerReLU(
+        d, width, parameterization=mode, dtype=torch_dtype(dtype), generator=generator
+    )
+
+
+def _train_call(
+    X: np.ndarray,
+    y: np.ndarray,
+    width: int,
+    run: RunSpec,
+    device: str,
+    steps: int,
+    mode: str,
+    depth: int | None = None,
+) -> Callable[[], object]:
     from ..training import train
 
     dtype = run.config["dtype"]  # train takes the precision's name (tf32, bfloat16 too)
 
     def call() -> object:
-        model = TwoLayerReLU(
-            X.shape[1],
-            width,
-            parameterization=mode,
-            dtype=torch_dtype(dtype),
-            generator=torch.Generator().manual_seed(0),
-        )
+        model = _network(X.shape[1], width, mode, depth, dtype)
         return train(
             [model], X, y, [run.rule], steps, loss=run.config["loss"], dtype=dtype, device=device
         )
@@ -214,39 +267,40 @@ def _measure(
     """Time a few steps of one network of the class, its kernel model at initialisation and,
     when its runs predict, one prediction (module docstring); ``biggest``: the class's largest
     batch width, beyond which the calibration batch need not grow."""
-    import torch
-
-    from ..models import TwoLayerReLU
     from ..prediction import kernel_at_init, predict_curves
 
     run = runs[0]
     ds = cache.dataset(run.data_spec)
     X, y = np.array(ds.X), np.array(ds.y)
+    rows, depth = max(cls.n, cls.d), cls.depth
     step_overhead, batch_overhead = _overhead(run, cls.device, cls.threads)
-    width = int(min(max(CALIBRATION_ELEMENTS // max(cls.n, cls.d), 16), max(biggest, 16)))
-    call = _train_call(X, y, width, run, cls.device, _SHORT, cls.mode)
+    width = _calibration_width(rows, depth, biggest)
+    call = _train_call(X, y, width, run, cls.device, _SHORT, cls.mode, depth)
     short = _timed(call, cls.device, repeats=2)
     steps = _steps_for(short)
-    call = _train_call(X, y, width, run, cls.device, steps, cls.mode)
+    call = _train_call(X, y, width, run, cls.device, steps, cls.mode, depth)
     long = _timed(call, cls.device, repeats=2)
     step = max(long - short, 0.0) / (steps - _SHORT)
-    spf = max(step - step_overhead, 0.0) / step_flops(cls, width)
-    unit = max(short - (_SHORT + 1) * step - batch_overhead, 0.0) / width
+    squares = ((depth or 1) - 1) * width * width
+    spf = max(step - step_overhead, 0.0) / step_flops(cls, width, squares)
+
+    def units(w: int) -> float:
+        return (w * rows + ((depth or 1) - 1) * w * w) / rows  # kernel_units of a run
+
+    unit = max(short - (_SHORT + 1) * step - batch_overhead, 0.0) / units(width)
 
     def kernel(w: int):
-        model = TwoLayerReLU(
-            ds.d, w, parameterization=cls.mode, generator=torch.Generator().manual_seed(0)
-        )
+        model = _network(ds.d, w, cls.mode, depth)
         return lambda: kernel_at_init(model, ds, cls.loss)
 
     # the kernel model does not depend on the rule, dtype or device: measured once per data
-    key = (cls.mode, cls.loss, run.data_spec.key)
+    key = (cls.mode, cls.loss, run.data_spec.key, depth)
     if key not in _KERNEL:
-        wide = int(min(max(width, 1024), 8192))
+        wide = int(min(max(width, 1024), 8192)) if depth is None else width
         k_small = _timed(kernel(1), "cpu", repeats=2)
         k_wide = _timed(kernel(wide), "cpu", repeats=2)
         eig = _timed(lambda: np.linalg.eigvalsh(np.eye(cls.n) + X @ X.T), "cpu") / cls.n**3
-        _KERNEL[key] = (k_small, max(k_wide - k_small, 0.0) / (wide - 1), eig)
+        _KERNEL[key] = (k_small, max(k_wide - k_small, 0.0) / (units(wide) - units(1)), eig)
     k_small, per_unit, eig = _KERNEL[key]
     predict = 0.0
     predicting = [r for r in runs if r.config["predict"] and r.rule.is_linear]

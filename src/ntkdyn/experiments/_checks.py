@@ -54,6 +54,23 @@ def int_list(where: str, value: object, *, minimum: int) -> tuple[int, ...]:
     return tuple(value)
 
 
+def depths(where: str, value: object, mode: str) -> tuple[int, ...] | None:
+    """The ``depth`` key: None, an int >= 1 or a list of them (like ``widths``); deep
+    networks exist in the theory parameterisation only (``models.DeepReLU``)."""
+    if value is None:
+        return None
+    if mode != "theory":
+        raise ValueError(
+            f'`{where}` needs mode = "theory" (models.DeepReLU has the NTK '
+            f"parameterisation only), got depth {value!r} with mode {mode!r}"
+        )
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"`{where}` must be an int >= 1 or a list of them, got {value!r}")
+    return int_list(where, value, minimum=1)
+
+
 def boolean(where: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"`{where}` must be true or false, got {value!r}")

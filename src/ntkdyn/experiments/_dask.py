@@ -120,13 +120,14 @@ def _on_this_worker(devices: dict[str, str]) -> dict[str, str]:
 def run_batch_task(
     index: int, batch: list[RunSpec], data: list[tuple], devices: dict[str, str], threads: int
 ) -> tuple[list[dict], float]:
-    """One batch on a worker: ``data`` holds (spec, dataset, spectrum or None) per data key."""
+    """One batch on a worker: ``data`` holds (spec, dataset, spectrum or None, deep spectra
+    by depth) per data key."""
     from ._batch import train_batch
 
     _tune_worker(threads)
     cache = DataCache()
-    for spec, dataset, spectrum in data:
-        cache.preload(spec, dataset, spectrum)
+    for spec, dataset, spectrum, deep in data:
+        cache.preload(spec, dataset, spectrum, deep)
     start = time.perf_counter()
     rows = train_batch(batch, cache, _on_this_worker(devices), progress=_step_events(index))
     return rows, time.perf_counter() - start
@@ -219,7 +220,9 @@ def _warn_without_gpu_workers(client: Any) -> None:
 def _payload(batch: list[RunSpec], cache: DataCache) -> list[tuple]:
     spec = batch[0].data_spec
     theory = any(r.config["mode"] == "theory" and r.config["predict"] for r in batch)
-    return [(spec, cache.dataset(spec), cache.spectrum(spec) if theory else None)]
+    depths = {r.depth for r in batch if r.depth is not None} if theory else set()
+    deep = {depth: cache.deep_spectrum(spec, depth) for depth in sorted(depths)}
+    return [(spec, cache.dataset(spec), cache.spectrum(spec) if theory else None, deep)]
 
 
 def dask_batches(

@@ -49,7 +49,8 @@ def _hyperparameters() -> tuple[str, ...]:
     return tuple(names)
 
 
-#: One column per optimizer hyperparameter: ``lr, beta, r, b1, b2, beta1, beta2, eps``.
+#: One column per optimizer hyperparameter: ``lr, beta, r, b1, b2, beta1, beta2, eps, alpha,
+#: momentum``.
 HYPERPARAMETERS = _hyperparameters()
 #: The relative drops ``L_k <= L_0 / drop`` whose first step is a column:
 #: ``steps_to_1e3_drop`` and ``steps_to_1e6_drop``.

@@ -4,7 +4,9 @@ The schema, the grids (any of ``data, mode, n, data_seed, loss, steps, dtype, de
 be a list: one experiment per combination, ids ``ID-1, ID-2, ...``) and the data-driven values
 (``beta = "critical"``, ``lr = "hmax=X"``, resolved from ``K = c H^inf`` and rounded to
 ``_optimizers.RESOLVED_DIGITS`` significant digits so that run ids do not hang on an eigensolver's last
-bit) are documented in docs/guide.md, "Config files for sweeps".
+bit) are documented in docs/guide.md, "Config files for sweeps". ``depth`` (an int >= 1 or a
+list, like ``widths``; theory mode only) trains ``models.DeepReLU`` with that many hidden
+layers, data-driven values then resolved on its analytic NTK ``kernels.deep_relu_ntk``.
 
 Every problem raises ValueError whose message names the field path in backticks (for example
 `` `experiment[2].widht` ``), shows the value and says what is allowed.
@@ -49,6 +51,7 @@ _EXPERIMENT_KEYS = (
     "data_seed",
     "loss",
     "widths",
+    "depth",
     "seeds",
     "steps",
     "dtype",
@@ -114,6 +117,9 @@ class ExperimentConfig:
     device: str = "auto"
     predict: bool = True
     diagnostics_every: int | None = None
+    #: Hidden layers of ``models.DeepReLU`` per run (theory mode only); None: the two-layer
+    #: network, and the key is left out of run configs so that their ids do not change.
+    depth: tuple[int, ...] | None = None
 
     @property
     def data_spec(self) -> RunData:
@@ -141,6 +147,10 @@ def config_dict(config: Config) -> dict:
     for exp in config.experiments:
         row = {f.name: getattr(exp, f.name) for f in fields(exp) if f.name != "optimizers"}
         row["widths"], row["seeds"] = list(exp.widths), list(exp.seeds)
+        if exp.depth is None:  # absent as before the key existed: stored metas compare equal
+            del row["depth"]
+        else:
+            row["depth"] = list(exp.depth)
         row["optimizers"] = [
             {"spec": o.spec, "predict": o.predict, "diagnostics_every": o.diagnostics_every}
             for o in exp.optimizers
@@ -278,6 +288,7 @@ def _experiment(where: str, t: Mapping) -> ExperimentConfig:
     if not isinstance(title, str):
         raise ValueError(f"`{where}.title` must be a string, got {title!r}")
     optimizers = optimizer_choices(where, t, predict, every)
+    depth = check.depths(f"{where}.depth", t.get("depth"), mode)
     return ExperimentConfig(
         id=exp_id,
         data=data,
@@ -295,4 +306,5 @@ def _experiment(where: str, t: Mapping) -> ExperimentConfig:
         device=check.string(f"{where}.device", t.get("device", "auto"), allowed=DEVICES),
         predict=predict,
         diagnostics_every=every,
+        depth=depth,
     )

@@ -5,12 +5,16 @@ Cost model of one batch of ``N`` runs, total width ``M``, ``n`` rows, ``d`` inpu
 steps (constants per step class, ``_calibrate.StepClass``: device, dtype, threads, mode,
 loss, data shape, rule, path)::
 
-    train  = S * (step_overhead + F * seconds_per_flop) + batch_overhead + M * unit_setup
+    train  = S * (step_overhead + F * seconds_per_flop) + batch_overhead + U * unit_setup
     F      = 4 M n d'  (forward + backward products, d' = d + 1 with the notebook bias)
+             + 6 n sum (L - 1) m^2   (deep runs: the hidden m x m layers of each network)
              2 M n^2   (reparametrised path, n < d: one product per step)
-    checks = checkpoints * (2 M n^2 * seconds_per_flop + N n^3 * eig_per_n3)
-    runs   = sum over runs of kernel_overhead + width * kernel_per_unit
+    checks = checkpoints * (2 U n^2 * seconds_per_flop + N n^3 * eig_per_n3)
+    runs   = sum over runs of kernel_overhead + units * kernel_per_unit
              + S * predict_per_step (runs that predict)
+
+where a run's ``units`` are ``_calibrate.kernel_units`` (its width; a deep run adds
+``m^2 / max(n, d)`` per hidden ``m x m`` layer) and ``U`` their sum over the batch.
 
 ``seconds_per_flop`` holds the whole step (products and elementwise work, which grows with
 ``M n`` as the products do), measured by a few real steps of ``ntkdyn.training.train`` on one
@@ -42,12 +46,28 @@ from .._budget import format_bytes, network_bytes
 from .._validate import integer
 from ..conventions import itemsize
 from ._backends import Backend
-from ._calibrate import Calibration, MachineConstants, StepClass, calibrate_classes, step_class
+from ._calibrate import (
+    Calibration,
+    MachineConstants,
+    StepClass,
+    calibrate_classes,
+    deep_squares,
+    kernel_units,
+    step_class,
+)
 from ._calibrate import step_flops as _step_flops
 from ._setup import resolve_device
 from ._shards import parse_shard, shard_batches
 from .config import Config, load_config
-from .runs import MAX_BATCH_ELEMENTS, DataCache, RunSpec, check_size, expand_runs, plan_batches
+from .runs import (
+    MAX_BATCH_ELEMENTS,
+    DataCache,
+    RunSpec,
+    check_size,
+    expand_runs,
+    network_elements,
+    plan_batches,
+)
 from .store import STORE_NAME, Store
 
 __all__ = [
@@ -284,17 +304,19 @@ def batch_seconds(
 ) -> float:
     """The cost model of the module docstring for one batch."""
     width = sum(r.width for r in batch)
+    units = [kernel_units(r, cls.n, cls.d) for r in batch]
     steps = batch[0].config["steps"]
-    train = steps * (c.step_overhead + _step_flops(cls, width) * c.seconds_per_flop)
-    train += c.batch_overhead + width * c.unit_setup
+    flops = _step_flops(cls, width, deep_squares(batch))
+    train = steps * (c.step_overhead + flops * c.seconds_per_flop)
+    train += c.batch_overhead + sum(units) * c.unit_setup
     checks = checkpoints * (
-        2 * width * cls.n**2 * c.seconds_per_flop + len(batch) * cls.n**3 * c.eig_per_n3
+        2 * sum(units) * cls.n**2 * c.seconds_per_flop + len(batch) * cls.n**3 * c.eig_per_n3
     )
     per_run = sum(
         c.kernel_overhead
-        + r.width * c.kernel_per_unit
+        + u * c.kernel_per_unit
         + (steps * c.predict_per_step if r.config["predict"] and r.rule.is_linear else 0.0)
-        for r in batch
+        for r, u in zip(batch, units, strict=True)
     )
     return train + checks + per_run
 
@@ -321,7 +343,8 @@ def _batch_plan(
     # the same count as runs.check_networks_fit (Adam: two moments and the weights)
     registers = getattr(first.rule, "registers", 3)
     memory = sum(
-        network_bytes(r.width, max(ds.n, ds.d), registers, itemsize(cfg["dtype"])) for r in batch
+        network_bytes(1, network_elements(r.config, ds.n, ds.d), registers, itemsize(cfg["dtype"]))
+        for r in batch
     )
     width = sum(r.width for r in batch)
     cls = step_class(first, cache, device, threads)
@@ -344,7 +367,7 @@ def _batch_plan(
         optimizer=first.rule.name,
         family=first.rule.family.value,
         memory_bytes=memory,
-        flops=cfg["steps"] * _step_flops(cls, width),
+        flops=cfg["steps"] * _step_flops(cls, width, deep_squares(batch)),
         seconds=seconds,
         worker_seconds=worker,
     )

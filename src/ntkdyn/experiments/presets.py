@@ -3,8 +3,8 @@
 Each preset is a plain dict in the TOML schema of :mod:`.config` and goes through
 ``config.load_config``, so it is validated exactly like a user's file. Experiments carry a
 ``kind`` that the report understands: ``theory-ladder``, ``theory-curves`` and
-``theory-point`` (claims C1-C7, docs/verdicts.md) and ``E1`` .. ``E6`` (the notebook's
-experiments, findings).
+``theory-point`` (claims C1-C7, docs/verdicts.md), ``theory-depth`` (claim C8, deep networks:
+``theory`` preset only) and ``E1`` .. ``E6`` (the notebook's experiments, findings).
 
 What each preset runs, and why these widths, step counts and learning rates (the theory
 experiments in the setting of docs/mathematics.md §6; notebook miniatures that keep ``h_max``
@@ -20,6 +20,8 @@ from .._validate import choice
 from .config import Config, load_config
 
 __all__ = [
+    "DEPTHS",
+    "DEPTH_LADDER",
     "FULL_LADDER",
     "MINI_E4_SEEDS",
     "MINI_EPOCHS",
@@ -54,6 +56,14 @@ _POINT_WIDTH = 4096
 #: Width ladders (>= 4 widths over >= 1.5 decades) and seeds of the kernel claims.
 QUICK_LADDER = [512, 2048, 8192, 32768]
 FULL_LADDER = [1024, 4096, 16384, 65536]
+#: Claim C8 (docs/verdicts.md §9): depths, widths (up to its DEPTH_WIDTH, over 1.2 decades),
+#: n = 32 rows of the theory data, and a step of h_max = 0.5 on each depth's analytic NTK
+#: (GD reaches 1e-2 L0 of its prediction within ~350 steps at every depth; HB and scheduled
+#: NAG within ~45).
+DEPTHS = [1, 2, 3, 4]
+DEPTH_LADDER = [256, 1024, 4096]
+_DEPTH_N = 32
+_DEPTH_HMAX = 0.5
 #: The authors' torch seed (docs/paper.md).
 _AUTHORS_SEED = 218
 
@@ -142,6 +152,36 @@ def _theory_experiments(*, ladder: list[int], seeds: list[int]) -> list[dict]:
                 f"nesterov-sc:lr={_LR},beta=0.95",
                 f"hom:lr={_LR},b1=0.75,b2=0.2",
             ],
+        },
+    ]
+
+
+def _depth_experiments(*, seeds: list[int]) -> list[dict]:
+    """Claim C8: GD, HB (critical beta) and scheduled NAG (r = 3) on DeepReLU of depth 1-4
+    (module constants); GD runs longer, so it is an experiment of its own."""
+    lr = f"hmax={_DEPTH_HMAX}"
+    base = {
+        **_THEORY,
+        "n": _DEPTH_N,
+        "kind": "theory-depth",
+        "depth": DEPTHS,
+        "widths": DEPTH_LADDER,
+        "seeds": seeds,
+    }
+    return [
+        {
+            **base,
+            "id": "T-depth-gd",
+            "steps": 400,
+            "title": "Deep networks: GD, depth 1-4",
+            "optimizers": [f"gd:lr={lr}"],
+        },
+        {
+            **base,
+            "id": "T-depth-momentum",
+            "steps": 150,
+            "title": "Deep networks: HB (critical beta) and scheduled Nesterov (r = 3), depth 1-4",
+            "optimizers": [f"hb:lr={lr},beta=critical", f"nesterov-torch:lr={lr},r=3"],
         },
     ]
 
@@ -280,6 +320,7 @@ def preset_dict(name: str = "quick", *, data: str | None = None) -> dict:
         }
         h = {"curve": 1.0, "width": 0.5}  # h_max = lr lambda_max(K) (module docstring)
         experiments = _theory_experiments(ladder=FULL_LADDER, seeds=[0, 1, 2, 3, 4])
+        experiments += _depth_experiments(seeds=[0, 1, 2])
         experiments += _paper_experiments(
             base,
             scale=1,
@@ -288,7 +329,10 @@ def preset_dict(name: str = "quick", *, data: str | None = None) -> dict:
             lr_of=lambda lr, kind: f"hmax={h[kind]}",
             note=" (theory mode)",
         )
-        description = "E1-E6 in the paper's own setting with overlays, and the claims at full size."
+        description = (
+            "E1-E6 in the paper's own setting with overlays, the claims at full size, and deep "
+            "networks (claim C8)."
+        )
     return {"name": name, "description": description, "experiment": experiments}
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._budget import check_fits, network_bytes
+from .._budget import NETWORK_WORK_ARRAYS, check_fits, network_bytes
 from ..conventions import itemsize, loss_factor
 from ..optim.rules import Rule
 from . import _checks as check
@@ -50,6 +50,7 @@ __all__ = [
     "data_hashes",
     "data_key",
     "expand_runs",
+    "network_elements",
     "plan_batches",
     "run_id",
     "sweep_size",
@@ -78,6 +79,7 @@ _BATCH_KEYS = (
     "dtype",
     "device",
     "diagnostics_every",
+    "depth",
 )
 
 
@@ -102,6 +104,11 @@ class RunConfigView:
     @property
     def data_spec(self) -> RunData:
         return RunData.of_run(self.config)
+
+    @property
+    def depth(self) -> int | None:
+        """Hidden layers of the run's ``DeepReLU``; None for the two-layer network."""
+        return self.config.get("depth")
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,19 +137,30 @@ def data_key(run_config: Mapping) -> str:
 
 
 class DataCache:
-    """Loaded datasets and ``H^inf`` spectra (with eigenvectors), one per data key."""
+    """Loaded datasets and ``H^inf`` spectra (with eigenvectors), one per data key, and the
+    analytic deep NTK spectra, one per (data key, depth)."""
 
     def __init__(self) -> None:
         self._spectra: dict[str, Spectrum] = {}
+        self._deep: dict[tuple[str, int], Spectrum] = {}
         self._files: dict[str, Dataset] = {}
         self._given: dict[str, Dataset] = {}
 
-    def preload(self, spec: RunData, dataset: Dataset, spectrum: Spectrum | None) -> None:
-        """Use ``dataset`` (and ``spectrum``) for ``spec``: what a Dask worker gets from the
-        driver, so that it trains on the driver's arrays, never on a file of its own."""
+    def preload(
+        self,
+        spec: RunData,
+        dataset: Dataset,
+        spectrum: Spectrum | None,
+        deep: Mapping[int, Spectrum] | None = None,
+    ) -> None:
+        """Use ``dataset`` (and ``spectrum``, and the deep spectra by depth) for ``spec``: what
+        a Dask worker gets from the driver, so that it trains on the driver's arrays, never on
+        a file of its own."""
         self._given[spec.key] = dataset
         if spectrum is not None:
             self._spectra[spec.key] = spectrum
+        for depth, s in (deep or {}).items():
+            self._deep[(spec.key, depth)] = s
 
     def dataset(self, spec: RunData) -> Dataset:
         """The data of ``spec``. Files are read once per cache (per sweep), never from the
@@ -169,31 +187,66 @@ class DataCache:
             )
         return self._spectra[spec.key]
 
+    def deep_spectrum(self, spec: RunData, depth: int) -> Spectrum:
+        """Spectrum of the infinite-width NTK of ``DeepReLU`` with ``depth`` hidden layers
+        (``kernels.deep_relu_ntk``, docs/mathematics.md §1.5) of the data; no loss factor."""
+        key = (spec.key, depth)
+        if key not in self._deep:
+            from ..kernels import deep_relu_ntk, spectrum
+
+            self._deep[key] = spectrum(deep_relu_ntk(self.dataset(spec).X, depth), vectors=True)
+        return self._deep[key]
+
+    def limit_spectrum(self, spec: RunData, depth: int | None) -> Spectrum:
+        """The infinite-width kernel of a run's network: ``H^inf`` (two-layer) or the deep
+        NTK of ``depth`` hidden layers."""
+        return self.spectrum(spec) if depth is None else self.deep_spectrum(spec, depth)
+
     def loss_factor(self, spec: RunData, loss: str) -> float:
         """``c`` of ``loss = c/2 sum e^2`` on the data (``ntkdyn.conventions.loss_factor``)."""
         return loss_factor(loss, self.dataset(spec).n)
 
 
-def choice_rule(choice: OptimizerChoice, exp: ExperimentConfig, cache: DataCache) -> Rule:
+def choice_rule(
+    choice: OptimizerChoice, exp: ExperimentConfig, cache: DataCache, depth: int | None = None
+) -> Rule:
     """The rule of an optimizer entry, data-driven values resolved on ``c H^inf`` of the
-    experiment's data (``config`` module docstring)."""
+    experiment's data, or on ``c`` times the deep NTK for a ``depth`` (``config`` module
+    docstring)."""
     if not choice.data_driven:
         return resolve(choice, 0.0, 0.0)
     c = cache.loss_factor(exp.data_spec, exp.loss)
-    K = cache.spectrum(exp.data_spec).scaled(c)
+    K = cache.limit_spectrum(exp.data_spec, depth).scaled(c)
     return resolve(choice, K.lambda_min, K.lambda_max)
+
+
+def network_elements(run_config: Mapping, n: int, d: int) -> int:
+    """Width x max(n, d) of a run's network, plus ``width^2`` per hidden ``m x m`` layer of a
+    deep one: the unit of the batch bound and of ``_budget.network_bytes``. A deep run with
+    ``diagnostics_every`` adds its checkpoint Jacobian, ``n`` rows of all its weights (the
+    engine's generic path forms it; without ``diagnostics_every`` a deep run has no
+    checkpoints, ``experiments._batch``)."""
+    width, depth = run_config["width"], run_config.get("depth")
+    if depth is None:
+        return width * max(n, d)
+    elements = width * max(n, d) + (depth - 1) * width * width
+    if run_config.get("diagnostics_every") is not None:
+        # one n x weights array, counted as elements of NETWORK_WORK_ARRAYS + 3 arrays each
+        elements += n * (width * (d + 1) + (depth - 1) * width * width) // (NETWORK_WORK_ARRAYS + 3)
+    return elements
 
 
 def expand_runs(
     config: Config | Mapping | str | os.PathLike, *, cache: DataCache | None = None
 ) -> list[RunSpec]:
-    """All runs of a config, in order experiment > optimizer > width > seed.
+    """All runs of a config, in order experiment > optimizer > depth > width > seed.
 
     The run config holds ``experiment, mode, data, n, data_seed, loss, width, seed, optimizer``
     (the canonical ``rule.spec``, data-driven values resolved), ``steps, dtype, device`` (as
     requested: ``auto`` stays ``auto``, so ids agree across machines), ``predict`` and
-    ``diagnostics_every``. Raises ValueError for a data-driven value out of range or a run
-    listed twice.
+    ``diagnostics_every``, and ``depth`` only for an experiment that sets it (so the ids of
+    every other run are those they had before the key existed). Raises ValueError for a
+    data-driven value out of range or a run listed twice.
     """
     config = load_config(config)
     cache = cache if cache is not None else DataCache()
@@ -218,10 +271,11 @@ def _expand(config: Config, cache: DataCache) -> list[RunSpec]:
     runs: list[RunSpec] = []
     seen: dict[str, str] = {}
     for exp in config.experiments:
-        for choice in exp.optimizers:
-            rule = choice_rule(choice, exp, cache)
+        depths: tuple[int | None, ...] = exp.depth or (None,)
+        for choice, depth in itertools.product(exp.optimizers, depths):
+            rule = choice_rule(choice, exp, cache, depth)
             for width, seed in itertools.product(exp.widths, exp.seeds):
-                cfg = {
+                cfg: dict = {
                     "experiment": exp.id,
                     "mode": exp.mode,
                     "data": exp.data,
@@ -237,11 +291,14 @@ def _expand(config: Config, cache: DataCache) -> list[RunSpec]:
                     "predict": choice.predict,
                     "diagnostics_every": choice.diagnostics_every,
                 }
+                if depth is not None:
+                    cfg["depth"] = depth
                 rid = run_id(cfg)
                 if rid in seen:
+                    at = "" if depth is None else f", depth {depth}"
                     raise ValueError(
                         f"`{choice.where}` repeats the run {rule.spec} (width {width}, seed "
-                        f"{seed}) already given by `{seen[rid]}`"
+                        f"{seed}{at}) already given by `{seen[rid]}`"
                     )
                 seen[rid] = choice.where
                 runs.append(RunSpec(rid, exp.id, cfg, rule))
@@ -259,9 +316,10 @@ def plan_batches(
     max_elements: int | None = None,
     devices: dict[str, str] | None = None,
 ) -> list[list[RunSpec]]:
-    """Engine batches: runs with equal batch keys and the same optimizer family, in
-    first-appearance order, split greedily so that ``sum(width) * max(n, d) <= max_elements``
-    (a single wider run forms its own batch).
+    """Engine batches: runs with equal batch keys (a deep run's depth among them) and the
+    same optimizer family, in first-appearance order, split greedily so that the sum of
+    :func:`network_elements` (``width * max(n, d)`` for a two-layer network) stays
+    ``<= max_elements`` (a single larger run forms its own batch).
 
     One family per batch: on a 2-core AMD EPYC a float32 batch mixing GD with HB (or HOM)
     slowed from ~2 ms to ~100 ms per step after a few hundred steps (the families alone stay
@@ -273,12 +331,11 @@ def plan_batches(
     devices = devices or {}
     groups: dict[tuple, list[RunSpec]] = {}
     for run in runs:
-        key = tuple(run.config[k] for k in _BATCH_KEYS) + (run.rule.name,)
+        key = tuple(run.config.get(k) for k in _BATCH_KEYS) + (run.rule.name,)
         groups.setdefault(key, []).append(run)
     batches = []
     for group in groups.values():
         ds = cache.dataset(group[0].data_spec)
-        per_unit = max(ds.n, ds.d)
         bound = max_elements
         if bound is None:
             cuda = devices.get(group[0].config["device"]) == "cuda"
@@ -286,11 +343,12 @@ def plan_batches(
         current: list[RunSpec] = []
         size = 0
         for run in group:
-            if current and (size + run.width) * per_unit > bound:
+            elements = network_elements(run.config, ds.n, ds.d)
+            if current and size + elements > bound:
                 batches.append(current)
                 current, size = [], 0
             current.append(run)
-            size += run.width
+            size += elements
         batches.append(current)
     return batches
 
@@ -369,7 +427,7 @@ def check_networks_fit(runs: list[RunSpec], cache: DataCache) -> None:
         ds = cache.dataset(run.data_spec)
         size = itemsize(run.config["dtype"])
         registers = getattr(run.rule, "registers", 3)  # Adam: two moments and the weights
-        return network_bytes(run.width, max(ds.n, ds.d), registers, size)
+        return network_bytes(1, network_elements(run.config, ds.n, ds.d), registers, size)
 
     worst = max(runs, key=need)
     what = f"one network of experiment {worst.experiment!r} (weights, optimizer registers, work)"

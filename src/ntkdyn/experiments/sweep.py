@@ -113,11 +113,14 @@ def _work(runs: Iterable[RunSpec], cache: DataCache) -> float:
     """The progress display's work units: width x steps x n x (d + 1) per run, about the
     flops of its training steps (a unit of a notebook run on 600 x 784 MNIST costs thousands of
     times one of a theory run on 20 x 5 Gaussians: width x steps alone made the ETA of the
-    ``paper`` preset read 5 minutes for 45)."""
+    ``paper`` preset read 5 minutes for 45); a deep run adds 1.5 x width^2 x steps x n per
+    hidden ``m x m`` layer (its ``6 n m^2`` flops per step against the ``4 n m d`` of a
+    first layer, ``_calibrate.step_flops``)."""
     total = 0.0
     for run in runs:
         ds = cache.dataset(run.data_spec)
-        total += float(run.width) * run.config["steps"] * ds.n * (ds.d + 1)
+        per_row = ds.d + 1 + 1.5 * ((run.depth or 1) - 1) * run.width
+        total += float(run.width) * run.config["steps"] * ds.n * per_row
     return total
 
 

@@ -5,6 +5,7 @@ from .base import Family
 from .program import GRADIENT, RegisterUpdate, Term, UpdateProgram, update_program
 from .rules import (
     GD,
+    NO_KERNEL_PREDICTION,
     RULES,
     SPEC_EXAMPLE,
     Adam,
@@ -16,6 +17,7 @@ from .rules import (
     NesterovSC,
     NesterovTorch,
     ODESpec,
+    RMSprop,
     Rule,
     parse,
     rules_of,
@@ -24,6 +26,7 @@ from .rules import (
 __all__ = [
     "GD",
     "GRADIENT",
+    "NO_KERNEL_PREDICTION",
     "RULES",
     "SPEC_EXAMPLE",
     "Adam",
@@ -36,6 +39,7 @@ __all__ = [
     "NesterovSC",
     "NesterovTorch",
     "ODESpec",
+    "RMSprop",
     "RegisterUpdate",
     "Rule",
     "Term",

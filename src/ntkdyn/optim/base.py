@@ -17,7 +17,8 @@ Conventions (docs/mathematics.md sections 0 and 2; stated here once and tested a
   ``torch.optim.SGD(nesterov=True)`` with ``mu_k`` written into the param group before step k:
   a *different* algorithm when mu varies (extrapolation coefficient ``mu_k^2 / mu_{k-1}``).
 * Time: GD's ODE time is ``t = k lr``; every momentum method uses ``t = k sqrt(lr)``.
-* Adam has no linear description: ``is_linear`` is False and the linear views are absent.
+* Adam and RMSprop have no linear description: ``is_linear`` is False and the linear views
+  are absent.
 
 What the rest of the package asks of an optimizer is declared here, per rule class, never
 recognised from its name: its :class:`Family`, the parameter a data-driven ``"critical"`` value
@@ -57,6 +58,7 @@ class Family(str, Enum):
       textbook and the torch variant alike (limiting ODE of kind "bessel").
     * ``HIGHER_ORDER``: higher-order momentum ``(b1, b2)``, exact and notebook variant.
     * ``ADAM``: Adam (nonlinear).
+    * ``RMSPROP``: RMSprop (nonlinear).
     """
 
     GD = "gd"
@@ -65,6 +67,7 @@ class Family(str, Enum):
     NESTEROV_SCHEDULED = "nesterov-scheduled"
     HIGHER_ORDER = "higher-order"
     ADAM = "adam"
+    RMSPROP = "rmsprop"
 
 
 # --------------------------------------------------------------------------------------------

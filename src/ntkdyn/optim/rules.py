@@ -2,7 +2,7 @@
 
 GD, Heavy Ball, textbook and torch-style scheduled Nesterov, constant-momentum Nesterov, exact
 and notebook higher-order momentum (each a register machine ``z_k = A_k z_{k-1} - lr b_k g``;
-the last two in ``higher_order.py``), and Adam (nonlinear, declared so). ``RULES`` registers
+the last two in ``higher_order.py``), and Adam and RMSprop (nonlinear, declared so). ``RULES`` registers
 them all, ``parse`` builds any of them from a spec string (the grammar of ``ntkdyn.specs``)
 and ``rules_of`` lists the rule classes of a :class:`Family`.
 """
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # annotations only
 # The rules defined here; the package (ntkdyn.optim) re-exports them with the conventions.
 __all__ = [
     "GD",
+    "NO_KERNEL_PREDICTION",
     "RULES",
     "SPEC_EXAMPLE",
     "Adam",
@@ -40,9 +41,16 @@ __all__ = [
     "Nesterov",
     "NesterovSC",
     "NesterovTorch",
+    "RMSprop",
     "parse",
     "rules_of",
 ]
+
+
+#: What every library, CLI and report view says of a rule without a kernel prediction (Adam,
+#: RMSprop): its curve is measured and its rate fitted, nothing is predicted
+#: (docs/adaptive.md; Adam's late phase has its own windowed prediction, ``ntkdyn.adaptive``).
+NO_KERNEL_PREDICTION = "no kernel prediction (adaptive rule)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,6 +246,37 @@ class Adam(Rule):
         )
 
 
+@dataclass(frozen=True)
+class RMSprop(Rule):
+    """torch.optim.RMSprop (not centered, no weight decay), for comparison only: like
+    :class:`Adam` it has no linear description (those views are None).
+
+    ``v <- alpha v + (1 - alpha) g^2``, ``buf <- momentum buf + g / (sqrt(v) + eps)``,
+    ``p <- p - lr buf`` (with ``momentum = 0``: ``p <- p - lr g / (sqrt(v) + eps)``).
+    """
+
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+    name: ClassVar[str] = "rmsprop"
+    family: ClassVar[Family] = Family.RMSPROP
+    is_linear: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "alpha", unit_interval("alpha", self.alpha))
+        object.__setattr__(self, "eps", finite_number("eps", self.eps))
+        object.__setattr__(self, "momentum", unit_interval("momentum", self.momentum))
+
+    def torch(self, params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
+        """``torch.optim.RMSprop`` with this rule's lr, alpha, eps and momentum."""
+        import torch  # only when asked for
+
+        return torch.optim.RMSprop(
+            params, lr=self.lr, alpha=self.alpha, eps=self.eps, momentum=self.momentum, **kwargs
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Registry and spec parsing (the edge).
 
@@ -252,6 +291,7 @@ RULES: dict[str, type[Rule]] = {
         HigherOrderMomentum,
         HigherOrderMomentumNotebook,
         Adam,
+        RMSprop,
     )
 }
 
@@ -268,7 +308,7 @@ def rules_of(family: Family) -> tuple[type[Rule], ...]:
 def parse(spec: str | Rule) -> Rule:
     """Build a rule from a spec such as ``"hb:lr=0.1,beta=0.9"`` (a Rule passes through).
 
-    Names: gd, hb, nesterov, nesterov-torch, nesterov-sc, hom, hom-notebook, adam.
+    Names: gd, hb, nesterov, nesterov-torch, nesterov-sc, hom, hom-notebook, adam, rmsprop.
     Every key must belong to the rule; ``lr`` is required. Raises ValueError naming the field.
 
     Examples:

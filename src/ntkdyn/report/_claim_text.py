@@ -1,4 +1,4 @@
-"""The words of claims C1-C7 (statement, hypothesis, one-line criterion) and claim C6.
+"""The words of claims C1-C8 (statement, hypothesis, one-line criterion) and claim C6.
 
 The statements say exactly what is tested; the hypotheses name the measured quantity and its
 window; the criteria name the tolerances of ``ntkdyn.verdicts.tolerances``. All of it was
@@ -41,6 +41,9 @@ STATEMENTS = {
     "C6": "Finite networks follow the kernel prediction, the error shrinking like width^-1/2.",
     "C7": "(Beyond the paper) at a fixed step, scheduled Nesterov turns linear after the "
     f"crossover k = r/h0, {_KERNEL}.",
+    "C8": "(Beyond the paper) deep ReLU networks (1-4 hidden layers, every layer trained) follow "
+    "the kernel prediction of their NTK at initialisation and of the analytic deep NTK, "
+    "within a band that grows with the depth and an error that shrinks with the width.",
 }
 
 _RATE_HYP = (
@@ -94,6 +97,22 @@ HYPOTHESES = {
             "model's slope against the late law log(1 - h0) - r cov(k, log k)/var(k)."
         ),
         _RATE_CRIT + "; the kernel model within POWER_LAW_RTOL of the late law",
+    ),
+    "C8": (
+        (
+            "Per rule and depth L: rel = max_k |L_net - L_pred| / E_pred,k (E: the "
+            "prediction's envelope) down to the step where the prediction reaches 1e-2 L0, "
+            "against the H(0) prediction and against the analytic deep NTK's "
+            "(docs/mathematics.md §6, §1.5); median over >= 3 seeds per width; its log-log "
+            "slope against the width (docs/verdicts.md §9)."
+        ),
+        (
+            "supported: at the widest width (>= DEPTH_WIDTH) the median within "
+            "DEPTH_BAND_PER_LAYER x L (H(0)) and DEPTH_BAND_PER_LAYER x L + DEPTH_FLUCTUATION "
+            "x sqrt(L) (analytic NTK), and the slope <= DEPTH_MAX_SLOPE over >= "
+            "DEPTH_MIN_DECADES decades; refuted: outside a band, a diverged network, or not "
+            "shrinking; inconclusive: narrower, fewer seeds or widths, or a run too short"
+        ),
     ),
 }
 

@@ -1,4 +1,5 @@
-"""The paper's claims C1-C7 as pre-registered hypotheses, judged from stored runs.
+"""The paper's claims C1-C7 and C8 (deep networks, ``_claim_depth``) as pre-registered
+hypotheses, judged from stored runs.
 
 Each claim states what is measured, on which window, and the named tolerance it is held to
 (``ntkdyn.verdicts.tolerances``, derived in docs/verdicts.md). The judging itself is
@@ -43,11 +44,13 @@ from ..verdicts.tolerances import (
     SMALL_STEP_WINDOW,
     WIDTH_SLOPE_BAND,
 )
+from ._claim_depth import DEPTH, c8_claim
 from ._claim_text import HYPOTHESES, STATEMENTS, c6_claim
 from ._evidence import fmt_number, run_name
 from .summary import RunAnalysis
 
 __all__ = [
+    "EXTRA_NEEDS",
     "LADDER",
     "NEEDS",
     "POINT",
@@ -63,7 +66,7 @@ __all__ = [
     "run_name",
 ]
 
-LADDER, SINGLE, POINT = "theory-ladder", "theory-curves", "theory-point"
+LADDER, SINGLE, POINT = "theory-ladder", "theory-curves", "theory-point"  # and DEPTH (C8)
 #: The optimizer family each linear-rate claim is about.
 _LINEAR = {
     "C1": Family.GD,
@@ -332,10 +335,14 @@ NEEDS: dict[str, Needs] = {
     "C6": Needs((LADDER,)),
     "C7": Needs((LADDER, SINGLE), (Family.NESTEROV_SCHEDULED,)),
 }
+#: Claims beyond the paper's, judged when a store has their runs and otherwise left out
+#: without a note (only the ``theory`` preset runs them): C8, deep networks.
+EXTRA_NEEDS: dict[str, Needs] = {"C8": Needs((DEPTH,))}
 
 
 def _applies(cid: str, analyses: list[RunAnalysis]) -> bool:
-    return any(NEEDS[cid].met_by(a) for a in analyses)
+    needs = NEEDS.get(cid) or EXTRA_NEEDS[cid]
+    return any(needs.met_by(a) for a in analyses)
 
 
 def omitted_claims(analyses: list[RunAnalysis]) -> list[dict[str, str]]:
@@ -360,7 +367,7 @@ def omitted_sentence(omitted: list[dict[str, str]]) -> str:
 
 
 def evaluate_claims(analyses: list[RunAnalysis]) -> list[Claim]:
-    """Those of C1-C7 whose runs (:data:`NEEDS`) the analysed runs hold, judged from the
+    """Those of C1-C8 whose runs (:data:`NEEDS`) the analysed runs hold, judged from the
     theory-mode runs (module docstring); a claim with runs but too little evidence is
     inconclusive."""
     by_kind = defaultdict(list)
@@ -375,5 +382,6 @@ def evaluate_claims(analyses: list[RunAnalysis]) -> list[Claim]:
         "C5": lambda: _linear_claim("C5", by_kind),
         "C6": lambda: c6_claim(by_kind.get(LADDER, []), Claim),
         "C7": lambda: _c7(by_kind),
+        "C8": lambda: c8_claim(by_kind.get(DEPTH, []), Claim, HYPOTHESES["C8"], STATEMENTS["C8"]),
     }
     return [judge() for cid, judge in judges.items() if _applies(cid, analyses)]

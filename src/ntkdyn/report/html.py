@@ -256,6 +256,8 @@ def _rates(runs, kinds: dict) -> str:
             pred = f"linear, log q = {num(p.get('rate'))}/step"
         elif p.get("kind") == "sublinear":
             pred = f"t^-{num(p.get('exponent'), 3)} (ODE); eventually log q = {num(p.get('rate'))}"
+        elif p.get("note"):  # an adaptive rule: no kernel prediction, said so
+            pred = esc(p["note"])
         rows.append(
             f"<tr><td>{esc(r.get('experiment'))}</td><td>{esc(r.get('spec'))}</td>"
             f'<td class="num">{num(r.get("width"))}</td><td class="num">{num(r.get("seed"))}</td>'

@@ -12,6 +12,9 @@ Every stored run (``experiments.store.RunRecord``) is analysed once into a :clas
   ``abs = max_k |L_net - L_pred| / L_0`` up to the step where the prediction falls to
   ``1e-4 L_0``; ``rel = max_k |L_net - L_pred| / E_pred,k`` (``E`` = the prediction's suffix
   maximum, its envelope) up to ``1e-2 L_0``. ``*_inf`` use the ``H^inf`` prediction.
+* An adaptive rule (Adam, RMSprop) has its measured curve and fitted rate only; its
+  summary.json ``predicted`` entry is ``{"kind": "none", "note": NO_KERNEL_PREDICTION}`` and its
+  errors are null (docs/adaptive.md).
 
 ``summary.json`` is a pure function of the store: keys sorted, floats rounded to
 :data:`FLOAT_DIGITS` significant digits (written with ``repr``), non-finite values as null, no
@@ -34,7 +37,7 @@ import numpy as np
 from .._curves import envelope
 from .._io import atomic_write_text
 from ..conventions import loss_factor
-from ..optim.rules import Rule, parse
+from ..optim.rules import NO_KERNEL_PREDICTION, Rule, parse
 from ..rates import PredictedRate, RateFit, fit_rate, predicted_rate
 from ..verdicts.tolerances import FLOOR_REL
 
@@ -250,7 +253,9 @@ def _run_entry(a: RunAnalysis) -> dict:
     fk = a.fit_kernel
     fit_kernel = {"kind": fk.kind, "rate": fk.rate, "exponent": fk.exponent} if fk else None
     pred: dict[str, str | float | None] = {"kind": None, "rate": None, "exponent": None}
-    if a.predicted is not None:
+    if not a.rule.is_linear:  # measured curve and fitted rate only, said so plainly
+        pred = {"kind": "none", "rate": None, "exponent": None, "note": NO_KERNEL_PREDICTION}
+    elif a.predicted is not None:
         p = a.predicted
         pred = {"kind": p.kind, "rate": p.rate_per_step, "exponent": p.exponent}
     return {

@@ -5,9 +5,9 @@ Networks that share ``X`` and ``y`` are grouped into batches and every batch run
 * :class:`~ntkdyn.models.TwoLayerReLU` networks of one parameterisation trained on a squared
   loss go through the width-concatenated fast path (``ensemble``): one GEMM forward and one
   backward over the total width per step, optionally in the input-space reparametrisation
-  ``W = W_0 + C X``. Networks trained with Adam form a separate batch (Adam has no linear
-  description, so it runs in W-space); networks with linear rules of any kind and schedule share
-  one batch.
+  ``W = W_0 + C X``. Networks trained with a nonlinear rule form one batch per rule class
+  (Adam, RMSprop: no linear description, so they run in W-space); networks with linear rules of
+  any kind and schedule share one batch.
 * any other ``nn.Module``, or any network on another loss, goes through ``torch.func``
   (``generic``): networks of the same class with the same parameter names and shapes are
   stacked and vmapped as one batch. Models may take inputs of any shape ``(n, ...)`` and return

@@ -15,6 +15,11 @@ coefficient is a per-entry column broadcast along the other axes.
   operation: ``m <- lerp(m, g, 1 - beta1)``, ``v <- beta2 v + ((1 - beta2) g) g``,
   ``p <- p + (-lr / (1 - beta1^k)) m / (sqrt(v) / sqrt(1 - beta2^k) + eps)``; the bias
   corrections are computed in Python floats exactly as torch does.
+* RMSprop (``Family.RMSPROP``) mirrors ``torch.optim.RMSprop``'s single-tensor step (not
+  centered, no weight decay): ``v <- alpha v + (1 - alpha) g g``, ``avg = sqrt(v) + eps``,
+  ``buf <- momentum buf + g / avg``, ``p <- p + (-lr) buf``. The momentum buffer is always
+  kept: with ``momentum = 0`` it is ``g / avg`` exactly, and ``p + (-lr) (g / avg)`` is what
+  torch computes without one, so networks with and without momentum share a batch.
 
 A frozen (diverged) network's increments are masked to exactly 0 with ``masked_fill`` (never by
 multiplying with 0, which would turn an inf into NaN), so its parameters stay those of the step
@@ -28,9 +33,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..optim import Adam, LinearRule, Rule, Term, update_program
+from ..optim import Adam, LinearRule, RMSprop, Rule, Term, update_program
 
-__all__ = ["AdamUpdate", "LinearUpdate", "Registers", "make_update"]
+__all__ = ["AdamUpdate", "LinearUpdate", "RMSpropUpdate", "Registers", "make_update"]
 
 
 class Registers:
@@ -194,14 +199,53 @@ class AdamUpdate(_BatchUpdate):
         return tmp.div_(denom)
 
 
+class RMSpropUpdate(_BatchUpdate):
+    """RMSprop rules of a batch (per-network lr, alpha, eps, momentum), elementwise like
+    torch.optim.RMSprop (module docstring); no per-step coefficients (no bias correction)."""
+
+    def __init__(
+        self, rules: Sequence[RMSprop], steps: int, dtype: torch.dtype, device: torch.device
+    ):
+        const = np.array([[r.alpha, 1.0 - r.alpha, r.eps, r.momentum, -r.lr] for r in rules]).T
+        self._const = torch.as_tensor(const, dtype=dtype, device=device)
+        self.registers = 3  # the parameter, square_avg, momentum_buffer
+
+    def _step_coefficients(self, k: int) -> torch.Tensor:
+        return self._const
+
+    def _increment(
+        self, reg: Registers, g: torch.Tensor, col: Callable[[int], torch.Tensor]
+    ) -> torch.Tensor:
+        square_avg, buf = reg.aux
+        tmp, avg = reg.scratch[0], reg.scratch[1]
+        # torch: square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+        torch.mul(g, col(1), out=tmp)
+        square_avg.mul_(col(0)).addcmul_(tmp, g)
+        torch.sqrt(square_avg, out=avg)
+        avg.add_(col(2))
+        buf.mul_(col(3)).addcdiv_(g, avg)
+        return torch.mul(buf, col(4), out=tmp)
+
+
+#: The batch update of each nonlinear rule class (the engine groups rules by class).
+_NONLINEAR: dict[type[Rule], type[AdamUpdate] | type[RMSpropUpdate]] = {
+    Adam: AdamUpdate,
+    RMSprop: RMSpropUpdate,
+}
+
+
 def make_update(
     rules: Sequence[Rule], steps: int, dtype: torch.dtype, device: torch.device
-) -> LinearUpdate | AdamUpdate:
-    """The batch update for ``rules``: all linear, or all Adam (the engine groups them)."""
+) -> LinearUpdate | AdamUpdate | RMSpropUpdate:
+    """The batch update for ``rules``: all linear, all Adam or all RMSprop (the engine groups
+    them by rule class)."""
     linear = [r for r in rules if isinstance(r, LinearRule)]
     if len(linear) == len(rules):
         return LinearUpdate(linear, steps, dtype, device)
-    adam = [r for r in rules if isinstance(r, Adam)]  # the only rule of family ADAM
-    if len(adam) == len(rules):
-        return AdamUpdate(adam, steps, dtype, device)
-    raise ValueError("a batch must hold only linear rules or only Adam rules")
+    kind = type(rules[0])
+    if kind in _NONLINEAR and all(type(r) is kind for r in rules):
+        return _NONLINEAR[kind](rules, steps, dtype, device)  # type: ignore[arg-type]
+    raise ValueError(
+        "a batch must hold only linear rules, only Adam rules or only RMSprop rules, got "
+        + ", ".join(sorted({type(r).__name__ for r in rules}))
+    )

@@ -10,6 +10,11 @@ from __future__ import annotations
 __all__ = [
     "C6_SLOPE_BAND",
     "CROSSOVER_REACH",
+    "DEPTH_BAND_PER_LAYER",
+    "DEPTH_FLUCTUATION",
+    "DEPTH_MAX_SLOPE",
+    "DEPTH_MIN_DECADES",
+    "DEPTH_WIDTH",
     "FLOOR_REL",
     "KERNEL_MODEL_RTOL",
     "MIN_DECADES",
@@ -69,3 +74,21 @@ C6_SLOPE_BAND = (-0.8, -0.3)
 #: A point test applies only where the rule's asymptotic rate barely moves with lambda_min:
 #: ``|d log|log q| / d log lambda_min| <= 0.1`` (docs/verdicts.md §4).
 POINT_MAX_SENSITIVITY = 0.1
+
+#: C8 (deep networks, docs/verdicts.md §9): the relative error of a network against the
+#: envelope of its ``H(0)`` prediction down to 1e-2 L0 (``rel`` of docs/mathematics.md §6)
+#: must stay within ``DEPTH_BAND_PER_LAYER * L`` for ``L`` hidden layers at width
+#: ``DEPTH_WIDTH``: the two-layer reference at m = 4096 reaches 0.21 (scheduled NAG), rounded
+#: to 0.2, and the drift of a deep kernel grows at most linearly with the layers it passes.
+DEPTH_BAND_PER_LAYER = 0.2
+#: Against the analytic deep NTK the band adds the kernel's fluctuation at initialisation:
+#: ``ln(100) sqrt(5 L / m)`` (relative standard deviation sqrt(5 L / m), over the ln(100)
+#: e-folds to 1e-2 L0) is 0.16 sqrt(L) at m = 4096, rounded up to 0.2 sqrt(L).
+DEPTH_FLUCTUATION = 0.2
+#: The width the band is stated at: a setting whose widest width is narrower is inconclusive.
+DEPTH_WIDTH = 4096
+#: The band's excess shrinks with width: the log-log slope of the median ``H(0)`` error
+#: against the width must be at most -0.2 (WIDTH_SLOPE_BAND's shallow edge), judged over
+#: widths spanning at least DEPTH_MIN_DECADES decades (m^-1/2 then moves it 3.5x).
+DEPTH_MAX_SLOPE = -0.2
+DEPTH_MIN_DECADES = 1.0
