@@ -43,7 +43,7 @@ optimizers = ["gd:lr=0.5", "hb:lr=0.5,beta=critical", "nesterov:lr=0.5,r=3",
 COLUMNS = [
     "run_id", "experiment", "optimizer", "family",
     "lr", "beta", "r", "b1", "b2", "beta1", "beta2", "eps", "alpha", "momentum",
-    "width", "seed", "mode", "data", "n", "data_seed", "loss", "dtype", "device", "steps",
+    "width", "seed", "mode", "depth", "data", "n", "data_seed", "loss", "dtype", "device", "steps",
     "predict", "diagnostics_every",
     "status", "diverged_at", "initial_loss", "final_loss",
     "rate_kind", "rate_factor", "rate_exponent", "steps_to_1e3_drop", "steps_to_1e6_drop",

@@ -61,6 +61,7 @@ _CONFIG = (
     ("width", "int"),
     ("seed", "int"),
     ("mode", "str"),
+    ("depth", "int"),  # hidden layers of a deep run; empty for the two-layer network
     ("data", "str"),
     ("n", "int"),
     ("data_seed", "int"),

@@ -42,6 +42,7 @@ AXES: tuple[str, ...] = (
     *HYPERPARAMETERS,
     "data",
     "mode",
+    "depth",
     "n",
     "data_seed",
     "loss",
@@ -73,7 +74,8 @@ def axis_values(a: RunAnalysis) -> dict[str, object]:
     params = {"lr": a.rule.lr, **a.rule.params}
     out: dict[str, object] = {"optimizer": a.rule.name}
     out.update({p: params.get(p) for p in HYPERPARAMETERS})
-    out.update({k: cfg.get(k) for k in ("data", "mode", "n", "data_seed", "loss", "steps")})
+    keys = ("data", "mode", "depth", "n", "data_seed", "loss", "steps")  # depth: deep runs only
+    out.update({k: cfg.get(k) for k in keys})
     out.update({"dtype": cfg.get("dtype"), "width": a.width, "seed": a.seed})
     return out
 
