@@ -150,7 +150,21 @@ def test_deep_networks_stay_in_the_registered_band(must_hold_runs):
 
 
 @pytest.mark.slow
-def test_the_analytic_band_holds_and_a_wrong_depths_kernel_leaves_it(must_hold_runs):
+def test_the_analytic_band_holds(must_hold_runs):
+    for a, _, err_inf in must_hold_runs:
+        assert err_inf is not None and err_inf <= depth_band(a.config["depth"], limit=True)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "measured (docs/verdicts.md §9): the depth-3 GD network against the depth-2 analytic "
+        "NTK is off by 0.778, inside the depth-3 analytic band 0.946: that band does not tell "
+        "the two kernels apart, so C8's analytic half cannot refute a wrong kernel here"
+    ),
+)
+def test_a_wrong_depths_kernel_leaves_the_analytic_band(must_hold_runs):
     import torch
 
     from ntkdyn.experiments._batch import build_network
@@ -159,8 +173,6 @@ def test_the_analytic_band_holds_and_a_wrong_depths_kernel_leaves_it(must_hold_r
     from ntkdyn.prediction import KernelModel, predict_curves
     from ntkdyn.report.summary import REL_HORIZON, prediction_error
 
-    for a, _, err_inf in must_hold_runs:
-        assert err_inf is not None and err_inf <= depth_band(a.config["depth"], limit=True)
     # must fail: each depth-3 network against the depth-2 analytic kernel (its own e0)
     cache = DataCache()
     runs = {r.id: r for r in expand_runs(_MUST_HOLD, cache=cache)}
