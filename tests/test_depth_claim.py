@@ -58,6 +58,17 @@ def test_outside_the_analytic_band_is_refuted_even_inside_the_h0_band():
     assert judge_depth_setting(3, errors, _ladder(0.5 * depth_band(3), -0.5))[0] == "supported"
 
 
+def test_an_analytic_error_that_does_not_shrink_with_width_is_refuted():
+    """A wrong analytic kernel: its error tends to a constant inside the band at every width,
+    which only the width criterion can tell."""
+    errors = _ladder(0.5 * depth_band(3), -0.5)
+    flat = _ladder(0.8 * depth_band(3, limit=True), 0.0)
+    verdict, reason, _ = judge_depth_setting(3, errors, flat)
+    assert verdict == "refuted" and "analytic NTK's error does not shrink" in reason
+    shrinking = _ladder(0.8 * depth_band(3, limit=True), -0.5)
+    assert judge_depth_setting(3, errors, shrinking)[0] == "supported"
+
+
 def test_an_error_that_does_not_shrink_with_width_is_refuted():
     verdict, reason, slope = judge_depth_setting(1, _ladder(0.5 * depth_band(1), 0.0))
     assert verdict == "refuted" and "does not shrink" in reason
@@ -187,3 +198,48 @@ def test_a_wrong_depths_kernel_leaves_the_analytic_band(must_hold_runs):
         err = prediction_error(a.record.losses, pred, horizon=REL_HORIZON, relative=True)
         print(f"depth 3 {a.rule.name} against the depth-2 NTK: rel {err:.3f}")
         assert err is not None and err > depth_band(3, limit=True)
+
+
+#: The must-fail of C8 as a whole: depth-3 GD networks on the claim's width ladder and seeds.
+_LADDER = {
+    "name": "depth-wrong-kernel",
+    "defaults": {**_MUST_HOLD["defaults"], "depth": 3, "widths": [256, 1024, DEPTH_WIDTH]},
+    "experiment": [
+        {"id": "D-gd", "steps": 260, "optimizers": ["gd:lr=hmax=0.5"], "seeds": [0, 1, 2]}
+    ],
+}
+
+
+@pytest.mark.slow
+def test_c8_refutes_a_wrong_depths_kernel_over_the_width_ladder(tmp_path):
+    import torch
+
+    from ntkdyn.experiments._batch import build_network
+    from ntkdyn.experiments.runs import DataCache, expand_runs
+    from ntkdyn.experiments.sweep import run_sweep
+    from ntkdyn.optim.rules import parse
+    from ntkdyn.prediction import KernelModel, predict_curves
+    from ntkdyn.report._claim_depth import run_band_error
+    from ntkdyn.report.build import analyze_store
+    from ntkdyn.report.summary import REL_HORIZON, prediction_error
+
+    run_sweep(_LADDER, tmp_path, progress=False)
+    analyses, *_ = analyze_store(tmp_path)
+    cache = DataCache()
+    runs = {r.id: r for r in expand_runs(_LADDER, cache=cache)}
+    h0, right, wrong = ({} for _ in range(3))
+    for a in analyses:
+        run = runs[a.record.id]
+        ds = cache.dataset(run.data_spec)
+        f0 = build_network(run, ds.d)(torch.as_tensor(np.array(ds.X))).detach().numpy()
+        kernel = KernelModel.from_spectrum(cache.deep_spectrum(run.data_spec, 2), f0 - ds.y, 1.0)
+        pred = predict_curves(kernel, parse(a.rule.spec), a.record.steps).loss
+        err = prediction_error(a.record.losses, pred, horizon=REL_HORIZON, relative=True)
+        h0.setdefault(a.width, []).append(run_band_error(a))
+        right.setdefault(a.width, []).append(run_band_error(a, limit=True))
+        wrong.setdefault(a.width, []).append(err)
+    print(f"\nH(0) {h0}\ndepth-3 NTK {right}\ndepth-2 NTK {wrong}")
+    print("with its own kernels:", judge_depth_setting(3, h0, right))
+    verdict, reason, _ = judge_depth_setting(3, h0, wrong)
+    print("against the depth-2 NTK:", verdict, reason)
+    assert verdict == "refuted", reason

@@ -74,8 +74,8 @@ def judge_depth_setting(
     inconclusive without ``MIN_SEEDS`` judged seeds at the widest width; refuted if the
     median there leaves the band (``H(0)``, then analytic) at a width >= ``DEPTH_WIDTH``;
     inconclusive below that width; refuted if the medians do not fall with width (log-log
-    slope > ``DEPTH_MAX_SLOPE``) over >= ``DEPTH_MIN_DECADES`` decades; inconclusive with a
-    narrower span; supported otherwise. Returns ``(verdict, reason, slope)``."""
+    slope > ``DEPTH_MAX_SLOPE``) over >= ``DEPTH_MIN_DECADES`` decades, the ``H(0)`` errors
+    and then the analytic ones; inconclusive with a narrower span; supported otherwise. Returns ``(verdict, reason, slope)``."""
     widths = sorted(m for m, v in errors.items() if v)
     if not widths:
         return "inconclusive", "no run reached 1e-2 L0 of its prediction", None
@@ -105,6 +105,15 @@ def judge_depth_setting(
     trend = f"slope {slope:+.2f} in width (at most {DEPTH_MAX_SLOPE})"
     if slope > DEPTH_MAX_SLOPE:
         return "refuted", f"{at}; the error does not shrink with width: {trend}", slope
+    # the analytic errors must shrink too (H(0) -> H^inf, the drift vanishes): an error against
+    # a wrong kernel tends to a constant, which the band alone cannot tell at one width
+    meds_inf = [_median((errors_inf or {}).get(m) or []) for m in widths]
+    if inf and all(math.isfinite(x) and x > 0 for x in meds_inf):
+        slope_inf = power_law_fit(widths, meds_inf).slope
+        if slope_inf > DEPTH_MAX_SLOPE:
+            why = f"slope {slope_inf:+.2f} (at most {DEPTH_MAX_SLOPE})"
+            return "refuted", f"{at}; the analytic NTK's error does not shrink: {why}", slope
+        trend += f"; analytic slope {slope_inf:+.2f}"
     return "supported", f"{at} within the band {band:.2g}{limit}; {trend}", slope
 
 
