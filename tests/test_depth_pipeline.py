@@ -112,8 +112,8 @@ def test_depths_train_in_separate_batches_bounded_by_their_weights():
 
 
 def test_a_deep_batch_is_estimated_costlier_than_a_shallow_one_of_the_same_width():
+    from ntkdyn.experiments._shards import work_units
     from ntkdyn.experiments.estimate import Calibration, MachineConstants, plan_sweep
-    from ntkdyn.experiments.sweep import _work
 
     constants = MachineConstants(
         step_overhead=1e-4, seconds_per_flop=1e-10, kernel_per_unit=1e-6, unit_setup=1e-7
@@ -128,7 +128,7 @@ def test_a_deep_batch_is_estimated_costlier_than_a_shallow_one_of_the_same_width
     assert deep.memory_bytes > 10 * shallow.memory_bytes
     cache = DataCache()
     runs = expand_runs(cfg, cache=cache)
-    assert _work(runs[1:], cache) > 50 * _work(runs[:1], cache)
+    assert work_units(runs[1:], cache) > 50 * work_units(runs[:1], cache)
     # the two-layer estimate is unchanged by the depth terms
     flat = plan_sweep(_PLAIN, calibrate=Calibration.fixed(constants), devices={"auto": "cpu"})
     assert flat.batches[0].flops == 5 * 4 * 16 * 8 * 5

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ntkdyn.experiments._shards import parse_shard, shard_batches
+from ntkdyn.experiments._shards import parse_shard, shard_batches, work_units
 from ntkdyn.experiments.config import config_dict, load_config
 from ntkdyn.experiments.runs import DataCache, expand_runs, plan_batches
 from ntkdyn.experiments.store import Store
@@ -83,20 +83,21 @@ def test_a_changed_or_removed_finished_run_is_refused_with_its_ids(copy, change,
 
 
 def test_shards_partition_the_batches_deterministically_and_balanced():
-    runs = expand_runs(load_config(WIDER))
-    batches = plan_batches(runs, DataCache(), max_elements=10 * 128)  # small batches: many
+    cache = DataCache()
+    runs = expand_runs(load_config(WIDER), cache=cache)
+    batches = plan_batches(runs, cache, max_elements=10 * 128)  # small batches: many
     assert len(batches) >= 6
     for n in (1, 2, 3, 5):
-        parts = [shard_batches(batches, (i, n)) for i in range(1, n + 1)]
+        parts = [shard_batches(batches, (i, n), cache) for i in range(1, n + 1)]
         ids = [r.id for part in parts for b in part for r in b]
         assert sorted(ids) == sorted(r.id for r in runs)  # each run in exactly one shard
-        assert parts == [shard_batches(batches, (i, n)) for i in range(1, n + 1)]
-        work = [sum(r.width * r.config["steps"] for b in p for r in b) for p in parts]
-        largest = max(sum(r.width * r.config["steps"] for r in b) for b in batches)
+        assert parts == [shard_batches(batches, (i, n), DataCache()) for i in range(1, n + 1)]
+        work = [sum(work_units(b, cache) for b in p) for p in parts]
+        largest = max(work_units(b, cache) for b in batches)
         assert max(work) - min(work) <= largest  # greedy bound of longest-first dealing
     # a batch is never split across shards
     whole = {tuple(r.id for r in b) for b in batches}
-    assert {tuple(r.id for r in b) for b in shard_batches(batches, (2, 3))} <= whole
+    assert {tuple(r.id for r in b) for b in shard_batches(batches, (2, 3), cache)} <= whole
 
 
 def test_two_shards_into_one_directory_complete_the_store_of_one_sweep(tiny, tmp_path):
@@ -146,10 +147,9 @@ def test_dry_run_plans_the_runs_a_resume_would_train_and_writes_nothing(copy, tm
     fresh = tmp_path / "new"
     assert main(["sweep", str(wider), "--out", str(fresh), "--dry-run", "--shard", "1/2"]) == 0
     text = capsys.readouterr().out
-    shard_runs = sum(
-        len(b)
-        for b in shard_batches(plan_batches(expand_runs(load_config(WIDER)), DataCache()), (1, 2))
-    )
+    cache = DataCache()
+    planned = plan_batches(expand_runs(load_config(WIDER), cache=cache), cache)
+    shard_runs = sum(len(b) for b in shard_batches(planned, (1, 2), cache))
     assert f"runs: {shard_runs} (0 done, {shard_runs} to train)" in text, text
     assert not fresh.exists()
     code = main(["sweep", str(wider), "--out", str(fresh), "--dry-run", "--shard", "3/2"])

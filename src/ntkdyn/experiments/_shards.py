@@ -8,17 +8,19 @@ Which batches a shard trains must not depend on the machine it runs on (one shar
 GPU node, another on a CPU node), so shards are cut from the CPU batch plan
 (``runs.MAX_BATCH_ELEMENTS``, or the explicit ``max_batch_elements``): the batches of one
 machine's unsharded sweep on a CPU are exactly the union of its shards' batches, hence
-bit-identical curves. Batches are dealt to shards by longest work first (width x steps), each
-to the least loaded shard, ties to the lowest index: deterministic and balanced.
+bit-identical curves. Batches are dealt to shards by longest work first (:func:`work_units`,
+about the flops of the training steps, computed from the config and the data alone), each to
+the least loaded shard, ties to the lowest index: deterministic and balanced.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from .runs import RunSpec
+from .runs import DataCache, RunSpec
 
-__all__ = ["parse_shard", "shard_batches"]
+__all__ = ["parse_shard", "shard_batches", "work_units"]
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -37,18 +39,32 @@ def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
     return i, n
 
 
-def _work(batch: list[RunSpec]) -> int:
-    return sum(run.width * run.config["steps"] for run in batch)
+def work_units(runs: Iterable[RunSpec], cache: DataCache) -> float:
+    """Work units of ``runs`` (the progress display's, and what shards are balanced on): width x steps x n x (d + 1) per run, about the
+    flops of its training steps (a unit of a notebook run on 600 x 784 MNIST costs thousands of
+    times one of a theory run on 20 x 5 Gaussians: width x steps alone made the ETA of the
+    ``paper`` preset read 5 minutes for 45); a deep run adds 1.5 x width^2 x steps x n per
+    hidden ``m x m`` layer (its ``6 n m^2`` flops per step against the ``4 n m d`` of a
+    first layer, ``_calibrate.step_flops``)."""
+    total = 0.0
+    for run in runs:
+        ds = cache.dataset(run.data_spec)
+        per_row = ds.d + 1 + 1.5 * ((run.depth or 1) - 1) * run.width
+        total += float(run.width) * run.config["steps"] * ds.n * per_row
+    return total
 
 
-def shard_batches(batches: list[list[RunSpec]], shard: tuple[int, int]) -> list[list[RunSpec]]:
+def shard_batches(
+    batches: list[list[RunSpec]], shard: tuple[int, int], cache: DataCache
+) -> list[list[RunSpec]]:
     """The batches of shard ``(i, N)``, in plan order (see the module docstring)."""
     i, n = shard
-    load = [0] * n
+    work = [work_units(batch, cache) for batch in batches]
+    load = [0.0] * n
     owner: dict[int, int] = {}
-    order = sorted(range(len(batches)), key=lambda b: (-_work(batches[b]), b))
+    order = sorted(range(len(batches)), key=lambda b: (-work[b], b))
     for b in order:
         target = min(range(n), key=lambda s: (load[s], s))
         owner[b] = target
-        load[target] += _work(batches[b])
+        load[target] += work[b]
     return [batch for b, batch in enumerate(batches) if owner[b] == i - 1]

@@ -254,7 +254,7 @@ def plan_sweep(
         batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
     else:  # as run_sweep: shards are cut from the CPU plan
         bound = max_batch_elements or MAX_BATCH_ELEMENTS
-        batches = shard_batches(plan_batches(runs, cache, max_elements=bound), shard)
+        batches = shard_batches(plan_batches(runs, cache, max_elements=bound), shard, cache)
         runs = [r for b in batches for r in b]
     finished = set(done)
     pending = [b for b in ([r for r in b if r.id not in finished] for b in batches) if b]

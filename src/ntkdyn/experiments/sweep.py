@@ -31,7 +31,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from ._dask import cluster_environment, dask_batches, dask_client
 from ._existing import check_existing
 from ._lock import out_dir_lock
 from ._setup import check_out_dir, environment, now, resolve_device
-from ._shards import parse_shard, shard_batches
+from ._shards import parse_shard, shard_batches, work_units
 from .config import Config, config_dict, load_config
 from .progress import Progress
 from .records import KernelRecord, RunRecord
@@ -107,21 +107,6 @@ def _reporter(
     if callable(progress):
         return progress
     raise ValueError(f"`progress` must be None, a bool or a callable, got {progress!r}")
-
-
-def _work(runs: Iterable[RunSpec], cache: DataCache) -> float:
-    """The progress display's work units: width x steps x n x (d + 1) per run, about the
-    flops of its training steps (a unit of a notebook run on 600 x 784 MNIST costs thousands of
-    times one of a theory run on 20 x 5 Gaussians: width x steps alone made the ETA of the
-    ``paper`` preset read 5 minutes for 45); a deep run adds 1.5 x width^2 x steps x n per
-    hidden ``m x m`` layer (its ``6 n m^2`` flops per step against the ``4 n m d`` of a
-    first layer, ``_calibrate.step_flops``)."""
-    total = 0.0
-    for run in runs:
-        ds = cache.dataset(run.data_spec)
-        per_row = ds.d + 1 + 1.5 * ((run.depth or 1) - 1) * run.width
-        total += float(run.width) * run.config["steps"] * ds.n * per_row
-    return total
 
 
 def run_sweep(
@@ -194,7 +179,7 @@ def run_sweep(
         batches = plan_batches(runs, cache, max_elements=max_batch_elements, devices=devices)
     else:  # cut from the CPU plan: the same on every machine (_shards)
         bound = max_batch_elements or MAX_BATCH_ELEMENTS
-        batches = shard_batches(plan_batches(runs, cache, max_elements=bound), part)
+        batches = shard_batches(plan_batches(runs, cache, max_elements=bound), part, cache)
     kernels = [_kernel_record(spec, cache) for spec in specs.values()]
 
     with contextlib.ExitStack() as stack:
@@ -244,7 +229,7 @@ def run_sweep(
         mine = [r for b in batches for r in b]  # the runs of this sweep (of its shard)
         skipped = sum(r.id in done for r in mine)
         report = _reporter(
-            progress, len(mine), _work((r for b in pending for r in b), cache), len(pending)
+            progress, len(mine), work_units((r for b in pending for r in b), cache), len(pending)
         )
         counts = _train_pending(store, pending, cache, devices, client, where, report, skipped)
     return SweepResult(
@@ -274,7 +259,7 @@ def _train_pending(
     (trained, diverged)."""
     bar = report if isinstance(report, Progress) else None
     total = skipped + sum(len(b) for b in pending)
-    weights = [_work(b, cache) for b in pending]
+    weights = [work_units(b, cache) for b in pending]
     on_step = on_tick = None
     if bar is not None:
         bar.update(skipped, 0.0, force=True)  # the starting point (skipped on resume)
