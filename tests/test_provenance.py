@@ -21,8 +21,9 @@ from ntkdyn import load_dataset
 from ntkdyn.cli import main
 from ntkdyn.data import Dataset
 from ntkdyn.experiments import runs as runs_module
+from ntkdyn.experiments._existing import check_data_hashes
 from ntkdyn.experiments.config import load_config
-from ntkdyn.experiments.runs import check_data_hashes, expand_runs, sweep_size
+from ntkdyn.experiments.runs import expand_runs, sweep_size
 from ntkdyn.experiments.store import STORE_NAME, Store
 from ntkdyn.experiments.sweep import run_sweep
 

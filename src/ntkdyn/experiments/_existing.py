@@ -6,19 +6,20 @@ only the new runs, the meta takes the new config). A finished run the config no 
 (its settings changed, so its id did, or it was removed) is never deleted silently: the sweep
 is refused with the ids involved. Without ``--resume`` or ``--fresh`` a store holding finished
 runs is refused; ``--resume`` on data whose content changed is refused
-(``runs.check_data_hashes``).
+(:func:`check_data_hashes`, against the ``data_hashes`` meta that :func:`data_hashes` writes).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from .runs import check_data_hashes
+from .config import RunData
+from .runs import DataCache
 from .store import Store
 
-__all__ = ["check_existing", "id_preview"]
+__all__ = ["check_data_hashes", "check_existing", "data_hashes", "id_preview"]
 
 #: Ids named in a message before "and N more".
 _IDS_SHOWN = 5
@@ -68,3 +69,41 @@ def check_existing(
             "them and train the rest, or --fresh to delete them and start over"
         )
     return done
+
+
+def data_hashes(specs: Iterable[RunData], cache: DataCache) -> dict[str, str]:
+    """Data key -> ``Dataset.content_hash`` of the data its runs train on."""
+    return {spec.key: cache.dataset(spec).content_hash() for spec in specs}
+
+
+def check_data_hashes(
+    stored: str | None, current: Mapping[str, str], specs: Mapping[str, RunData], out: str
+) -> None:
+    """Refuse to resume on data that differ from those the finished runs trained on.
+
+    ``stored`` is the store's ``data_hashes`` meta (JSON); None (an older store) or a key
+    missing from it is accepted: there is nothing to compare with.
+    """
+    if stored is None:
+        return
+    try:
+        before = json.loads(stored)
+    except ValueError:
+        before = None
+    if not isinstance(before, dict):
+        raise ValueError(
+            f"`data_hashes` of the store in `--out` {out!r} is not a JSON table; "
+            "use --fresh or another --out directory"
+        )
+    for key, digest in current.items():
+        if key in before and before[key] != digest:
+            from ..data import parse_data_spec
+
+            path = parse_data_spec(specs[key].data).path
+            where = f" (file {path!r})" if path is not None else ""
+            raise ValueError(
+                f"`data` {specs[key].data!r}{where} changed since the finished runs in "
+                f"`--out` {out!r} were trained (content sha256 {str(before[key])[:12]}... is "
+                f"now {digest[:12]}...); use --fresh to delete those runs and train again, or "
+                "another --out directory"
+            )

@@ -20,7 +20,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,11 +43,9 @@ __all__ = [
     "DataCache",
     "RunConfigView",
     "RunSpec",
-    "check_data_hashes",
     "check_networks_fit",
     "check_size",
     "choice_rule",
-    "data_hashes",
     "data_key",
     "expand_runs",
     "network_elements",
@@ -379,44 +377,6 @@ def check_size(config: Config, *, confirm_large: bool) -> None:
         f"with an estimated work of {work:.3g} width x steps (limit MAX_WORK = {MAX_WORK:.3g}); "
         "check its grids, or add --yes (confirm_large=True) to run it anyway"
     )
-
-
-def data_hashes(specs: Iterable[RunData], cache: DataCache) -> dict[str, str]:
-    """Data key -> ``Dataset.content_hash`` of the data its runs train on."""
-    return {spec.key: cache.dataset(spec).content_hash() for spec in specs}
-
-
-def check_data_hashes(
-    stored: str | None, current: Mapping[str, str], specs: Mapping[str, RunData], out: str
-) -> None:
-    """Refuse to resume on data that differ from those the finished runs trained on.
-
-    ``stored`` is the store's ``data_hashes`` meta (JSON); None (an older store) or a key
-    missing from it is accepted: there is nothing to compare with.
-    """
-    if stored is None:
-        return
-    try:
-        before = json.loads(stored)
-    except ValueError:
-        before = None
-    if not isinstance(before, dict):
-        raise ValueError(
-            f"`data_hashes` of the store in `--out` {out!r} is not a JSON table; "
-            "use --fresh or another --out directory"
-        )
-    for key, digest in current.items():
-        if key in before and before[key] != digest:
-            from ..data import parse_data_spec
-
-            path = parse_data_spec(specs[key].data).path
-            where = f" (file {path!r})" if path is not None else ""
-            raise ValueError(
-                f"`data` {specs[key].data!r}{where} changed since the finished runs in "
-                f"`--out` {out!r} were trained (content sha256 {str(before[key])[:12]}... is "
-                f"now {digest[:12]}...); use --fresh to delete those runs and train again, or "
-                "another --out directory"
-            )
 
 
 def check_networks_fit(runs: list[RunSpec], cache: DataCache) -> None:

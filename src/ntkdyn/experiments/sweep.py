@@ -4,7 +4,7 @@ Order of work (docs/design.md, "Data flow of the main job"; "Reliability rules")
 
 1. validate everything first (config, its size: ``runs.check_size``, data specs, data-driven
    parameters, devices, the out dir and, when it already holds a store, its schema, config
-   and, on resume, the content hashes of the data: ``runs.check_data_hashes``); a bad input
+   and, on resume, the content hashes of the data: ``_existing.check_data_hashes``); a bad input
    raises ValueError naming the field and nothing is created;
 2. create ``DIR/results.sqlite``, write meta (config, environment, ``data_hashes``: data key
    -> content hash, JSON) and the ``H^inf`` spectra;
@@ -40,7 +40,7 @@ import numpy as np
 
 from ._backends import Backend, Finished, local_batches
 from ._dask import cluster_environment, dask_batches, dask_client
-from ._existing import check_existing
+from ._existing import check_existing, data_hashes
 from ._lock import out_dir_lock
 from ._setup import check_out_dir, environment, now, resolve_device
 from ._shards import parse_shard, shard_batches, work_units
@@ -54,7 +54,6 @@ from .runs import (
     RunSpec,
     check_networks_fit,
     check_size,
-    data_hashes,
     expand_runs,
     plan_batches,
 )
