@@ -166,6 +166,30 @@ def test_the_analytic_band_holds(must_hold_runs):
         assert err_inf is not None and err_inf <= depth_band(a.config["depth"], limit=True)
 
 
+def _errors_against_depth2(config: dict, analyses) -> list[float | None]:
+    """Each run's relative error against the depth-2 analytic NTK with its own e0 (the wrong
+    kernel for a depth-3 network), as the claim measures it."""
+    import torch
+
+    from ntkdyn.experiments._batch import build_network
+    from ntkdyn.experiments.runs import DataCache, expand_runs
+    from ntkdyn.optim.rules import parse
+    from ntkdyn.prediction import KernelModel, predict_curves
+    from ntkdyn.report.summary import REL_HORIZON, prediction_error
+
+    cache = DataCache()
+    runs = {r.id: r for r in expand_runs(config, cache=cache)}
+    errors = []
+    for a in analyses:
+        run = runs[a.record.id]
+        ds = cache.dataset(run.data_spec)
+        f0 = build_network(run, ds.d)(torch.as_tensor(np.array(ds.X))).detach().numpy()
+        wrong = KernelModel.from_spectrum(cache.deep_spectrum(run.data_spec, 2), f0 - ds.y, 1.0)
+        pred = predict_curves(wrong, parse(a.rule.spec), a.record.steps).loss
+        errors.append(prediction_error(a.record.losses, pred, horizon=REL_HORIZON, relative=True))
+    return errors
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
@@ -176,26 +200,9 @@ def test_the_analytic_band_holds(must_hold_runs):
     ),
 )
 def test_a_wrong_depths_kernel_leaves_the_analytic_band(must_hold_runs):
-    import torch
-
-    from ntkdyn.experiments._batch import build_network
-    from ntkdyn.experiments.runs import DataCache, expand_runs
-    from ntkdyn.optim.rules import parse
-    from ntkdyn.prediction import KernelModel, predict_curves
-    from ntkdyn.report.summary import REL_HORIZON, prediction_error
-
     # must fail: each depth-3 network against the depth-2 analytic kernel (its own e0)
-    cache = DataCache()
-    runs = {r.id: r for r in expand_runs(_MUST_HOLD, cache=cache)}
-    for a, _, _ in must_hold_runs:
-        if a.config["depth"] != 3:
-            continue
-        run = runs[a.record.id]
-        ds = cache.dataset(run.data_spec)
-        f0 = build_network(run, ds.d)(torch.as_tensor(np.array(ds.X))).detach().numpy()
-        wrong = KernelModel.from_spectrum(cache.deep_spectrum(run.data_spec, 2), f0 - ds.y, 1.0)
-        pred = predict_curves(wrong, parse(a.rule.spec), a.record.steps).loss
-        err = prediction_error(a.record.losses, pred, horizon=REL_HORIZON, relative=True)
+    deep3 = [a for a, _, _ in must_hold_runs if a.config["depth"] == 3]
+    for a, err in zip(deep3, _errors_against_depth2(_MUST_HOLD, deep3), strict=True):
         print(f"depth 3 {a.rule.name} against the depth-2 NTK: rel {err:.3f}")
         assert err is not None and err > depth_band(3, limit=True)
 
@@ -212,29 +219,14 @@ _LADDER = {
 
 @pytest.mark.slow
 def test_c8_refutes_a_wrong_depths_kernel_over_the_width_ladder(tmp_path):
-    import torch
-
-    from ntkdyn.experiments._batch import build_network
-    from ntkdyn.experiments.runs import DataCache, expand_runs
     from ntkdyn.experiments.sweep import run_sweep
-    from ntkdyn.optim.rules import parse
-    from ntkdyn.prediction import KernelModel, predict_curves
     from ntkdyn.report._claim_depth import run_band_error
     from ntkdyn.report.build import analyze_store
-    from ntkdyn.report.summary import REL_HORIZON, prediction_error
 
     run_sweep(_LADDER, tmp_path, progress=False)
     analyses, *_ = analyze_store(tmp_path)
-    cache = DataCache()
-    runs = {r.id: r for r in expand_runs(_LADDER, cache=cache)}
     h0, right, wrong = ({} for _ in range(3))
-    for a in analyses:
-        run = runs[a.record.id]
-        ds = cache.dataset(run.data_spec)
-        f0 = build_network(run, ds.d)(torch.as_tensor(np.array(ds.X))).detach().numpy()
-        kernel = KernelModel.from_spectrum(cache.deep_spectrum(run.data_spec, 2), f0 - ds.y, 1.0)
-        pred = predict_curves(kernel, parse(a.rule.spec), a.record.steps).loss
-        err = prediction_error(a.record.losses, pred, horizon=REL_HORIZON, relative=True)
+    for a, err in zip(analyses, _errors_against_depth2(_LADDER, analyses), strict=True):
         h0.setdefault(a.width, []).append(run_band_error(a))
         right.setdefault(a.width, []).append(run_band_error(a, limit=True))
         wrong.setdefault(a.width, []).append(err)
