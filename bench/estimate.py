@@ -5,6 +5,8 @@ For a reduced slice of the ``paper`` preset (every experiment kept, its steps di
 for the ``quick`` preset (or ``--quick-divisor`` of its steps), prints the time ``plan_sweep``
 projects, then runs ``run_sweep`` on it (silent, into a temporary directory) and prints the
 measured time and the ratio measured / projected (target: within 30%, i.e. 0.77..1.3).
+With ``--workers N`` (the ``distributed`` extra installed) the paper slice also runs on a local
+Dask cluster of N workers and is compared with the projection for N single-thread workers.
 Then prints the projection of the whole ``paper`` and ``theory`` presets on this machine.
 The calibration is the library's own (constants from its calibration runs only).
 """
@@ -20,10 +22,13 @@ import warnings
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
+# bench/ goes after site-packages, where Python put it first: bench/distributed.py must not
+# pass for the `distributed` package
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
 from _common import cpu_model  # noqa: E402
 
-from ntkdyn.experiments import load_config, run_sweep  # noqa: E402
+from ntkdyn.experiments import Backend, load_config, run_sweep  # noqa: E402
 from ntkdyn.experiments.estimate import plan_sweep  # noqa: E402
 from ntkdyn.experiments.presets import get_preset, preset_dict  # noqa: E402
 
@@ -57,24 +62,30 @@ def quick_slice(divisor: int) -> dict:
     return raw
 
 
-def compare(name: str, raw: dict) -> float:
-    """Projection, measurement and their ratio for one config; returns the ratio."""
+def compare(name: str, raw: dict, workers: int = 1) -> float:
+    """Projection, measurement and their ratio for one config (on a local Dask cluster of
+    ``workers`` workers when > 1); returns the ratio."""
     config = load_config(raw)
     start = time.perf_counter()
-    plan = plan_sweep(config)
+    plan = plan_sweep(config, workers=workers)
     planned = time.perf_counter() - start
-    assert plan.seconds is not None
+    projected = plan.parallel_seconds if workers > 1 else plan.seconds
+    assert projected is not None
+    where = f"{workers} Dask workers" if workers > 1 else "local backend"
     print(
-        f"{name}: {plan.total_runs} runs in {len(plan.batches)} batches; projected "
-        f"{plan.seconds:.1f} s (planning with calibration took {planned:.1f} s)",
+        f"{name}, {where}: {plan.total_runs} runs in {len(plan.batches)} batches; projected "
+        f"{projected:.1f} s (planning with calibration took {planned:.1f} s)",
         flush=True,
     )
+    backend = Backend("dask", workers=workers) if workers > 1 else "local"
     with tempfile.TemporaryDirectory() as out:
-        result = run_sweep(config, out, progress=False)
-    ratio = result.elapsed / plan.seconds
+        start = time.perf_counter()
+        run_sweep(config, out, progress=False, backend=backend)
+        measured = time.perf_counter() - start
+    ratio = measured / projected
     ok = "within" if abs(ratio - 1) <= TARGET else "OUTSIDE"
     print(
-        f"{name}: measured {result.elapsed:.1f} s; measured / projected = {ratio:.2f} "
+        f"{name}, {where}: measured {measured:.1f} s; measured / projected = {ratio:.2f} "
         f"({ok} {TARGET:.0%})",
         flush=True,
     )
@@ -86,6 +97,7 @@ def main() -> None:
     parser.add_argument("--divisor", type=int, default=50, help="paper slice: steps / this")
     parser.add_argument("--seeds", type=int, default=1, help="paper slice: seeds kept")
     parser.add_argument("--quick-divisor", type=int, default=10, help="quick: steps / this")
+    parser.add_argument("--workers", type=int, default=1, help="also on N Dask workers")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # the presets' expected warnings (HOM b1 + b2 = 1)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -95,6 +107,12 @@ def main() -> None:
         f"paper slice (steps / {args.divisor}, {args.seeds} seeds)",
         paper_slice(args.divisor, args.seeds),
     )
+    if args.workers > 1:
+        compare(
+            f"paper slice (steps / {args.divisor}, {args.seeds} seeds)",
+            paper_slice(args.divisor, args.seeds),
+            workers=args.workers,
+        )
     compare(f"quick (steps / {args.quick_divisor})", quick_slice(args.quick_divisor))
     for name in ("paper", "theory"):
         plan = plan_sweep(get_preset(name))

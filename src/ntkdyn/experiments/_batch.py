@@ -113,6 +113,13 @@ def build_network(run: RunSpec, d: int) -> nn.Module:
     )
 
 
+def diagnosed(batch: list[RunSpec]) -> bool:
+    """Whether the engine takes diagnostics for ``batch``: a deep network's checkpoint Gram
+    forms its whole Jacobian (n x all weights: GBs at m = 4096), so only where the config asks
+    for checkpoints; a two-layer batch always (its first and last step at least)."""
+    return batch[0].depth is None or batch[0].config["diagnostics_every"] is not None
+
+
 def train_batch(
     batch: list[RunSpec],
     cache: DataCache,
@@ -143,9 +150,7 @@ def train_batch(
         dtype=first["dtype"],
         device=devices[first["device"]],
         diagnostics_every=first["diagnostics_every"],
-        # a deep network's checkpoint Gram forms its whole Jacobian (n x all weights: GBs at
-        # m = 4096): only where the config asks for checkpoints
-        diagnostics=batch[0].depth is None or first["diagnostics_every"] is not None,
+        diagnostics=diagnosed(batch),
         progress=progress,
     )
     records = []

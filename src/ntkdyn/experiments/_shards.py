@@ -45,7 +45,7 @@ def work_units(runs: Iterable[RunSpec], cache: DataCache) -> float:
     times one of a theory run on 20 x 5 Gaussians: width x steps alone made the ETA of the
     ``paper`` preset read 5 minutes for 45); a deep run adds 1.5 x width^2 x steps x n per
     hidden ``m x m`` layer (its ``6 n m^2`` flops per step against the ``4 n m d`` of a
-    first layer, ``_calibrate.step_flops``)."""
+    first layer, ``_cost.step_flops``)."""
     total = 0.0
     for run in runs:
         ds = cache.dataset(run.data_spec)

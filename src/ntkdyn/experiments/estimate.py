@@ -2,28 +2,35 @@
 memory, and the time they should take on this machine. Nothing is written or trained.
 
 Cost model of one batch of ``N`` runs, total width ``M``, ``n`` rows, ``d`` inputs, ``S``
-steps (constants per step class, ``_calibrate.StepClass``: device, dtype, threads, mode,
+steps (constants per step class, ``_cost.StepClass``: device, dtype, threads, mode,
 loss, data shape, rule, path)::
 
     train  = S * (step_overhead + F * seconds_per_flop) + batch_overhead + U * unit_setup
     F      = 4 M n d'  (forward + backward products, d' = d + 1 with the notebook bias)
              + 6 n sum (L - 1) m^2   (deep runs: the hidden m x m layers of each network)
              2 M n^2   (reparametrised path, n < d: one product per step)
-    checks = checkpoints * (2 U n^2 * seconds_per_flop + N n^3 * eig_per_n3)
+    checks = C * U * checkpoint_per_unit + (2 C - 1) N n^3 * eig_per_n3
+             (C checkpoints: the first and last step of every diagnosed batch, and every
+             ``diagnostics_every``-th; a Gram each, one eigendecomposition at the first and
+             two at the others)
     runs   = sum over runs of kernel_overhead + units * kernel_per_unit
              + S * predict_per_step (runs that predict)
 
-where a run's ``units`` are ``_calibrate.kernel_units`` (its width; a deep run adds
+where a run's ``units`` are ``_cost.kernel_units`` (its width; a deep run adds
 ``m^2 / max(n, d)`` per hidden ``m x m`` layer) and ``U`` their sum over the batch.
 
 ``seconds_per_flop`` holds the whole step (products and elementwise work, which grows with
 ``M n`` as the products do), measured by a few real steps of ``ntkdyn.training.train`` on one
 network of about ``_calibrate.CALIBRATION_ELEMENTS`` width x max(n, d) elements of the class's
-own data, dtype and device; the kernel model at initialisation (empirical Gram, ``eigh``) and
-the predictions are timed on the same data. The sweep's own set-up (expanding the config, the
+own data, dtype and device, without diagnostics (one more call with them gives the
+checkpoints' cost, less their eigendecompositions, timed alone); the kernel model at
+initialisation (empirical Gram, ``eigh``) and the predictions are timed on the same data. The sweep's own set-up (expanding the config, the
 ``H^inf`` spectra) is measured while planning and added once. With ``workers > 1`` the
-constants are measured with one intra-op thread and the batches are placed on the workers
-longest first (LPT), whose largest load is the estimate.
+constants are measured as the workers run: by as many single-thread processes at once as there
+are workers (at most one per core of this machine; ``_calibrate_workers``), and the batches are
+placed on the workers longest first (LPT), whose largest load is the estimate. Workers of a
+local cluster beyond one per core add no speed, so at most that many take batches; the workers
+of a scheduler are taken to have a core each.
 
 Limits: a step class is calibrated once per process, at one width, so a machine whose load
 changes afterwards is not followed; the cost per flop is taken as independent of the width
@@ -39,25 +46,27 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .._budget import format_bytes, network_bytes
+from .._budget import network_bytes
 from .._validate import integer
 from ..conventions import itemsize
 from ._backends import Backend
-from ._calibrate import (
+from ._batch import diagnosed
+from ._calibrate import calibrate_classes
+from ._calibrate_workers import calibrate_workers
+from ._cost import (
     Calibration,
     MachineConstants,
     StepClass,
-    calibrate_classes,
     deep_squares,
     kernel_units,
     step_class,
 )
-from ._calibrate import step_flops as _step_flops
+from ._cost import step_flops as _step_flops
 from ._setup import resolve_device
 from ._shards import parse_shard, shard_batches
+from ._sweep_plan import TEXT_BATCH_LINES, BatchPlan, SweepPlan
 from .config import Config, load_config
 from .runs import (
     MAX_BATCH_ELEMENTS,
@@ -71,6 +80,7 @@ from .runs import (
 from .store import STORE_NAME, Store
 
 __all__ = [
+    "TEXT_BATCH_LINES",
     "BatchPlan",
     "dry_run",
     "Calibration",
@@ -78,132 +88,6 @@ __all__ = [
     "SweepPlan",
     "plan_sweep",
 ]
-
-#: Batches listed one per line up to this many; above, one line per experiment group.
-TEXT_BATCH_LINES = 40
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    """One pending engine batch (one ``ntkdyn.training.train`` call).
-
-    Attributes:
-        experiments: the experiment ids of its runs, in order; ``runs``: how many.
-        width: total width; ``n``, ``d``: data rows and inputs; ``steps``; ``dtype``;
-        device: resolved; ``optimizer``: rule name; ``family``: the rule's family;
-        memory_bytes: ``_budget.network_bytes`` summed over its networks; ``flops``:
-            matrix-product flops of its training steps; ``seconds``: estimate on this machine
-            (None without calibration); ``worker_seconds``: the same on one single-thread
-            worker (None unless planned for workers).
-    """
-
-    experiments: tuple[str, ...]
-    runs: int
-    width: int
-    n: int
-    d: int
-    steps: int
-    dtype: str
-    device: str
-    optimizer: str
-    family: str
-    memory_bytes: int
-    flops: int
-    seconds: float | None
-    worker_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """What a sweep would do (module docstring); :meth:`text` and :meth:`as_dict` show it."""
-
-    config: str
-    total_runs: int
-    done_runs: int
-    batches: tuple[BatchPlan, ...]
-    setup_seconds: float
-    calibration_seconds: float
-    threads: int
-    workers: int
-    seconds: float | None
-    parallel_seconds: float | None
-
-    @property
-    def to_train(self) -> int:
-        """Runs that would be trained."""
-        return self.total_runs - self.done_runs
-
-    @property
-    def peak_memory_bytes(self) -> int:
-        """Memory of the largest batch (0 with nothing to train)."""
-        return max((b.memory_bytes for b in self.batches), default=0)
-
-    def as_dict(self) -> dict:
-        """Plain data for ``--json`` (every field, the batches as a list of dicts)."""
-        out = asdict(self)
-        out["batches"] = [asdict(b) for b in self.batches]
-        out["to_train"] = self.to_train
-        out["peak_memory_bytes"] = self.peak_memory_bytes
-        return out
-
-    def text(self) -> str:
-        """A compact table (one line per batch up to :data:`TEXT_BATCH_LINES`, else one per
-        experiment group) ending with the totals."""
-        head = f"{'batch':>5}  {'experiments':<16} {'runs':>4} {'width':>8} {'n':>5} {'d':>4} "
-        head += f"{'steps':>6} {'dtype':<7} {'device':<6} {'optimizer':<16} {'memory':>9} "
-        head += f"{'estimate':>9}"
-        lines = [f"sweep {self.config!r}: dry run, nothing is trained or written", head]
-        rows = [(str(i + 1), [b]) for i, b in enumerate(self.batches)]
-        if len(self.batches) > TEXT_BATCH_LINES:
-            groups: dict[tuple[str, ...], list[BatchPlan]] = {}
-            for b in self.batches:
-                groups.setdefault(b.experiments, []).append(b)
-            rows = [(f"x{len(g)}", g) for g in groups.values()]
-        for label, group in rows:
-            b = group[0]
-            secs = [x.seconds for x in group]
-            est = None if None in secs else sum(s for s in secs if s is not None)
-            lines.append(
-                f"{label:>5}  {_clip('+'.join(b.experiments), 16):<16} "
-                f"{sum(x.runs for x in group):>4} {sum(x.width for x in group):>8} {b.n:>5} "
-                f"{b.d:>4} {b.steps:>6} {b.dtype:<7} {b.device:<6} {_clip(b.optimizer, 16):<16} "
-                f"{format_bytes(max(x.memory_bytes for x in group)):>9} {_duration(est):>9}"
-            )
-        lines.append(
-            f"runs: {self.total_runs} ({self.done_runs} done, {self.to_train} to train) in "
-            f"{len(self.batches)} batches; largest batch {format_bytes(self.peak_memory_bytes)}"
-        )
-        if self.seconds is None:
-            lines.append("estimated time: not calibrated")
-        else:
-            lines.append(
-                f"estimated time on this machine: {_duration(self.seconds)} "
-                f"({self.threads} threads; set-up {_duration(self.setup_seconds)}, "
-                f"calibration took {_duration(self.calibration_seconds)})"
-            )
-        if self.workers > 1 and self.parallel_seconds is not None:
-            lines.append(
-                f"with {self.workers} single-thread workers: {_duration(self.parallel_seconds)} "
-                "(longest batches first)"
-            )
-        return "\n".join(lines)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "~"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
 
 # --------------------------------------------------------------------------------------------
 # Planning.
@@ -217,6 +101,7 @@ def plan_sweep(
     devices: dict[str, str] | None = None,
     calibrate: bool | Calibration = True,
     workers: int = 1,
+    workers_here: bool = True,
     shard: tuple[int, int] | None = None,
 ) -> SweepPlan:
     """The plan of ``run_sweep`` on ``config`` (module docstring); writes nothing.
@@ -230,6 +115,8 @@ def plan_sweep(
             uses its constants (e.g. ``Calibration.fixed(MachineConstants(...))``); False
             plans without times.
         workers: with N > 1, also the time on N single-thread workers.
+        workers_here: the workers run on this machine (a local cluster): at most one per core
+            takes batches. False: each has a core of its own (a scheduler's workers).
         shard: ``(i, N)``: only the batches of shard i of N (``_shards``, as ``run_sweep``).
 
     Returns:
@@ -261,22 +148,34 @@ def plan_sweep(
     setup = time.perf_counter() - start
 
     threads = torch.get_num_threads()
-    counts = [threads] + ([1] if workers > 1 else [])
+    concurrent = min(workers, os.cpu_count() or 1)
+    slots = concurrent if workers_here else workers
     calibration = calibrate if isinstance(calibrate, Calibration) else None
     if calibrate is True:
-        classes: dict[StepClass, list[list[RunSpec]]] = {}
+        local: dict[StepClass, list[list[RunSpec]]] = {}
+        on_workers: dict[StepClass, list[list[RunSpec]]] = {}
         for batch in pending:
-            for t in counts:
-                cls = step_class(batch[0], cache, devices[batch[0].config["device"]], t)
-                classes.setdefault(cls, []).append(batch)
-        calibration = calibrate_classes(classes.items(), cache)
+            device = devices[batch[0].config["device"]]
+            local.setdefault(step_class(batch[0], cache, device, threads), []).append(batch)
+            if workers > 1:
+                cls = step_class(batch[0], cache, device, 1, concurrent)
+                on_workers.setdefault(cls, []).append(batch)
+        calibration = calibrate_classes(local.items(), cache)
+        if on_workers:
+            measured = calibrate_workers(on_workers.items(), cache)
+            calibration = Calibration(
+                {**calibration.classes, **measured.classes},
+                seconds=calibration.seconds + measured.seconds,
+            )
 
-    plans = [_batch_plan(b, cache, devices, threads, workers, calibration) for b in pending]
+    plans = [
+        _batch_plan(b, cache, devices, threads, workers, calibration, concurrent) for b in pending
+    ]
     seconds = parallel = None
     if calibration is not None:
         seconds = setup + sum(b.seconds or 0.0 for b in plans)
         if workers > 1:
-            parallel = setup + _lpt([b.worker_seconds or 0.0 for b in plans], workers)
+            parallel = setup + _lpt([b.worker_seconds or 0.0 for b in plans], slots)
     return SweepPlan(
         config=loaded.name,
         total_runs=len(runs),
@@ -288,6 +187,8 @@ def plan_sweep(
         workers=workers,
         seconds=seconds,
         parallel_seconds=parallel,
+        worker_slots=slots if workers > 1 else 1,
+        every_core_busy=workers > 1 and workers_here and workers >= (os.cpu_count() or 1),
     )
 
 
@@ -309,9 +210,9 @@ def batch_seconds(
     flops = _step_flops(cls, width, deep_squares(batch))
     train = steps * (c.step_overhead + flops * c.seconds_per_flop)
     train += c.batch_overhead + sum(units) * c.unit_setup
-    checks = checkpoints * (
-        2 * sum(units) * cls.n**2 * c.seconds_per_flop + len(batch) * cls.n**3 * c.eig_per_n3
-    )
+    # a network's Gram at every checkpoint; its eigenvalues, and from the second on its change's
+    checks = checkpoints * sum(units) * c.checkpoint_per_unit
+    checks += max(2 * checkpoints - 1, 0) * len(batch) * cls.n**3 * c.eig_per_n3
     per_run = sum(
         c.kernel_overhead
         + u * c.kernel_per_unit
@@ -321,11 +222,13 @@ def batch_seconds(
     return train + checks + per_run
 
 
-def _checkpoints(steps: int, every: int | None) -> int:
-    """Checkpoints of the engine's loop (``training.engine``: 0, the last step, every k)."""
-    if every is None:
-        return 0
-    return len({0, steps} | set(range(0, steps + 1, every)))
+def _checkpoints(batch: list[RunSpec]) -> int:
+    """Checkpoints of the engine's loop for ``batch`` (``training.engine.checkpoint_steps``;
+    none where ``_batch.diagnosed`` is False)."""
+    from ..training.engine import checkpoint_steps
+
+    cfg = batch[0].config
+    return len(checkpoint_steps(cfg["steps"], cfg["diagnostics_every"])) if diagnosed(batch) else 0
 
 
 def _batch_plan(
@@ -335,6 +238,7 @@ def _batch_plan(
     threads: int,
     workers: int,
     calibration: Calibration | None,
+    concurrent: int = 1,
 ) -> BatchPlan:
     first = batch[0]
     cfg = first.config
@@ -348,12 +252,12 @@ def _batch_plan(
     )
     width = sum(r.width for r in batch)
     cls = step_class(first, cache, device, threads)
-    ck = _checkpoints(cfg["steps"], cfg["diagnostics_every"])
+    ck = _checkpoints(batch)
     seconds = worker = None
     if calibration is not None:
         seconds = batch_seconds(batch, cls, calibration.constants(cls), ck)
         if workers > 1:
-            single = step_class(first, cache, device, 1)
+            single = step_class(first, cache, device, 1, concurrent)
             worker = batch_seconds(batch, single, calibration.constants(single), ck)
     return BatchPlan(
         experiments=tuple(dict.fromkeys(r.experiment for r in batch)),
@@ -393,9 +297,10 @@ def dry_run(
         with Store(store, readonly=True, check=True) as existing:
             done = existing.finished_ids()
     workers = backend.workers or 1
-    if backend.scheduler is not None:  # how many workers it has now (and that it answers)
+    here = backend.scheduler is None
+    if not here:  # how many workers it has now (and that it answers)
         from ._dask import dask_client
 
         with dask_client(workers=None, scheduler=backend.scheduler, threads=1, gpu=False) as c:
             workers = max(len(c.scheduler_info().get("workers", {})), 1)
-    return plan_sweep(loaded, done=done, workers=workers, shard=part)
+    return plan_sweep(loaded, done=done, workers=workers, workers_here=here, shard=part)

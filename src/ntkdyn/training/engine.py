@@ -49,7 +49,13 @@ from .generic import GenericEnsemble
 from .loop import BatchRun, run_batch
 from .result import RunResult
 
-__all__ = ["train"]
+__all__ = ["checkpoint_steps", "train"]
+
+
+def checkpoint_steps(steps: int, every: int | None) -> set[int]:
+    """The steps at which :func:`train` takes its diagnostics: the first and the last, and
+    every multiple of ``every``."""
+    return {0, steps} | (set(range(0, steps + 1, every)) if every else set())
 
 
 def _group_key(model: nn.Module, rule: Rule, fast: bool) -> tuple:
@@ -180,9 +186,7 @@ def train(
             check_custom_loss(loss, T)
             target_of[columns, scalar] = T
 
-    checkpoints = {0, steps} | (set(range(0, steps + 1, every)) if every else set())
-    if not diagnostics:
-        checkpoints = set()
+    checkpoints = checkpoint_steps(steps, every) if diagnostics else set()
     results: list[RunResult | None] = [None] * len(models)
     with torch.no_grad(), matmul_precision(precision.tf32 or allow_tf32):
         for g, (key, idx) in enumerate(groups.items()):
