@@ -142,7 +142,10 @@ def test_bad_workers_are_refused(workers):
         _plan(workers=workers)
 
 
-@pytest.mark.parametrize(("field", "value"), [("done", "abc"), ("done", [1]), ("calibrate", 3)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("done", "abc"), ("done", [1]), ("calibrate", 3), ("workers_here", "yes")],
+)
 def test_bad_done_or_calibration_is_refused(field, value):
     with pytest.raises(ValueError, match=f"`{field}`"):
         _plan(**{field: value})

@@ -185,22 +185,17 @@ def spaces(lam: np.ndarray, *, coarse: bool = False) -> dict[str, Space]:
         GD.name: Space(
             GD.name, np.array([0.0]), np.array([1.0]), grids[GD.name], np.array([1 / 32]), gd
         ),
-        HeavyBall.name: Space(
-            HeavyBall.name,
-            np.array([u_low, 0.0]),
-            np.array([0.0, 1.0]),
-            grids[HeavyBall.name],
-            np.array([d_u, 1 / 16]),
-            momentum(HeavyBall),
-        ),
-        NesterovSC.name: Space(
-            NesterovSC.name,
-            np.array([u_low, 0.0]),
-            np.array([0.0, 1.0]),
-            grids[NesterovSC.name],
-            np.array([d_u, 1 / 16]),
-            momentum(NesterovSC),
-        ),
+        **{
+            cls.name: Space(  # one momentum beta and the step: the same space for HB and NAG-SC
+                cls.name,
+                np.array([u_low, 0.0]),
+                np.array([0.0, 1.0]),
+                grids[cls.name],
+                np.array([d_u, 1 / 16]),
+                momentum(cls),
+            )
+            for cls in (HeavyBall, NesterovSC)
+        },
         Nesterov.name: Space(
             Nesterov.name,
             np.array([-1.0, 0.0]),

@@ -218,11 +218,6 @@ def measure_class(
         return (w * rows + ((depth or 1) - 1) * w * w) / rows  # kernel_units of a run
 
     unit = max(short - (_SHORT + 1) * step - batch_overhead, 0.0) / units(width)
-    checkpoint = 0.0
-    if diagnosed([run]):  # two checkpoints: 3 eigendecompositions and 2 Grams (training.loop)
-        with_checks = _timed(training_call(cls, run, biggest, cache, _SHORT, True), cls.device, 2)
-        eigs = 3 * _timed(_eigvalsh_call(X), "cpu")
-        checkpoint = max(with_checks - short - eigs, 0.0) / (2 * units(width))
 
     def kernel(w: int):
         model = _network(ds.d, w, cls.mode, depth)
@@ -237,6 +232,11 @@ def measure_class(
         eig = _timed(_eigvalsh_call(X), "cpu") / cls.n**3
         _KERNEL[key] = (k_small, max(k_wide - k_small, 0.0) / (units(wide) - units(1)), eig)
     k_small, per_unit, eig = _KERNEL[key]
+    checkpoint = 0.0
+    if diagnosed([run]):  # two checkpoints: 3 eigendecompositions and 2 Grams (training.loop)
+        with_checks = _timed(training_call(cls, run, biggest, cache, _SHORT, True), cls.device, 2)
+        eigs = 3 * eig * cls.n**3
+        checkpoint = max(with_checks - short - eigs, 0.0) / (2 * units(width))
     predict = 0.0
     predicting = [r for r in runs if r.config["predict"] and r.rule.is_linear]
     if predicting:

@@ -127,6 +127,8 @@ def plan_sweep(
     workers = integer("workers", workers, minimum=1)
     if isinstance(done, str) or not all(isinstance(x, str) for x in done):
         raise ValueError(f"`done` must be a collection of run ids, got {done!r}")
+    if not isinstance(workers_here, bool):
+        raise ValueError(f"`workers_here` must be True or False, got {workers_here!r}")
     if not isinstance(calibrate, (bool, Calibration)):
         raise ValueError(f"`calibrate` must be True, False or a Calibration, got {calibrate!r}")
     start = time.perf_counter()
